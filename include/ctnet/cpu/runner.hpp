@@ -1,0 +1,196 @@
+// ctnet/cpu/runner.hpp — runs a network type on the reference CPU kernels.
+//
+//   weights<net> w;  init_seeded(w, 1);
+//   runner<net> run{w};                              // backend::reference
+//   std::vector<float> logits = run(image);          // image: N x C x H x W floats, N from its size
+//   run.forward(x, y, mode::train, aux_logits);      // batch-norm batch statistics, dropout, aux head
+//
+// Requires: the weights outlive the runner; input size a multiple of the per-sample input size.
+// Guarantees: activations live in one arena laid out by the network's static memory plan,
+// allocated when the batch size changes and reused otherwise. With keep_activations every
+// activation keeps its own buffer, so block_output("Mixed_5b") can be read after a forward.
+// A wrong buffer size throws ctnet::error naming both sizes. Training mode here is the forward
+// pass only: running statistics are not updated.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "../core/error.hpp"
+#include "../core/random.hpp"
+#include "../graph/network.hpp"
+#include "../graph/params.hpp"
+#include "reference.hpp"
+
+namespace ctnet {
+
+enum class mode : unsigned char { eval, train };
+
+namespace backend {
+struct reference {};  // plain loops (cpu/reference.hpp): the oracle
+}  // namespace backend
+
+template <class Net, class Backend = backend::reference>
+class runner;
+
+template <class Net>
+class runner<Net, backend::reference> {
+public:
+    struct options {
+        bool keep_activations = false;  // give every activation its own buffer (debugging, parity)
+        std::uint64_t seed = 0;         // dropout masks in training mode
+    };
+
+    static constexpr shape input = input_shape_v<Net>;
+    static constexpr shape output = output_shape_v<Net>;
+
+    explicit runner(const weights<Net>& w) : runner(w, options{}) {}
+    runner(const weights<Net>& w, options o) : w_{&w}, opt_{o}, rng_{o.seed} {
+        const auto& p = Net::program;
+        offsets_.assign(static_cast<std::size_t>(p.n_bufs), 0);
+        std::size_t unplanned = 0;
+        for (int b = 0; b < p.n_bufs; ++b) {
+            if (p.bufs[b].input) continue;
+            offsets_[b] = opt_.keep_activations ? unplanned : p.bufs[b].offset;
+            unplanned += p.bufs[b].s.size();
+        }
+        per_sample_ = opt_.keep_activations ? unplanned : p.arena;
+    }
+
+    // Batch size is x.size() / input.size(). Returns N x output.size() floats.
+    [[nodiscard]] std::vector<float> operator()(std::span<const float> x, mode m = mode::eval) {
+        std::vector<float> y(batch_of(x) * output.size());
+        forward(x, y, m);
+        return y;
+    }
+
+    // y: N x output.size(); aux (training mode, networks with an aux tap): N x aux size.
+    void forward(std::span<const float> x, std::span<float> y, mode m = mode::eval, std::span<float> aux = {}) {
+        const auto& p = Net::program;
+        const std::size_t n = batch_of(x);
+        expect_size("output", y.size(), n * output.size());
+        if (!aux.empty()) {
+            if (!p.has_aux) throw error("ctnet: runner: aux output requested but the network has no aux tap");
+            if (m != mode::train) throw error("ctnet: runner: the aux output exists only in training mode");
+            expect_size("aux output", aux.size(), n * p.aux.s.size());
+        }
+        const int batch = static_cast<int>(n);
+        if (arena_.size() != n * per_sample_) arena_.assign(n * per_sample_, 0.0F);
+        x_ = x.data();
+        n_ = batch;
+        for (int i = 0; i < p.n_ops; ++i) {
+            const op& o = p.ops[i];
+            if (o.train_only && m != mode::train) continue;
+            run_op(o, m);
+        }
+        cpu::ref::copy(in_view(p.output), {y.data(), output.size(), output}, batch);
+        if (!aux.empty()) cpu::ref::copy(in_view(p.aux), {aux.data(), p.aux.s.size(), p.aux.s}, batch);
+    }
+
+    // The output of a top-level block (a summary row, e.g. "Mixed_6e") from the last forward, for
+    // all N samples; needs keep_activations.
+    [[nodiscard]] std::vector<float> block_output(std::string_view name) const {
+        if (!opt_.keep_activations)
+            throw error("ctnet: runner: block_output needs options{.keep_activations = true}");
+        const auto& p = Net::program;
+        for (int b = 0; b < p.n_blocks; ++b) {
+            if (p.blocks[b].name.view() != name) continue;
+            const value v = p.blocks[b].out;
+            std::vector<float> out(static_cast<std::size_t>(n_) * v.s.size());
+            cpu::ref::copy(in_view(v), {out.data(), v.s.size(), v.s}, n_);
+            return out;
+        }
+        throw error("ctnet: runner: no block named '" + std::string{name} + "'");
+    }
+
+    [[nodiscard]] std::size_t arena_floats() const { return arena_.size(); }
+
+private:
+    [[nodiscard]] static std::size_t batch_of(std::span<const float> x) {
+        if (x.empty() || x.size() % input.size() != 0)
+            throw error("ctnet: runner: input has " + std::to_string(x.size()) +
+                        " floats, not a positive multiple of one sample's " + std::to_string(input.size()) + " (" +
+                        std::to_string(input.c) + "x" + std::to_string(input.h) + "x" + std::to_string(input.w) + ")");
+        return x.size() / input.size();
+    }
+    static void expect_size(const char* what, std::size_t got, std::size_t want) {
+        if (got != want)
+            throw error(std::string{"ctnet: runner: "} + what + " has " + std::to_string(got) + " floats, expected " +
+                        std::to_string(want));
+    }
+
+    [[nodiscard]] float* base(int buf) const {
+        return const_cast<float*>(arena_.data()) + offsets_[buf] * static_cast<std::size_t>(n_);
+    }
+    [[nodiscard]] cpu::ref::out_view view(const value& v) const {
+        const buffer& b = Net::program.bufs[v.buf];
+        if (b.input) return {const_cast<float*>(x_) + v.offset, b.s.size(), v.s};  // read only by contract
+        return {base(v.buf) + v.offset, b.s.size(), v.s};
+    }
+    [[nodiscard]] cpu::ref::in_view in_view(const value& v) const {
+        const cpu::ref::out_view o = view(v);
+        return {o.data, o.stride, o.s};
+    }
+
+    void run_op(const op& o, mode m) {
+        const cpu::ref::in_view x = in_view(o.in);
+        const cpu::ref::out_view y = view(o.out);
+        const float* w = w_->data().data() + o.param_offset;
+        const int c_out = o.out.s.c;
+        switch (o.kind) {
+            case op_kind::conv: {
+                const std::size_t nw = static_cast<std::size_t>(c_out) * o.in.s.c * o.win.kh * o.win.kw;
+                cpu::ref::conv2d(x, y, n_, w, o.bias ? w + nw : nullptr, o.win);
+                break;
+            }
+            case op_kind::batch_norm:
+                if (m == mode::train) {
+                    if (static_cast<std::size_t>(n_) * o.in.s.h * o.in.s.w < 2)
+                        throw error("ctnet: runner: batch_norm '" + std::string{o.path.view()} +
+                                    "' in training mode needs more than one value per channel (batch " +
+                                    std::to_string(n_) + ", input " + std::to_string(o.in.s.h) + "x" +
+                                    std::to_string(o.in.s.w) + ")");
+                    cpu::ref::batch_norm_train(x, y, n_, w, w + c_out, o.eps);
+                } else {
+                    cpu::ref::batch_norm(x, y, n_, w, w + c_out, w + 2 * c_out, w + 3 * c_out, o.eps);
+                }
+                break;
+            case op_kind::relu: cpu::ref::relu(x, y, n_); break;
+            case op_kind::max_pool: cpu::ref::max_pool(x, y, n_, o.win); break;
+            case op_kind::avg_pool: cpu::ref::avg_pool(x, y, n_, o.win, o.count_pad); break;
+            case op_kind::global_avg_pool: cpu::ref::global_avg_pool(x, y, n_); break;
+            case op_kind::linear: {
+                const std::size_t nw = static_cast<std::size_t>(c_out) * o.in.s.c;
+                cpu::ref::linear(x, y, n_, w, o.bias ? w + nw : nullptr);
+                break;
+            }
+            case op_kind::softmax: cpu::ref::softmax(x, y, n_); break;
+            case op_kind::dropout:
+                if (m == mode::train) {
+                    const auto keep = static_cast<float>(1.0 / (1.0 - o.eps));
+                    for (int i = 0; i < n_; ++i)
+                        for (std::size_t j = 0; j < x.s.size(); ++j)
+                            y.sample(i)[j] = rng_.uniform() < o.eps ? 0.0F : x.sample(i)[j] * keep;
+                } else if (x.data != y.data) {
+                    cpu::ref::copy(x, y, n_);
+                }
+                break;
+            case op_kind::channel_affine: cpu::ref::channel_affine(x, y, n_, o.scale, o.shift); break;
+        }
+    }
+
+    const weights<Net>* w_;
+    options opt_;
+    rng rng_;
+    std::vector<std::size_t> offsets_;
+    std::size_t per_sample_ = 0;
+    std::vector<float> arena_;
+    const float* x_ = nullptr;
+    int n_ = 0;
+};
+
+}  // namespace ctnet

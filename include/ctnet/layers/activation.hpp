@@ -1,0 +1,86 @@
+// ctnet/layers/activation.hpp — elementwise and per-sample activations.
+//
+//   relu                 max(x, 0), in place when allowed
+//   softmax              over the features of a flat (K,) input
+//   dropout<P>           identity in eval; in training zeroes with probability P and scales by
+//                        1 / (1 - P) (P a ratio<>, default 1/2)
+//   channel_affine<...>  y = x * scale[c] + shift[c] with constants; see transform_input
+#pragma once
+
+#include "../graph/program.hpp"
+#include "options.hpp"
+
+namespace ctnet {
+
+namespace detail {
+
+template <op_kind Kind>
+struct elementwise_layer {
+    static constexpr ir_size size{1, 1, 0};
+    static constexpr bool elementwise = true;
+    static constexpr shape infer(shape in) { return in; }
+
+    template <class P>
+    static constexpr value lower(P& p, value in, target t) {
+        const value out = p.place_elementwise(in, t, to_string(Kind));
+        p.emit(Kind, in, out);
+        return out;
+    }
+};
+
+}  // namespace detail
+
+struct relu : detail::elementwise_layer<op_kind::relu> {};
+
+struct softmax {
+    static constexpr ir_size size{1, 1, 0};
+    static constexpr bool elementwise = true;
+    static constexpr shape infer(shape in) { return in; }
+
+    template <class P>
+    static constexpr value lower(P& p, value in, target t) {
+        if (!in.s.flat()) p.reject("softmax", "expects a flat input (K,) but got ", in.s, "; insert flatten first");
+        const value out = p.place_elementwise(in, t, "softmax");
+        p.emit(op_kind::softmax, in, out);
+        return out;
+    }
+};
+
+template <class Prob = ratio<1, 2>>
+struct dropout {
+    static_assert(Prob::value >= 0.0 && Prob::value < 1.0, "ctnet::dropout: p must be in [0, 1)");
+    static constexpr ir_size size{1, 1, 0};
+    static constexpr bool elementwise = true;
+    static constexpr shape infer(shape in) { return in; }
+
+    template <class P>
+    static constexpr value lower(P& p, value in, target t) {
+        const value out = p.place_elementwise(in, t, "dropout");
+        p.emit(op_kind::dropout, in, out).eps = Prob::value;
+        return out;
+    }
+};
+
+// torchvision's transform_input: re-normalises an ImageNet-normalised image to the [-1, 1]
+// scaling of the original TF weights: x_c * (std_c / 0.5) + (mean_c - 0.5) / 0.5.
+struct transform_input {
+    static constexpr ir_size size{1, 1, 0};
+    static constexpr bool elementwise = true;
+    static constexpr shape infer(shape in) { return in; }
+
+    template <class P>
+    static constexpr value lower(P& p, value in, target t) {
+        if (in.s.c != 3) p.reject("transform_input", "expects 3 (RGB) channels but got ", in.s);
+        const value out = p.place_elementwise(in, t, "transform_input");
+        op& o = p.emit(op_kind::channel_affine, in, out);
+        constexpr double mean[3] = {0.485, 0.456, 0.406};  // computed in double, as torch does
+        constexpr double stdev[3] = {0.229, 0.224, 0.225};
+        for (int c = 0; c < 3; ++c) {
+            o.scale[c] = static_cast<float>(stdev[c] / 0.5);
+            o.shift[c] = static_cast<float>((mean[c] - 0.5) / 0.5);
+        }
+        return out;
+    }
+};
+
+}  // namespace ctnet

@@ -1,0 +1,163 @@
+// Composition: shapes through seq / concat / node / aux, parameter names, concat without
+// copies, the static memory plan, and the compile-time diagnostics (evaluated as constants
+// here; the compile_fail tests prove they stop a build).
+#include <doctest/doctest.h>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <ctnet/ctnet.hpp>
+
+using namespace ctnet;
+
+namespace {
+
+// A small Inception-style block: 1x1 conv, pooled branch, and a factorized 1x3 / 3x1 pair.
+using mini_body =
+    seq<node<"stem", seq<node<"conv", conv<4, k<3>, pad<1>>>, node<"bn", batch_norm<>>, relu>>,
+        node<"mixed", concat<node<"b1", conv<3, k<1>>>, seq<avg_pool<k<3>, stride<1>, pad<1>>, node<"b2", conv<2, k<1>>>>,
+                             seq<node<"b3_1", conv<2, k<1, 3>, pad<0, 1>>>, node<"b3_2", conv<5, k<3, 1>, pad<1, 0>>>>>>,
+        aux<"head", seq<global_avg_pool, flatten, node<"fc", linear<10, 3>>>>, node<"pool", max_pool<k<2>>>,
+        global_avg_pool, flatten, node<"fc", linear<10, 2>>>;
+using mini = network<shape{2, 6, 6}, mini_body>;
+
+}  // namespace
+
+TEST_CASE("shapes, parameter counts and MACs of a small graph, by hand") {
+    static_assert(output_shape_v<mini> == shape{2});
+    // stem conv 4*2*9 = 72, bn 8; b1 3*4 = 12; b2 2*4 = 8; b3_1 2*4*3 = 24; b3_2 5*2*3 = 30;
+    // head fc 10*3 + 3 = 33; fc 10*2 + 2 = 22
+    CHECK(param_count_v<mini> == 72 + 8 + 12 + 8 + 24 + 30 + 33 + 22);
+    CHECK(storage_count_v<mini> == param_count_v<mini> + 8);  // running mean and var of 4 channels
+    // MACs: stem 4*36*18 = 2592; b1 3*36*4 = 432; b2 2*36*4 = 288; b3_1 2*36*12 = 864; b3_2 5*36*6 = 1080;
+    // fc 20; head fc 30 (training only)
+    CHECK(macs_v<mini> == 2592 + 432 + 288 + 864 + 1080 + 20);
+    CHECK(train_macs_v<mini> == macs_v<mini> + 30);
+    constexpr auto& p = mini::program;
+    CHECK(p.blocks[1].name.view() == "mixed");
+    CHECK(p.blocks[1].out.s == shape{10, 6, 6});
+    CHECK(p.blocks[2].train_only);
+    CHECK(p.aux.s == shape{3});
+}
+
+TEST_CASE("parameter tensors carry torchvision-style dotted names in order") {
+    std::vector<std::string> names;
+    for (const tensor_info& t : weights<mini>::tensors()) names.push_back(t.name);
+    const std::vector<std::string> want = {
+        "stem.conv.weight", "stem.bn.weight", "stem.bn.bias", "stem.bn.running_mean", "stem.bn.running_var",
+        "mixed.b1.weight",  "mixed.b2.weight", "mixed.b3_1.weight", "mixed.b3_2.weight", "head.fc.weight",
+        "head.fc.bias",     "fc.weight",       "fc.bias"};
+    CHECK(names == want);
+    CHECK(weights<mini>::info("mixed.b3_2.weight").dims == std::vector<int>{5, 2, 3, 1});
+    CHECK_THROWS_WITH_AS(static_cast<void>(weights<mini>::info("mixed.b4.weight")), doctest::Contains("mixed.b4.weight"), error);
+}
+
+TEST_CASE("concat: every branch writes its own channel slice of one buffer, no copy") {
+    constexpr auto& p = mini::program;
+    const block& mixed = p.blocks[1];
+    int writers = 0;
+    int expected_offset[] = {0, 3 * 36, 5 * 36};
+    for (int i = mixed.first_op; i < mixed.end_op; ++i) {
+        const op& o = p.ops[i];
+        if (o.out.buf != mixed.out.buf) continue;
+        CHECK(o.kind == op_kind::conv);  // only the last conv of each branch, straight into the slice
+        CHECK(o.out.offset == expected_offset[writers]);
+        ++writers;
+    }
+    CHECK(writers == 3);
+
+    // And the numbers: the concat output equals each branch run as a network of its own.
+    weights<mini> w;
+    init_seeded(w, 3, true);
+    runner<mini> r{w, {.keep_activations = true}};
+    std::vector<float> x(2 * 6 * 6);
+    rng g{11};
+    for (float& v : x) v = static_cast<float>(g.normal());
+    static_cast<void>(r(x));
+    const std::vector<float> stem = r.block_output("stem"), mixed_out = r.block_output("mixed");
+
+    using b3 = network<shape{4, 6, 6}, seq<node<"b3_1", conv<2, k<1, 3>, pad<0, 1>>>, node<"b3_2", conv<5, k<3, 1>, pad<1, 0>>>>>;
+    weights<b3> wb;
+    std::ranges::copy(w["mixed.b3_1.weight"], wb["b3_1.weight"].begin());
+    std::ranges::copy(w["mixed.b3_2.weight"], wb["b3_2.weight"].begin());
+    runner<b3> rb{wb};
+    const std::vector<float> y3 = rb(stem);
+    for (std::size_t j = 0; j < y3.size(); ++j) CHECK(mixed_out[5 * 36 + j] == y3[j]);
+}
+
+TEST_CASE("aux tap: runs in training mode only, its output is the head's") {
+    weights<mini> w;
+    init_seeded(w, 5, true);
+    runner<mini> r{w};
+    std::vector<float> x(3 * 2 * 6 * 6);
+    rng g{2};
+    for (float& v : x) v = static_cast<float>(g.normal());
+    std::vector<float> y(3 * 2), aux(3 * 3);
+    r.forward(x, y, mode::train, aux);
+    bool any_nonzero = false;
+    for (float v : aux) any_nonzero = any_nonzero || v != 0.0F;
+    CHECK(any_nonzero);
+    CHECK_THROWS_WITH_AS(r.forward(x, y, mode::eval, aux), doctest::Contains("only in training mode"), error);
+    std::vector<float> wrong(5);
+    CHECK_THROWS_WITH_AS(r.forward(x, wrong), doctest::Contains("expected 6"), error);
+    CHECK_THROWS_WITH_AS(static_cast<void>(r(std::vector<float>(71))), doctest::Contains("72"), error);
+}
+
+TEST_CASE("memory plan: buffers alive at the same time never share arena space") {
+    auto check_plan = [](const auto& p) {
+        int pairs = 0;
+        for (int a = 0; a < p.n_bufs; ++a)
+            for (int b = a + 1; b < p.n_bufs; ++b) {
+                const buffer &x = p.bufs[a], &y = p.bufs[b];
+                if (x.input || y.input) continue;
+                const bool same_time = x.first <= y.last && y.first <= x.last;
+                const bool same_space = x.offset < y.offset + y.s.size() && y.offset < x.offset + x.s.size();
+                CHECK_FALSE((same_time && same_space));
+                ++pairs;
+            }
+        for (int a = 0; a < p.n_bufs; ++a)
+            if (!p.bufs[a].input) CHECK(p.bufs[a].offset + p.bufs[a].s.size() <= p.arena);
+        return pairs;
+    };
+    CHECK(check_plan(mini::program) > 0);
+    CHECK(check_plan(models::inception_v3<>::program) > 1000);
+    CHECK(activation_bytes_v<models::inception_v3<>> < unplanned_activation_bytes_v<models::inception_v3<>> / 4);
+}
+
+namespace {
+
+// A lowered program is a constant: take the message out as a fixed array for run-time checks.
+template <class Body, shape In>
+std::string message() {
+    constexpr auto p = detail::lower_network<Body, In>();
+    return std::string{p.error.view()};
+}
+
+}  // namespace
+
+TEST_CASE("diagnostics name the layer and both shapes") {
+    using spatial = concat<node<"left", conv<4, k<3>, stride<2>>>, node<"right", conv<4, k<1>>>>;
+    const std::string m1 = message<node<"Mixed_9z", spatial>, shape{3, 9, 9}>();
+    CHECK(m1 == "layer Mixed_9z (concat): branch 2 [right] outputs (4,9,9) but branch 1 [left] outputs (4,4,4); "
+                "spatial sizes must agree");
+
+    const std::string m2 = message<node<"big", conv<1, k<5>>>, shape{1, 3, 4}>();
+    CHECK(m2 == "layer big (conv): kernel 5x5 is larger than the padded input 3x4 (input (1,3,4))");
+
+    const std::string m3 = message<seq<flatten, node<"fc", linear<10, 2>>>, shape{2, 2, 2}>();
+    CHECK(m3 == "layer fc (linear): expects (10,) but got (8,)");
+
+    const std::string m4 = message<node<"fc", linear<8, 2>>, shape{2, 2, 2}>();
+    CHECK(m4 == "layer fc (linear): expects a flat input (8,) but got (2,2,2); insert flatten first");
+
+    const std::string m5 = message<seq<node<"a", conv<1>>, node<"a", conv<1>>>, shape{1, 2, 2}>();
+    CHECK(m5.find("layer a (conv): this path already names the parameters of a conv") == 0);
+
+    const std::string m6 = message<seq<require_input<"toy", 3, 8, 8>, relu>, shape{3, 7, 9}>();
+    CHECK(m6 == "layer <input> (input): toy needs an input of 3 channels and at least 8x8 but got (3,7,9)");
+
+    CHECK(message<mini_body, shape{2, 6, 6}>().empty());
+    static_assert(detail::lower_network<mini_body, shape{2, 6, 6}>().ok());
+    static_assert(!detail::lower_network<mini_body, shape{2, 1, 1}>().ok());
+}
