@@ -6,8 +6,11 @@ set -euo pipefail
 packages=(
   g++ cmake make
   libxtensor-dev libxsimd-dev   # containers and SIMD (CPU kernels)
+  nlohmann-json3-dev            # safetensors headers (io/)
+  libstb-dev                    # JPEG / PNG decoding (io/image.hpp)
   doctest-dev                   # unit tests
   libbenchmark-dev              # bench/
+  python3-torch python3-torchvision python3-numpy   # parity references (tools/*.py, /usr/bin/python3)
 )
 
 missing=()

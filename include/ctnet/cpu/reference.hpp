@@ -77,8 +77,11 @@ inline void batch_norm(in_view x, out_view y, int n, const float* weight, const 
     }
 }
 
-// Training mode: statistics of this batch (mean and biased variance over N, H, W, in double).
-// Writes them to batch_mean / batch_var when given (the caller updates running statistics).
+// Training mode: statistics of this batch (mean and biased variance over N, H, W, accumulated
+// in double). Then, as torch does, the per-channel affine y = x * a + b with a = invstd * weight
+// and b = bias - mean * a in float: with few values per channel (the aux head's 1x1 maps) the
+// result is ill-conditioned, and the same formula keeps us within rounding of torch.
+// Writes the statistics to batch_mean / batch_var when given (for running-statistics updates).
 inline void batch_norm_train(in_view x, out_view y, int n, const float* weight, const float* bias, double eps,
                              float* batch_mean = nullptr, float* batch_var = nullptr) {
     const std::size_t plane = static_cast<std::size_t>(x.s.h) * x.s.w;
@@ -94,15 +97,16 @@ inline void batch_norm_train(in_view x, out_view y, int n, const float* weight, 
                 const double d = x.sample(i)[c * plane + j] - mean;
                 sq += d * d;
             }
-        const double var = sq / count;
+        const auto var = static_cast<float>(sq / count);
         if (batch_mean) batch_mean[c] = static_cast<float>(mean);
-        if (batch_var) batch_var[c] = static_cast<float>(var);
-        const double inv = 1.0 / std::sqrt(var + eps);
+        if (batch_var) batch_var[c] = var;
+        const auto invstd = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var) + eps));
+        const float a = invstd * weight[c];
+        const float b = bias[c] - static_cast<float>(mean) * a;
         for (int i = 0; i < n; ++i) {
             const float* xc = x.sample(i) + c * plane;
             float* yc = y.sample(i) + c * plane;
-            for (std::size_t j = 0; j < plane; ++j)
-                yc[j] = static_cast<float>((xc[j] - mean) * inv * weight[c] + bias[c]);
+            for (std::size_t j = 0; j < plane; ++j) yc[j] = xc[j] * a + b;
         }
     }
 }

@@ -1,0 +1,92 @@
+// Parity with torchvision: the same seeded weights (random BN statistics included) and inputs
+// through torchvision's Inception v3 (tools/parity_reference.py, run by ctest just before) and
+// through ctnet's types and reference kernels. Relative error max|ctnet - torch| / max|torch|
+// of the logits and of every Mixed_* block output must be at most 1e-4.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <ctnet/ctnet.hpp>
+#include <ctnet/io/npy.hpp>
+#include <ctnet/io/safetensors.hpp>
+
+using namespace ctnet;
+using models::inception_options;
+
+namespace {
+
+const std::string dir = CTNET_PARITY_DIR;
+constexpr double tolerance = 1e-4;
+constexpr const char* blocks[] = {"Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c",
+                                  "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"};
+
+double relative_error(const std::vector<float>& got, const std::vector<float>& want) {
+    REQUIRE(got.size() == want.size());
+    double diff = 0.0, scale = 0.0;
+    for (std::size_t i = 0; i < got.size(); ++i) {
+        diff = std::max(diff, static_cast<double>(std::fabs(got[i] - want[i])));
+        scale = std::max(scale, static_cast<double>(std::fabs(want[i])));
+    }
+    return diff / scale;
+}
+
+void expect_close(const std::string& what, const std::vector<float>& got, const std::string& file) {
+    const io::npy_array want = io::read_npy(file);
+    const double e = relative_error(got, want.data);
+    std::printf("parity %-34s relative error %.3g\n", what.c_str(), e);
+    INFO(what);
+    CHECK(e <= tolerance);
+}
+
+template <class Net>
+void check_case(const std::string& name, bool training) {
+    weights<Net> w;
+    const io::load_report rep = io::load_safetensors(dir + "/weights.safetensors", w, {.allow_unused = true});
+    CHECK(rep.loaded == weights<Net>::tensors().size());
+    for (const std::string& u : rep.unused) CHECK(u.starts_with("AuxLogits."));  // only the aux head may be unused
+
+    const io::npy_array x = io::read_npy(dir + "/" + name + "/input.npy");
+    REQUIRE(x.shape.size() == 4);
+    const std::size_t n = x.shape[0];
+    runner<Net> r{w, {.keep_activations = true}};
+    std::vector<float> y(n * output_shape_v<Net>.size());
+    if (training) {
+        std::vector<float> aux(n * 1000);
+        r.forward(x.data, y, mode::train, aux);
+        expect_close(name + " aux logits", aux, dir + "/" + name + "/aux.npy");
+        return;
+    }
+    r.forward(x.data, y);
+    expect_close(name + " logits", y, dir + "/" + name + "/logits.npy");
+    for (const char* b : blocks) expect_close(name + " " + b, r.block_output(b), dir + "/" + name + "/" + b + ".npy");
+}
+
+}  // namespace
+
+TEST_CASE("parity: 299x299, batch 1") { check_case<models::inception_v3<>>("b1_299", false); }
+
+TEST_CASE("parity: 299x299, batch 3, transform_input") {
+    check_case<models::inception_v3<1000, 299, inception_options{.transform_input = true}>>("b3_299_transform", false);
+}
+
+TEST_CASE("parity: 107x107, batch 3") {
+    check_case<models::inception_v3<1000, 107, inception_options{.aux_logits = false}>>("b3_107", false);
+}
+
+TEST_CASE("parity: 107x107, batch 1, transform_input") {
+    check_case<models::inception_v3<1000, 107, inception_options{.aux_logits = false, .transform_input = true}>>(
+        "b1_107_transform", false);
+}
+
+TEST_CASE("parity: TF-slim pools (count_include_pad=False), 139x139, batch 2") {
+    check_case<models::inception_v3<1000, 139, inception_options{.aux_logits = false, .count_include_pad = false}>>(
+        "b2_139_slim", false);
+}
+
+TEST_CASE("parity: training-mode aux logits (batch statistics), 299x299, batch 4") {
+    check_case<models::inception_v3<>>("train_b4_299", true);
+}
