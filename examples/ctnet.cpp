@@ -3,6 +3,9 @@
 //   ctnet demo [--seed S] [--batch N]      Inception v3 summary, then a timed forward pass of an
 //                                          embedded sample image through seeded random weights
 //   ctnet summary MODEL [--no-aux]         per-block table; MODEL: inception_v3 | inception_v2
+//   ctnet infer --model inception_v3 --weights W.safetensors --input X.npy --output Y.npy
+//               [--transform-input] [--num-classes K] [--threads N] [--dump-blocks DIR]
+//   ctnet classify --weights W.safetensors [--no-transform-input] IMAGE...
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -11,9 +14,13 @@
 #include <numeric>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include <ctnet/ctnet.hpp>
+#include <ctnet/io/image.hpp>
+#include <ctnet/io/npy.hpp>
+#include <ctnet/io/safetensors.hpp>
 
 namespace {
 
@@ -23,12 +30,199 @@ using v3_noaux = models::inception_v3<1000, 299, models::inception_options{.aux_
 using v2 = models::inception_v2<>;
 using v2_noaux = models::inception_v2<1000, 299, models::inception_options{.aux_logits = false}>;
 
+// ImageNet's class names, in torchvision's order (examples/imagenet_classes.txt, built in).
+constexpr const char imagenet_classes[] = {
+#include "imagenet_classes.inc"
+};
+
 int usage(int code) {
     std::fputs(
         "usage: ctnet demo [--seed S] [--batch N]\n"
-        "       ctnet summary inception_v3|inception_v2 [--no-aux]\n",
+        "       ctnet summary inception_v3|inception_v2 [--no-aux]\n"
+        "       ctnet infer --model inception_v3 --weights W.safetensors --input X.npy --output Y.npy\n"
+        "                   [--transform-input] [--num-classes K] [--threads N] [--dump-blocks DIR]\n"
+        "       ctnet classify --weights W.safetensors [--no-transform-input] IMAGE...\n",
         code == 0 ? stdout : stderr);
     return code;
+}
+
+// ---- infer -----------------------------------------------------------------------------------
+
+// Shapes are static: the tool carries Inception v3 compiled for these input sizes and classes.
+constexpr int compiled_sizes[] = {299, 75, 107, 139};
+constexpr int compiled_classes[] = {1000};
+
+// 299x299 keeps the aux head (its weights load; eval skips it); smaller inputs cannot have one.
+template <int Classes, int Size>
+using v3_for = std::conditional_t<Size >= 299, models::inception_v3<Classes, Size>,
+                                  models::inception_v3<Classes, Size, models::inception_options{.aux_logits = false}>>;
+
+struct infer_args {
+    std::string weights, input, output, dump_dir;
+    bool transform = false;
+    int classes = 1000, threads = 1;
+};
+
+template <class Net>
+void load_weights(const std::string& path, weights<Net>& w) {
+    const io::load_report rep = io::load_safetensors(path, w, {.allow_unused = true});
+    for (const std::string& name : rep.unused)
+        if (!name.starts_with("AuxLogits."))
+            throw error("ctnet: safetensors file '" + path + "': tensor '" + name + "' is not a parameter of the model");
+}
+
+// torchvision's transform_input, applied to the input batch by the library's own layer.
+template <shape In>
+void apply_transform_input(std::vector<float>& x) {
+    using t = network<In, transform_input>;
+    weights<t> none;
+    runner<t> r{none};
+    x = r(x);
+}
+
+template <class Net>
+void run_infer(const infer_args& a, io::npy_array& x) {
+    constexpr shape in = input_shape_v<Net>;
+    const std::size_t n = x.shape[0];
+    auto w = std::make_unique<weights<Net>>();
+    load_weights(a.weights, *w);
+    if (a.transform) apply_transform_input<in>(x.data);
+
+    // Threads split the batch: each has a runner (its own arena) over the shared weights.
+    const int threads = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(a.threads), n));
+    const bool keep = !a.dump_dir.empty();
+    std::vector<float> y(n * output_shape_v<Net>.size());
+    std::vector<std::unique_ptr<runner<Net>>> runners;
+    for (int t = 0; t < threads; ++t) runners.push_back(std::make_unique<runner<Net>>(*w, typename runner<Net>::options{.keep_activations = keep}));
+    std::vector<std::thread> pool;
+    std::vector<std::exception_ptr> failed(static_cast<std::size_t>(threads));
+    for (int t = 0; t < threads; ++t) {
+        const std::size_t lo = n * t / threads, hi = n * (t + 1) / threads;
+        pool.emplace_back([&, t, lo, hi] {
+            try {
+                runners[t]->forward({x.data.data() + lo * in.size(), (hi - lo) * in.size()},
+                                    {y.data() + lo * output_shape_v<Net>.size(), (hi - lo) * output_shape_v<Net>.size()});
+            } catch (...) {
+                failed[t] = std::current_exception();
+            }
+        });
+    }
+    for (std::thread& th : pool) th.join();
+    for (const std::exception_ptr& e : failed)
+        if (e) std::rethrow_exception(e);
+    io::write_npy(a.output, {n, static_cast<std::size_t>(output_shape_v<Net>.c)}, y.data());
+
+    if (keep) {  // block outputs, for debugging against another framework (thread 0's samples)
+        const auto& p = Net::program;
+        const std::size_t n0 = n / threads;
+        for (int b = 0; b < p.n_blocks; ++b) {
+            if (p.blocks[b].train_only) continue;
+            const shape s = p.blocks[b].out.s;
+            const std::vector<float> v = runners[0]->block_output(p.blocks[b].name.view());
+            io::write_npy(a.dump_dir + "/" + std::string{p.blocks[b].name.view()} + ".npy",
+                          {n0, static_cast<std::size_t>(s.c), static_cast<std::size_t>(s.h), static_cast<std::size_t>(s.w)},
+                          v.data());
+        }
+    }
+    std::printf("wrote %s: %zu x %d logits (inception_v3, %dx%d input%s, %d thread%s)\n", a.output.c_str(), n,
+                output_shape_v<Net>.c, in.h, in.w, a.transform ? ", transform_input" : "", threads,
+                threads == 1 ? "" : "s");
+}
+
+template <int Classes, int... Sizes>
+bool dispatch_size(int size, const infer_args& a, io::npy_array& x, std::integer_sequence<int, Sizes...>) {
+    return ((size == Sizes ? (run_infer<v3_for<Classes, Sizes>>(a, x), true) : false) || ...);
+}
+
+std::string list(const int* v, std::size_t n) {
+    std::string s;
+    for (std::size_t i = 0; i < n; ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+    return s;
+}
+
+int infer(int argc, char** argv) {
+    infer_args a;
+    std::string model;
+    for (int i = 2; i < argc; ++i) {
+        const std::string_view k = argv[i];
+        auto value = [&]() -> std::string {
+            if (i + 1 >= argc) throw error("ctnet infer: " + std::string{k} + " needs a value");
+            return argv[++i];
+        };
+        if (k == "--model") model = value();
+        else if (k == "--weights") a.weights = value();
+        else if (k == "--input") a.input = value();
+        else if (k == "--output") a.output = value();
+        else if (k == "--dump-blocks") a.dump_dir = value();
+        else if (k == "--transform-input") a.transform = true;
+        else if (k == "--num-classes") a.classes = std::stoi(value());
+        else if (k == "--threads") a.threads = std::stoi(value());
+        else throw error("ctnet infer: unknown option '" + std::string{k} + "'");
+    }
+    if (model != "inception_v3") throw error("ctnet infer: --model must be inception_v3 (got '" + model + "')");
+    if (a.weights.empty() || a.input.empty() || a.output.empty())
+        throw error("ctnet infer: --weights, --input and --output are required");
+    if (a.threads < 1) throw error("ctnet infer: --threads must be at least 1");
+    io::npy_array x = io::read_npy(a.input);
+    if (x.shape.size() != 4 || x.shape[0] == 0 || x.shape[1] != 3 || x.shape[2] != x.shape[3])
+        throw error("ctnet infer: input '" + a.input + "' must be N x 3 x S x S float32 (NCHW), got rank " +
+                    std::to_string(x.shape.size()) + " shape" + [&] {
+                        std::string s;
+                        for (std::size_t d : x.shape) s += " " + std::to_string(d);
+                        return s;
+                    }());
+    const int size = static_cast<int>(x.shape[2]);
+    if (std::find(std::begin(compiled_sizes), std::end(compiled_sizes), size) == std::end(compiled_sizes))
+        throw error("ctnet infer: no inception_v3 compiled for " + std::to_string(size) + "x" + std::to_string(size) +
+                    " input; this tool has " + list(compiled_sizes, std::size(compiled_sizes)) +
+                    " (shapes are static: add a size to compiled_sizes in examples/ctnet.cpp)");
+    if (a.classes != 1000)
+        throw error("ctnet infer: no inception_v3 compiled for " + std::to_string(a.classes) +
+                    " classes; this tool has " + list(compiled_classes, std::size(compiled_classes)));
+    dispatch_size<1000>(size, a, x, std::integer_sequence<int, 299, 75, 107, 139>{});
+    return 0;
+}
+
+// ---- classify --------------------------------------------------------------------------------
+
+int classify(int argc, char** argv) {
+    std::string weights_path;
+    bool transform = true;  // torchvision turns transform_input on with its pretrained weights
+    std::vector<std::string> images;
+    for (int i = 2; i < argc; ++i) {
+        const std::string_view k = argv[i];
+        if (k == "--weights" && i + 1 < argc) weights_path = argv[++i];
+        else if (k == "--no-transform-input") transform = false;
+        else if (k.starts_with("--")) throw error("ctnet classify: unknown option '" + std::string{k} + "'");
+        else images.emplace_back(k);
+    }
+    if (weights_path.empty() || images.empty()) return usage(2);
+    std::vector<std::string_view> names;
+    for (std::string_view rest = imagenet_classes; !rest.empty();) {
+        const std::size_t eol = rest.find('\n');
+        names.push_back(rest.substr(0, eol));
+        rest.remove_prefix(eol == std::string_view::npos ? rest.size() : eol + 1);
+    }
+    auto w = std::make_unique<weights<v3>>();
+    load_weights(weights_path, *w);
+    runner<v3> run{*w};
+    for (const std::string& path : images) {
+        std::vector<float> x = io::imagenet_preprocess(path);
+        if (transform) apply_transform_input<input_shape_v<v3>>(x);
+        const std::vector<float> logits = run(x);
+        std::vector<double> p(logits.size());
+        const float mx = *std::max_element(logits.begin(), logits.end());
+        double z = 0.0;
+        for (std::size_t k = 0; k < p.size(); ++k) z += p[k] = std::exp(static_cast<double>(logits[k] - mx));
+        std::vector<int> idx(p.size());
+        std::iota(idx.begin(), idx.end(), 0);
+        std::partial_sort(idx.begin(), idx.begin() + 5, idx.end(), [&](int a, int b) { return p[a] > p[b]; });
+        std::printf("%s\n", path.c_str());
+        for (int k = 0; k < 5; ++k)
+            std::printf("  %7.3f%%  %4d  %.*s\n", 100.0 * p[idx[k]] / z, idx[k], static_cast<int>(names[idx[k]].size()),
+                        names[idx[k]].data());
+    }
+    return 0;
 }
 
 // The embedded sample: a 299x299 RGB picture defined by a formula (concentric rings over a
@@ -62,9 +256,9 @@ int demo(int argc, char** argv) {
     if (batch < 1) throw error("ctnet demo: --batch must be at least 1");
     print_summary<v3>(std::cout, "inception_v3");
 
-    weights<v3> w;
-    init_seeded(w, seed);
-    runner<v3> run{w};
+    auto w = std::make_unique<weights<v3>>();
+    init_seeded(*w, seed);
+    runner<v3> run{*w};
     const std::vector<float> x = sample_image(batch);
     const auto t0 = std::chrono::steady_clock::now();
     const std::vector<float> logits = run(x);
@@ -111,6 +305,8 @@ int main(int argc, char** argv) {
         const std::string_view cmd = argv[1];
         if (cmd == "demo") return demo(argc, argv);
         if (cmd == "summary") return summary(argc, argv);
+        if (cmd == "infer") return infer(argc, argv);
+        if (cmd == "classify") return classify(argc, argv);
         if (cmd == "help" || cmd == "--help" || cmd == "-h") return usage(0);
         std::fprintf(stderr, "ctnet: unknown command '%s'\n", argv[1]);
         return usage(2);

@@ -31,7 +31,8 @@
 
 #include <stb/stb_image.h>
 
-#include <ctnet/core/error.hpp>
+#include "../core/error.hpp"
+#include "file.hpp"
 
 namespace ctnet::io {
 
@@ -46,32 +47,6 @@ struct rgb_image {
 inline constexpr int max_image_side = 30000;
 
 namespace detail {
-
-inline std::vector<unsigned char> read_file(const std::string& path) {
-    struct closer {
-        void operator()(std::FILE* f) const { std::fclose(f); }
-    };
-    errno = 0;
-    std::unique_ptr<std::FILE, closer> f{std::fopen(path.c_str(), "rb")};
-    if (!f) {
-        throw error("load_image: cannot open " + path + ": " +
-                    std::generic_category().message(errno));
-    }
-    std::vector<unsigned char> bytes;
-    unsigned char chunk[1 << 16];
-    std::size_t n = 0;
-    while ((n = std::fread(chunk, 1, sizeof chunk, f.get())) > 0) {
-        bytes.insert(bytes.end(), chunk, chunk + n);
-        if (bytes.size() > static_cast<std::size_t>(INT_MAX)) {  // stb takes an int length
-            throw error("load_image: " + path + " is larger than " + std::to_string(INT_MAX) +
-                        " bytes");
-        }
-    }
-    if (std::ferror(f.get())) {
-        throw error("load_image: cannot read " + path);
-    }
-    return bytes;
-}
 
 inline void check_image(const rgb_image& img, const char* fn) {
     if (img.width <= 0 || img.height <= 0 ||
@@ -150,7 +125,7 @@ inline constexpr std::int32_t half = std::int32_t{1} << (precision_bits - 1);
 // Decodes an image file to 8-bit RGB. Throws ctnet::error naming the file and stb_image's reason
 // (missing file, not an image, truncated data) or the size (a side above max_image_side).
 inline rgb_image load_image(const std::string& path) {
-    const std::vector<unsigned char> bytes = detail::read_file(path);
+    const std::vector<std::uint8_t> bytes = read_file(path, static_cast<std::size_t>(INT_MAX));  // stb takes an int length
     const int len = static_cast<int>(bytes.size());
     int w = 0, h = 0, channels = 0;
     // Read the header first, so that an absurd size is refused before anything is allocated.
