@@ -6,6 +6,7 @@
 //   ctnet infer --model inception_v3 --weights W.safetensors --input X.npy --output Y.npy
 //               [--transform-input] [--num-classes K] [--threads N] [--dump-blocks DIR]
 //   ctnet classify --weights W.safetensors [--no-transform-input] IMAGE...
+//   ctnet graph MODEL [--expand | --expand=BLOCK,...] [--no-aux]   Graphviz DOT of the network type
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include <ctnet/ctnet.hpp>
+#include <ctnet/graph/graphviz.hpp>
 #include <ctnet/io/image.hpp>
 #include <ctnet/io/npy.hpp>
 #include <ctnet/io/safetensors.hpp>
@@ -41,7 +43,8 @@ int usage(int code) {
         "       ctnet summary inception_v3|inception_v2 [--no-aux]\n"
         "       ctnet infer --model inception_v3 --weights W.safetensors --input X.npy --output Y.npy\n"
         "                   [--transform-input] [--num-classes K] [--threads N] [--dump-blocks DIR]\n"
-        "       ctnet classify --weights W.safetensors [--no-transform-input] IMAGE...\n",
+        "       ctnet classify --weights W.safetensors [--no-transform-input] IMAGE...\n"
+        "       ctnet graph inception_v3|inception_v2 [--expand | --expand=BLOCK,...] [--no-aux]\n",
         code == 0 ? stdout : stderr);
     return code;
 }
@@ -283,6 +286,30 @@ int demo(int argc, char** argv) {
     return 0;
 }
 
+int graph(int argc, char** argv) {
+    if (argc < 3) return usage(2);
+    const std::string_view model = argv[2];
+    bool no_aux = false;
+    dot_options opt;
+    for (int i = 3; i < argc; ++i) {
+        const std::string_view a = argv[i];
+        if (a == "--no-aux") no_aux = true;
+        else if (a == "--expand") opt.expand = true;
+        else if (a.starts_with("--expand=")) {
+            for (std::string_view rest = a.substr(9); !rest.empty();) {
+                const std::size_t comma = rest.find(',');
+                opt.expanded.emplace_back(rest.substr(0, comma));
+                rest.remove_prefix(comma == std::string_view::npos ? rest.size() : comma + 1);
+            }
+        }
+        else return usage(2);
+    }
+    if (model == "inception_v3") no_aux ? write_dot<v3_noaux>(std::cout, model, opt) : write_dot<v3>(std::cout, model, opt);
+    else if (model == "inception_v2") no_aux ? write_dot<v2_noaux>(std::cout, model, opt) : write_dot<v2>(std::cout, model, opt);
+    else throw error("ctnet graph: unknown model '" + std::string{model} + "' (known: inception_v3, inception_v2)");
+    return 0;
+}
+
 int summary(int argc, char** argv) {
     if (argc < 3) return usage(2);
     const std::string_view model = argv[2];
@@ -307,6 +334,7 @@ int main(int argc, char** argv) {
         if (cmd == "summary") return summary(argc, argv);
         if (cmd == "infer") return infer(argc, argv);
         if (cmd == "classify") return classify(argc, argv);
+        if (cmd == "graph") return graph(argc, argv);
         if (cmd == "help" || cmd == "--help" || cmd == "-h") return usage(0);
         std::fprintf(stderr, "ctnet: unknown command '%s'\n", argv[1]);
         return usage(2);

@@ -8,6 +8,9 @@
 #include <vector>
 
 #include <ctnet/ctnet.hpp>
+#include <ctnet/graph/graphviz.hpp>
+
+#include <sstream>
 
 using namespace ctnet;
 
@@ -160,4 +163,35 @@ TEST_CASE("diagnostics name the layer and both shapes") {
     CHECK(message<mini_body, shape{2, 6, 6}>().empty());
     static_assert(detail::lower_network<mini_body, shape{2, 6, 6}>().ok());
     static_assert(!detail::lower_network<mini_body, shape{2, 1, 1}>().ok());
+}
+
+TEST_CASE("graphviz: blocks as nodes, edges carry the shapes that flow") {
+    std::ostringstream os;
+    write_dot<mini>(os, "mini");
+    const std::string dot = os.str();
+    constexpr int gap = 11;  // the unnamed global_avg_pool after "pool": stem 3 ops, mixed 5, head 2, pool 1
+    static_assert(mini::program.ops[gap].kind == op_kind::global_avg_pool && !mini::program.ops[gap].train_only);
+    const std::string edges[] = {
+        R"x(input -> b0 [label="(2,6,6)"];)x",  R"x(b0 -> b1 [label="(4,6,6)"];)x",
+        R"x(b1 -> b2 [label="(10,6,6)", style=dashed];)x", R"x(b1 -> b3 [label="(10,6,6)"];)x",
+        R"x(b3 -> op11 [label="(10,3,3)"];)x",  R"x(op11 -> b4 [label="(10,)"];)x",
+        R"x(b4 -> output [label="(2,)"];)x",   R"x(b2 -> aux_output [label="(3,)"];)x",
+    };
+    for (const std::string& e : edges) {
+        INFO(e);
+        CHECK(dot.find(e) != std::string::npos);
+    }
+    std::size_t arrows = 0;
+    for (std::size_t at = dot.find("->"); at != std::string::npos; at = dot.find("->", at + 2)) ++arrows;
+    CHECK(arrows == std::size(edges));
+    CHECK(dot.find(R"x(b1 [label="mixed\n(10,6,6)"];)x") != std::string::npos);
+
+    // Expanding "mixed": its three branch-final convs each feed the pool and the head with their slice.
+    std::ostringstream ex;
+    write_dot<mini>(ex, "mini", {.expanded = {"mixed"}});
+    const std::string e2 = ex.str();
+    CHECK(e2.find("subgraph cluster_1") != std::string::npos);
+    CHECK(e2.find(R"x(label="(3,6,6)"];)x") != std::string::npos);  // b1 slice
+    CHECK(e2.find(R"x(label="(2,6,6)"];)x") != std::string::npos);  // b2 slice
+    CHECK(e2.find(R"x(label="(5,6,6)"];)x") != std::string::npos);  // b3_2 slice
 }

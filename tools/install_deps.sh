@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  g++ cmake make
+  g++ cmake make pkg-config
   libxtensor-dev libxsimd-dev   # containers and SIMD (CPU kernels)
   nlohmann-json3-dev            # safetensors headers (io/)
   libstb-dev                    # JPEG / PNG decoding (io/image.hpp)

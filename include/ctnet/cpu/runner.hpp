@@ -45,6 +45,7 @@ public:
         std::uint64_t seed = 0;         // dropout masks in training mode
     };
 
+    using network_type = Net;
     static constexpr shape input = input_shape_v<Net>;
     static constexpr shape output = output_shape_v<Net>;
 

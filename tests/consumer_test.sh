@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# ctnet as a user's dependency, three ways: the installed CMake package (find_package), the
+# source tree (add_subdirectory), and pkg-config. Usage: consumer_test.sh SOURCE_DIR WORK_DIR CXX
+set -euo pipefail
+src=$1 work=$2 cxx=$3
+rm -rf "$work" && mkdir -p "$work"
+
+# 1. install into a prefix, then find_package(ctnet CONFIG REQUIRED)
+cmake -S "$src" -B "$work/ctnet-build" -DCTNET_BUILD_TESTS=OFF -DCTNET_BUILD_EXAMPLES=OFF \
+      -DCTNET_BUILD_BENCHMARKS=OFF -DCMAKE_INSTALL_PREFIX="$work/prefix" > /dev/null
+cmake --install "$work/ctnet-build" > /dev/null
+test -f "$work/prefix/share/cmake/ctnet/ctnetConfig.cmake"
+test -f "$work/prefix/include/ctnet/ctnet.hpp"
+cmake -S "$src/examples/consumer" -B "$work/installed" -DCMAKE_PREFIX_PATH="$work/prefix" -DCMAKE_CXX_COMPILER="$cxx" > /dev/null
+cmake --build "$work/installed" > /dev/null
+"$work/installed/app"
+
+# 2. add_subdirectory on the source tree
+cmake -S "$src/examples/consumer" -B "$work/subdir" -DCTNET_SOURCE_DIR="$src" -DCMAKE_CXX_COMPILER="$cxx" > /dev/null
+cmake --build "$work/subdir" > /dev/null
+"$work/subdir/app"
+
+# 3. pkg-config, no CMake
+PKG_CONFIG_PATH="$work/prefix/share/pkgconfig" pkg-config --exists ctnet
+# shellcheck disable=SC2046
+"$cxx" $(PKG_CONFIG_PATH="$work/prefix/share/pkgconfig" pkg-config --cflags ctnet) -O1 \
+    "$src/examples/consumer/app.cpp" -o "$work/app-pkgconfig"
+"$work/app-pkgconfig"
+echo "consumer: installed package, add_subdirectory and pkg-config all build and run"
