@@ -66,12 +66,10 @@ struct infer_args {
     int classes = 1000, threads = 1;
 };
 
+// A torchvision file always has the aux head; models built without one skip its tensors.
 template <class Net>
 void load_weights(const std::string& path, weights<Net>& w) {
-    const io::load_report rep = io::load_safetensors(path, w, {.allow_unused = true});
-    for (const std::string& name : rep.unused)
-        if (!name.starts_with("AuxLogits."))
-            throw error("ctnet: safetensors file '" + path + "': tensor '" + name + "' is not a parameter of the model");
+    io::load_safetensors(path, w, {.ignore_prefix = "AuxLogits."});
 }
 
 // torchvision's transform_input, applied to the input batch by the library's own layer.
@@ -96,6 +94,7 @@ void run_infer(const infer_args& a, io::npy_array& x) {
     const bool keep = !a.dump_dir.empty();
     std::vector<float> y(n * output_shape_v<Net>.size());
     std::vector<std::unique_ptr<runner<Net>>> runners;
+    runners.reserve(static_cast<std::size_t>(threads));
     for (int t = 0; t < threads; ++t) runners.push_back(std::make_unique<runner<Net>>(*w, typename runner<Net>::options{.keep_activations = keep}));
     std::vector<std::thread> pool;
     std::vector<std::exception_ptr> failed(static_cast<std::size_t>(threads));

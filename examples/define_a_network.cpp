@@ -29,7 +29,7 @@ int main() {
     weights<toy> w;
     init_seeded(w, 1);
     runner<toy> run{w};
-    const std::vector<float> image(28 * 28, 0.5F);
+    const std::vector<float> image(std::size_t{28} * 28, 0.5F);
     const std::vector<float> logits = run(image);
     std::printf("logits:");
     for (float v : logits) std::printf(" %.4f", v);

@@ -208,6 +208,10 @@ TEST_CASE("safetensors: bad files are clear errors and leave the weights untouch
     const io::load_report rep = io::load_safetensors(temp_file("extra.safetensors"), w, {.allow_unused = true});
     CHECK(rep.unused == std::vector<std::string>{"fc2.weight"});
     CHECK(w.data()[0] == 0.0F);
+    // ignore_prefix accepts only the extra tensors under that path
+    CHECK(io::load_safetensors(temp_file("extra.safetensors"), w, {.ignore_prefix = "fc2."}).unused.size() == 1);
+    CHECK_THROWS_WITH_AS(io::load_safetensors(temp_file("extra.safetensors"), w, {.ignore_prefix = "AuxLogits."}),
+                         doctest::Contains("tensor 'fc2.weight' is not a parameter of the model"), error);
 }
 
 TEST_CASE("safetensors: saving over a file replaces it whole") {

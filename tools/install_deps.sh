@@ -10,6 +10,7 @@ packages=(
   libstb-dev                    # JPEG / PNG decoding (io/image.hpp)
   doctest-dev                   # unit tests
   libbenchmark-dev              # bench/
+  clang clang-tidy graphviz     # header warnings under clang 14, lint, `ctnet graph` pictures
   python3-torch python3-torchvision python3-numpy   # parity references (tools/*.py, /usr/bin/python3)
 )
 

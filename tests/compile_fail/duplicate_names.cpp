@@ -1,4 +1,5 @@
 // expect: layer block.conv \(conv\): this path already names the parameters of a conv
+// expect-clang: the network does not type-check
 #include <ctnet/ctnet.hpp>
 using namespace ctnet;
 using bad = network<shape{3, 8, 8}, node<"block", seq<node<"conv", conv<4, k<3>>>, relu, node<"conv", conv<4, k<3>>>>>>;

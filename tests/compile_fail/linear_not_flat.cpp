@@ -1,4 +1,5 @@
 // expect: layer fc \(linear\): expects a flat input \(64,\) but got \(4,4,4\); insert flatten first
+// expect-clang: the network does not type-check
 #include <ctnet/ctnet.hpp>
 using namespace ctnet;
 using bad = network<shape{4, 4, 4}, node<"fc", linear<64, 10>>>;

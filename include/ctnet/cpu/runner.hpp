@@ -157,7 +157,8 @@ private:
                                     std::to_string(o.in.s.w) + ")");
                     cpu::ref::batch_norm_train(x, y, n_, w, w + c_out, o.eps);
                 } else {
-                    cpu::ref::batch_norm(x, y, n_, w, w + c_out, w + 2 * c_out, w + 3 * c_out, o.eps);
+                    const auto c = static_cast<std::size_t>(c_out);
+                    cpu::ref::batch_norm(x, y, n_, w, w + c, w + 2 * c, w + 3 * c, o.eps);
                 }
                 break;
             case op_kind::relu: cpu::ref::relu(x, y, n_); break;

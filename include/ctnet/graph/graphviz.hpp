@@ -66,7 +66,7 @@ inline std::string shape_label(shape s) {
 }  // namespace detail
 
 template <class Net>
-void write_dot(std::ostream& os, std::string_view title, dot_options opt = {}) {
+void write_dot(std::ostream& os, std::string_view title, const dot_options& opt = {}) {
     const auto& p = Net::program;
     // Which block each op belongs to (-1: none); blocks do not nest at the top level.
     std::vector<int> block_of(static_cast<std::size_t>(p.n_ops), -1);

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstddef>
+#include <tuple>
 
 #include "compose.hpp"
 #include "program.hpp"
@@ -40,7 +41,7 @@ constexpr void compute_liveness(P& p) {
 // arena planner). Gives per-sample float offsets; the arena for batch N is N times larger.
 template <class P>
 constexpr void plan_memory(P& p) {
-    int order[sizeof(p.bufs) / sizeof(p.bufs[0])]{};
+    int order[std::tuple_size_v<decltype(P::bufs)>]{};
     int n = 0;
     for (int b = 0; b < p.n_bufs; ++b)
         if (!p.bufs[b].input && p.bufs[b].first >= 0) order[n++] = b;

@@ -93,8 +93,9 @@ inline axis_coeffs bilinear_coeffs(int in_size, int out_size) {
         // same way, or a pixel near a .5 boundary comes out one level off.
         const double center = (xx + 0.5) * scale;
         const double ss = 1.0 / filterscale;  // multiplied, not divided, as Pillow does
-        const int xmin = std::max(static_cast<int>(center - support + 0.5), 0);
-        const int xmax = std::min(static_cast<int>(center + support + 0.5), in_size) - xmin;
+        // Pillow truncates (x + 0.5), it does not round: keep it (NOLINTs below).
+        const int xmin = std::max(static_cast<int>(center - support + 0.5), 0);  // NOLINT(bugprone-incorrect-roundings)
+        const int xmax = std::min(static_cast<int>(center + support + 0.5), in_size) - xmin;  // NOLINT(bugprone-incorrect-roundings)
         double ww = 0.0;
         for (int x = 0; x < xmax; ++x) {
             w[x] = triangle((x + xmin - center + 0.5) * ss);

@@ -3,6 +3,7 @@
 //   weights<net> w;
 //   io::load_safetensors("inception_v3.safetensors", w);     // torchvision's state_dict names
 //   io::save_safetensors("copy.safetensors", w);             // reads back bit for bit
+//   io::load_safetensors(io::safetensors_file{"embedded", bytes}, w);   // from memory
 //
 // Format: 8-byte little-endian header length, a JSON header (parsed with nlohmann::json)
 // mapping each name to {dtype, shape, data_offsets}, then the raw little-endian data.
@@ -21,6 +22,7 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -34,7 +36,9 @@ namespace ctnet::io {
 static_assert(std::endian::native == std::endian::little, "ctnet's file formats assume a little-endian host");
 
 struct load_options {
-    bool allow_unused = false;  // ignore tensors the model does not have (e.g. an aux head)
+    bool allow_unused = false;      // ignore any tensor the model does not have
+    std::string_view ignore_prefix{};  // ignore the tensors under this path, e.g. "AuxLogits." for a
+                                       // model built without the aux head; others must match
 };
 
 struct load_report {
@@ -85,7 +89,11 @@ struct st_entry {
 // A parsed safetensors file: the header's entries and the data section, validated.
 class safetensors_file {
 public:
-    explicit safetensors_file(std::string path) : path_{std::move(path)}, bytes_{read_file(path_)} {
+    explicit safetensors_file(const std::string& path) : safetensors_file(path, read_file(path)) {}
+
+    // A file already in memory (weights embedded in a binary, a download); `name` is what
+    // error messages call it.
+    safetensors_file(std::string name, std::vector<std::uint8_t> bytes) : path_{std::move(name)}, bytes_{std::move(bytes)} {
         if (bytes_.size() < 8) detail::st_fail(path_, "shorter than the 8-byte header length");
         std::uint64_t n = 0;
         std::memcpy(&n, bytes_.data(), 8);
@@ -125,7 +133,7 @@ public:
     void read_f32(const std::string& name, float* out) const {
         const detail::st_entry& e = entries_.at(name);
         const std::uint8_t* p = bytes_.data() + data_at_ + e.begin;
-        const std::size_t n = (e.end - e.begin) / element_size(e.dtype);
+        const std::size_t n = (e.end - e.begin) / (e.dtype == "F32" ? 4 : 2);
         if (e.dtype == "F32") {
             std::memcpy(out, p, n * 4);
         } else if (e.dtype == "F16") {
@@ -192,8 +200,8 @@ private:
 };
 
 template <class Net>
-load_report load_safetensors(const std::string& path, weights<Net>& w, load_options opt = {}) {
-    const safetensors_file f{path};
+load_report load_safetensors(const safetensors_file& f, weights<Net>& w, load_options opt = {}) {
+    const std::string& path = f.path();
     weights<Net> staged = w;  // the caller's weights change only when everything loaded
     load_report report;
     for (const tensor_info& t : weights<Net>::tensors()) {
@@ -211,11 +219,17 @@ load_report load_safetensors(const std::string& path, weights<Net>& w, load_opti
         bool known = false;
         for (const tensor_info& t : weights<Net>::tensors()) known = known || t.name == name;
         if (known) continue;
-        if (!opt.allow_unused) detail::st_fail(path, "tensor '" + name + "' is not a parameter of the model");
+        const bool ignored = !opt.ignore_prefix.empty() && name.starts_with(opt.ignore_prefix);
+        if (!opt.allow_unused && !ignored) detail::st_fail(path, "tensor '" + name + "' is not a parameter of the model");
         report.unused.push_back(name);
     }
     w = std::move(staged);
     return report;
+}
+
+template <class Net>
+load_report load_safetensors(const std::string& path, weights<Net>& w, load_options opt = {}) {
+    return load_safetensors(safetensors_file{path}, w, opt);
 }
 
 template <class Net>
