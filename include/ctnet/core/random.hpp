@@ -2,6 +2,8 @@
 //
 // std::normal_distribution differs between standard libraries; seeded weights and dropout
 // masks must not, so this is SplitMix64 with a Box–Muller transform.
+// Requires: nothing. Guarantees: the same seed gives the same stream on every platform.
+
 #pragma once
 
 #include <cmath>

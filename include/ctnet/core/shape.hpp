@@ -4,6 +4,8 @@
 // A flat vector of K features is shape{K} == (K, 1, 1) and prints as "(K,)".
 // Layout of an activation is NCHW (PyTorch's default), so a channel slice of one sample is
 // contiguous — this is what lets concat branches write straight into their slice.
+// Requires: nothing. Guarantees: size() never overflows for valid shapes (it is computed in size_t).
+
 #pragma once
 
 #include <cstddef>

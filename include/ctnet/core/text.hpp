@@ -3,6 +3,8 @@
 // Used for layer paths ("Mixed_5b.branch1x1.conv") and for compile-time diagnostics, which
 // g++ prints verbatim when a network fails to type-check. Structural, so it can be part of a
 // template argument.
+// Requires: nothing. Guarantees: appending past the capacity truncates, never overflows.
+
 #pragma once
 
 #include <cstddef>

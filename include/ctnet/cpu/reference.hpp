@@ -4,6 +4,9 @@
 // per-sample shapes, the batch size n, and batch strides (floats between two samples), so an
 // input or output can be a channel slice of a larger buffer (how concat avoids copies).
 // Layout NCHW. Accumulation is in float, in the loop order written, except where noted.
+// Requires: pointers to n samples of the given shapes; inputs and outputs either identical (in
+// place, elementwise kernels only) or disjoint. Guarantees: no allocation, no state.
+
 #pragma once
 
 #include <algorithm>

@@ -8,6 +8,9 @@
 //
 // Everything here is plain constexpr data, so introspection (parameter count, MACs, shapes,
 // the memory plan) is a compile-time constant, and executors are ordinary loops over ops.
+// Requires: nothing at run time; lowering is done by network<> during constant evaluation.
+// Guarantees: ops are in execution order, each reads only values written before it (or the input).
+
 #pragma once
 
 #include <array>

@@ -5,6 +5,9 @@
 // One row per top-level named node (torchvision's child modules): name, output shape (C, H, W),
 // trainable parameters and multiply-accumulates per sample; then the totals. Rows of the
 // auxiliary head are marked "(train)", and its MACs are not in the eval total.
+// Requires: a network type. Guarantees: the figures are the compile-time constants
+// (param_count_v, macs_v, ...), so the table and the static_asserts never disagree.
+
 #pragma once
 
 #include <cstdio>

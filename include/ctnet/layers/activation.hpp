@@ -5,6 +5,9 @@
 //   dropout<P>           identity in eval; in training zeroes with probability P and scales by
 //                        1 / (1 - P) (P a ratio<>, default 1/2)
 //   channel_affine<...>  y = x * scale[c] + shift[c] with constants; see transform_input
+// Requires: softmax a flat input; transform_input 3 channels (compile errors otherwise).
+// Guarantees: the output has the input's shape, and works in place when the input is not shared.
+
 #pragma once
 
 #include "../graph/program.hpp"

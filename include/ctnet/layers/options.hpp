@@ -6,6 +6,9 @@
 //   avg_pool<k<3>, stride<1>, pad<1>, count_pad<false>>
 //
 // Options are small tag types; an option not allowed for a layer is a compile error.
+// Requires: positive kernels and strides, non-negative padding (static_asserts).
+// Guarantees: a missing option takes the layer's default (torch's defaults).
+
 #pragma once
 
 #include <type_traits>

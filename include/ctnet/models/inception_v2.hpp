@@ -3,6 +3,8 @@
 // "Inception-v2" of Szegedy et al. 2015 (Table 3) is v3 without the factorized stem: the first
 // three 3x3 convolutions are one 7x7 stride-2 convolution (64 channels, no padding, so a
 // 299x299 input still reaches 147x147x64). Every later layer is v3's, with v3's names.
+// Requires: input at least 75x75 (299x299 with the aux head). Guarantees: v3's parameter names.
+
 #pragma once
 
 #include "inception_v3.hpp"
