@@ -24,6 +24,7 @@
 #include "../core/random.hpp"
 #include "../graph/network.hpp"
 #include "../graph/params.hpp"
+#include "arena.hpp"
 #include "reference.hpp"
 
 namespace ctnet {
@@ -50,21 +51,11 @@ public:
     static constexpr shape output = output_shape_v<Net>;
 
     explicit runner(const weights<Net>& w) : runner(w, options{}) {}
-    runner(const weights<Net>& w, options o) : w_{&w}, opt_{o}, rng_{o.seed} {
-        const auto& p = Net::program;
-        offsets_.assign(static_cast<std::size_t>(p.n_bufs), 0);
-        std::size_t unplanned = 0;
-        for (int b = 0; b < p.n_bufs; ++b) {
-            if (p.bufs[b].input) continue;
-            offsets_[b] = opt_.keep_activations ? unplanned : p.bufs[b].offset;
-            unplanned += p.bufs[b].s.size();
-        }
-        per_sample_ = opt_.keep_activations ? unplanned : p.arena;
-    }
+    runner(const weights<Net>& w, options o) : w_{&w}, opt_{o}, rng_{o.seed}, arena_{o.keep_activations} {}
 
     // Batch size is x.size() / input.size(). Returns N x output.size() floats.
     [[nodiscard]] std::vector<float> operator()(std::span<const float> x, mode m = mode::eval) {
-        std::vector<float> y(batch_of(x) * output.size());
+        std::vector<float> y(arena::batch_of(x) * output.size());
         forward(x, y, m);
         return y;
     }
@@ -72,17 +63,16 @@ public:
     // y: N x output.size(); aux (training mode, networks with an aux tap): N x aux size.
     void forward(std::span<const float> x, std::span<float> y, mode m = mode::eval, std::span<float> aux = {}) {
         const auto& p = Net::program;
-        const std::size_t n = batch_of(x);
-        expect_size("output", y.size(), n * output.size());
+        const std::size_t n = arena::batch_of(x);
+        arena::expect_size("output", y.size(), n * output.size());
         if (!aux.empty()) {
             if (!p.has_aux) throw error("ctnet: runner: aux output requested but the network has no aux tap");
             if (m != mode::train) throw error("ctnet: runner: the aux output exists only in training mode");
-            expect_size("aux output", aux.size(), n * p.aux.s.size());
+            arena::expect_size("aux output", aux.size(), n * p.aux.s.size());
         }
-        const int batch = static_cast<int>(n);
-        if (arena_.size() != n * per_sample_) arena_.assign(n * per_sample_, 0.0F);
-        x_ = x.data();
-        n_ = batch;
+        arena_.bind(x);
+        n_ = arena_.batch();
+        const int batch = n_;
         for (int i = 0; i < p.n_ops; ++i) {
             const op& o = p.ops[i];
             if (o.train_only && m != mode::train) continue;
@@ -108,34 +98,12 @@ public:
         throw error("ctnet: runner: no block named '" + std::string{name} + "'");
     }
 
-    [[nodiscard]] std::size_t arena_floats() const { return arena_.size(); }
+    [[nodiscard]] std::size_t arena_floats() const { return arena_.floats(); }
 
 private:
-    [[nodiscard]] static std::size_t batch_of(std::span<const float> x) {
-        if (x.empty() || x.size() % input.size() != 0)
-            throw error("ctnet: runner: input has " + std::to_string(x.size()) +
-                        " floats, not a positive multiple of one sample's " + std::to_string(input.size()) + " (" +
-                        std::to_string(input.c) + "x" + std::to_string(input.h) + "x" + std::to_string(input.w) + ")");
-        return x.size() / input.size();
-    }
-    static void expect_size(const char* what, std::size_t got, std::size_t want) {
-        if (got != want)
-            throw error(std::string{"ctnet: runner: "} + what + " has " + std::to_string(got) + " floats, expected " +
-                        std::to_string(want));
-    }
-
-    [[nodiscard]] float* base(int buf) const {
-        return const_cast<float*>(arena_.data()) + offsets_[buf] * static_cast<std::size_t>(n_);
-    }
-    [[nodiscard]] cpu::ref::out_view view(const value& v) const {
-        const buffer& b = Net::program.bufs[v.buf];
-        if (b.input) return {const_cast<float*>(x_) + v.offset, b.s.size(), v.s};  // read only by contract
-        return {base(v.buf) + v.offset, b.s.size(), v.s};
-    }
-    [[nodiscard]] cpu::ref::in_view in_view(const value& v) const {
-        const cpu::ref::out_view o = view(v);
-        return {o.data, o.stride, o.s};
-    }
+    using arena = cpu::activation_arena<Net>;
+    [[nodiscard]] cpu::ref::out_view view(const value& v) const { return arena_.view(v); }
+    [[nodiscard]] cpu::ref::in_view in_view(const value& v) const { return arena_.in_view(v); }
 
     void run_op(const op& o, mode m) {
         const cpu::ref::in_view x = in_view(o.in);
@@ -188,10 +156,7 @@ private:
     const weights<Net>* w_;
     options opt_;
     rng rng_;
-    std::vector<std::size_t> offsets_;
-    std::size_t per_sample_ = 0;
-    std::vector<float> arena_;
-    const float* x_ = nullptr;
+    arena arena_;
     int n_ = 0;
 };
 

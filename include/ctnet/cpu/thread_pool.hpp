@@ -1,0 +1,99 @@
+// ctnet/cpu/thread_pool.hpp — a fixed set of threads for data-parallel loops.
+//
+//   thread_pool pool{2};
+//   pool.run(tasks, [&](int task, int thread) { ... });   // returns when every task is done
+//
+// Requires: run() is called from one thread at a time (the pool's owner).
+// Guarantees: threads - 1 workers are started once; the caller works too. run() allocates
+// nothing, so a steady-state forward pass stays allocation-free. Tasks are handed out in
+// order from an atomic counter; which thread runs which task varies, so callers must make
+// results independent of that (each task writes its own outputs).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace ctnet::cpu {
+
+class thread_pool {
+public:
+    explicit thread_pool(int threads) : threads_{threads < 1 ? 1 : threads} {
+        workers_.reserve(static_cast<std::size_t>(threads_ - 1));
+        for (int t = 1; t < threads_; ++t) workers_.emplace_back([this, t] { work(t); });
+    }
+    thread_pool(const thread_pool&) = delete;
+    thread_pool& operator=(const thread_pool&) = delete;
+    ~thread_pool() {
+        {
+            const std::lock_guard lock{mutex_};
+            stop_ = true;
+            ++generation_;
+        }
+        wake_.notify_all();
+        for (std::thread& w : workers_) w.join();
+    }
+
+    [[nodiscard]] int size() const { return threads_; }
+
+    template <class F>
+    void run(int tasks, F&& f) {
+        if (tasks <= 0) return;
+        if (threads_ == 1 || tasks == 1) {
+            for (int i = 0; i < tasks; ++i) f(i, 0);
+            return;
+        }
+        call_ = [](void* ctx, int task, int thread) { (*static_cast<F*>(ctx))(task, thread); };
+        ctx_ = &f;
+        tasks_ = tasks;
+        next_.store(0);
+        {
+            const std::lock_guard lock{mutex_};
+            busy_ = threads_ - 1;
+            ++generation_;
+        }
+        wake_.notify_all();
+        drain(0);
+        std::unique_lock lock{mutex_};
+        done_.wait(lock, [&] { return busy_ == 0; });
+    }
+
+private:
+    void drain(int thread) {
+        for (int i; (i = next_.fetch_add(1)) < tasks_;) call_(ctx_, i, thread);
+    }
+    void work(int thread) {
+        std::uint64_t seen = 0;
+        for (;;) {
+            {
+                std::unique_lock lock{mutex_};
+                wake_.wait(lock, [&] { return generation_ != seen; });
+                seen = generation_;
+                if (stop_) return;
+            }
+            drain(thread);
+            {
+                const std::lock_guard lock{mutex_};
+                --busy_;
+            }
+            done_.notify_one();
+        }
+    }
+
+    int threads_;
+    std::vector<std::thread> workers_;
+    std::mutex mutex_;
+    std::condition_variable wake_, done_;
+    std::uint64_t generation_ = 0;
+    int busy_ = 0;
+    bool stop_ = false;
+    void (*call_)(void*, int, int) = nullptr;
+    void* ctx_ = nullptr;
+    int tasks_ = 0;
+    std::atomic<int> next_{0};
+};
+
+}  // namespace ctnet::cpu

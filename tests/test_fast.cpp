@@ -1,0 +1,100 @@
+// backend::cpu against the reference: the GEMM convolution on random shapes (strides,
+// asymmetric padding, 1xn / nx1, edge tiles), folded batch norm and ReLU, whole networks
+// including Inception v3, and thread counts giving bit-identical results.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include <ctnet/cpu/fast_runner.hpp>
+#include <ctnet/ctnet.hpp>
+
+using namespace ctnet;
+
+namespace {
+
+std::vector<float> random_vector(std::size_t n, rng& g) {
+    std::vector<float> v(n);
+    for (float& x : v) x = static_cast<float>(g.normal());
+    return v;
+}
+
+double relative_error(const std::vector<float>& got, const std::vector<float>& want) {
+    double d = 0.0, s = 0.0;
+    for (std::size_t i = 0; i < got.size(); ++i) {
+        d = std::max(d, static_cast<double>(std::fabs(got[i] - want[i])));
+        s = std::max(s, static_cast<double>(std::fabs(want[i])));
+    }
+    return d / s;
+}
+
+}  // namespace
+
+TEST_CASE("GEMM convolution equals the reference kernel on random shapes") {
+    rng g{123};
+    auto pick = [&](int lo, int hi) { return lo + static_cast<int>(g.next() % static_cast<unsigned>(hi - lo + 1)); };
+    std::vector<float> scratch(cpu::conv_scratch_floats);
+    int tested = 0;
+    for (int t = 0; t < 200; ++t) {
+        const shape in{pick(1, 40), pick(1, 19), pick(1, 19)};
+        const window win{pick(1, 5), pick(1, 5), pick(1, 3), pick(1, 3), pick(0, 2), pick(0, 2), pick(0, 2), pick(0, 2)};
+        if (in.h + win.pt + win.pb < win.kh || in.w + win.pl + win.pr < win.kw) continue;
+        const int m = pick(1, 20);
+        const bool relu = pick(0, 1) == 1;
+        const shape out = detail::window_shape(in, win, m);
+        const int k = in.c * win.kh * win.kw;
+        const std::vector<float> x = random_vector(in.size(), g), w = random_vector(static_cast<std::size_t>(m) * k, g),
+                                 b = random_vector(static_cast<std::size_t>(m), g);
+        std::vector<float> want(out.size());
+        cpu::ref::conv2d({x.data(), in.size(), in}, {want.data(), out.size(), out}, 1, w.data(), b.data(), win);
+        if (relu)
+            for (float& v : want) v = std::max(v, 0.0F);
+        cpu::packed_conv cv;
+        cv.pack(w.data(), m, k);
+        cv.bias = b;
+        cv.relu = relu;
+        cv.win = win;
+        cv.in = in;
+        cv.out = out;
+        std::vector<float> got(out.size(), std::nanf(""));
+        for (int j0 = 0; j0 < out.h * out.w; j0 += cpu::gemm_nr) cpu::conv_gemm_columns(cv, x.data(), got.data(), j0, scratch.data());
+        INFO("in " << in.c << "x" << in.h << "x" << in.w << " m " << m << " k " << win.kh << "x" << win.kw);
+        REQUIRE(relative_error(got, want) < 1e-5);
+        ++tested;
+    }
+    CHECK(tested > 100);
+}
+
+TEST_CASE("backend::cpu equals the reference runner on Inception v3, any thread count") {
+    using net = models::inception_v3<1000, 107, models::inception_options{.aux_logits = false, .transform_input = true}>;
+    auto w = std::make_unique<weights<net>>();
+    init_seeded(*w, 17, true);
+    rng g{5};
+    const std::vector<float> x = random_vector(3 * input_shape_v<net>.size(), g);
+    runner<net> ref{*w};
+    const std::vector<float> want = ref(x);
+    runner<net, backend::cpu> one{*w, {.threads = 1}}, two{*w, {.threads = 2}};
+    CHECK(one.fused_convs() == 94);  // every conv with its batch norm and ReLU
+    const std::vector<float> a = one(x), b = two(x);
+    CHECK(relative_error(a, want) < 1e-5);
+    CHECK(a == b);
+    std::vector<float> again(a.size());
+    two.forward(x, again);  // a second pass reuses the arena and gives the same numbers
+    CHECK(again == a);
+}
+
+TEST_CASE("backend::cpu: convs without batch norm, a standalone batch norm, concat slices") {
+    using net = network<shape{3, 12, 12},
+                        seq<node<"c1", conv<8, k<3>, pad<1>, bias<true>>>, node<"bn", batch_norm<>>,
+                            node<"mixed", concat<node<"a", conv<5, k<1, 3>, pad<0, 1>>>, max_pool<k<3>, stride<1>, pad<1>>,
+                                                 seq<node<"b", conv<4, k<3>, stride<1>, pad<1>>>, relu>>>,
+                            node<"c2", conv<6, k<2>, stride<2>>>, global_avg_pool, flatten, node<"fc", linear<6, 3>>>>;
+    weights<net> w;
+    init_seeded(w, 8, true);
+    rng g{9};
+    const std::vector<float> x = random_vector(2 * input_shape_v<net>.size(), g);
+    runner<net> ref{w};
+    runner<net, backend::cpu> fast{w, {.threads = 2}};
+    CHECK(relative_error(fast(x), ref(x)) < 1e-5);
+}
