@@ -7,6 +7,7 @@
 //               [--transform-input] [--num-classes K] [--threads N] [--dump-blocks DIR]
 //   ctnet classify --weights W.safetensors [--no-transform-input] IMAGE...
 //   ctnet graph MODEL [--expand | --expand=BLOCK,...] [--no-aux]   Graphviz DOT of the network type
+//   ctnet bench --model inception_v3 [--batch N] [--threads T] [--iters K] [--backend cpu|reference]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -18,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include <ctnet/cpu/fast_runner.hpp>
 #include <ctnet/ctnet.hpp>
 #include <ctnet/graph/graphviz.hpp>
 #include <ctnet/io/image.hpp>
@@ -44,7 +46,8 @@ int usage(int code) {
         "       ctnet infer --model inception_v3 --weights W.safetensors --input X.npy --output Y.npy\n"
         "                   [--transform-input] [--num-classes K] [--threads N] [--dump-blocks DIR]\n"
         "       ctnet classify --weights W.safetensors [--no-transform-input] IMAGE...\n"
-        "       ctnet graph inception_v3|inception_v2 [--expand | --expand=BLOCK,...] [--no-aux]\n",
+        "       ctnet graph inception_v3|inception_v2 [--expand | --expand=BLOCK,...] [--no-aux]\n"
+        "       ctnet bench --model inception_v3 [--batch N] [--threads T] [--iters K] [--backend cpu|reference]\n",
         code == 0 ? stdout : stderr);
     return code;
 }
@@ -62,7 +65,7 @@ using v3_for = std::conditional_t<Size >= 299, models::inception_v3<Classes, Siz
 
 struct infer_args {
     std::string weights, input, output, dump_dir;
-    bool transform = false;
+    bool transform = false, reference = false;
     int classes = 1000, threads = 1;
 };
 
@@ -89,7 +92,18 @@ void run_infer(const infer_args& a, io::npy_array& x) {
     load_weights(a.weights, *w);
     if (a.transform) apply_transform_input<in>(x.data);
 
-    // Threads split the batch: each has a runner (its own arena) over the shared weights.
+    if (!a.reference && a.dump_dir.empty()) {  // SIMD kernels, threads inside each layer
+        runner<Net, backend::cpu> run{*w, {.threads = a.threads}};
+        std::vector<float> y(n * output_shape_v<Net>.size());
+        run.forward(x.data, y);
+        io::write_npy(a.output, {n, static_cast<std::size_t>(output_shape_v<Net>.c)}, y.data());
+        std::printf("wrote %s: %zu x %d logits (inception_v3, %dx%d input%s, backend cpu, %d thread%s)\n",
+                    a.output.c_str(), n, output_shape_v<Net>.c, in.h, in.w, a.transform ? ", transform_input" : "",
+                    a.threads, a.threads == 1 ? "" : "s");
+        return;
+    }
+
+    // Reference kernels (and --dump-blocks): threads split the batch, each with its own runner.
     const int threads = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(a.threads), n));
     const bool keep = !a.dump_dir.empty();
     std::vector<float> y(n * output_shape_v<Net>.size());
@@ -126,7 +140,7 @@ void run_infer(const infer_args& a, io::npy_array& x) {
                           v.data());
         }
     }
-    std::printf("wrote %s: %zu x %d logits (inception_v3, %dx%d input%s, %d thread%s)\n", a.output.c_str(), n,
+    std::printf("wrote %s: %zu x %d logits (inception_v3, %dx%d input%s, backend reference, %d thread%s)\n", a.output.c_str(), n,
                 output_shape_v<Net>.c, in.h, in.w, a.transform ? ", transform_input" : "", threads,
                 threads == 1 ? "" : "s");
 }
@@ -159,7 +173,11 @@ int infer(int argc, char** argv) {
         else if (k == "--transform-input") a.transform = true;
         else if (k == "--num-classes") a.classes = std::stoi(value());
         else if (k == "--threads") a.threads = std::stoi(value());
-        else throw error("ctnet infer: unknown option '" + std::string{k} + "'");
+        else if (k == "--backend") {
+            const std::string b = value();
+            if (b != "cpu" && b != "reference") throw error("ctnet infer: --backend is cpu or reference, not '" + b + "'");
+            a.reference = b == "reference";
+        } else throw error("ctnet infer: unknown option '" + std::string{k} + "'");
     }
     if (model != "inception_v3") throw error("ctnet infer: --model must be inception_v3 (got '" + model + "')");
     if (a.weights.empty() || a.input.empty() || a.output.empty())
@@ -207,7 +225,7 @@ int classify(int argc, char** argv) {
     }
     auto w = std::make_unique<weights<v3>>();
     load_weights(weights_path, *w);
-    runner<v3> run{*w};
+    runner<v3, backend::cpu> run{*w, {.threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()))}};
     for (const std::string& path : images) {
         std::vector<float> x = io::imagenet_preprocess(path);
         if (transform) apply_transform_input<input_shape_v<v3>>(x);
@@ -285,6 +303,73 @@ int demo(int argc, char** argv) {
     return 0;
 }
 
+// ---- bench -----------------------------------------------------------------------------------
+
+// The machine's FP32 FMA peak per thread, measured: independent FMA chains in registers.
+double measured_peak_gflops() {
+    constexpr int chains = 10;
+    cpu::simd acc[chains];
+    for (int i = 0; i < chains; ++i) acc[i] = cpu::simd(1.0F + static_cast<float>(i) * 1e-7F);
+    const cpu::simd m(0.9999999F), c(1e-7F);
+    constexpr long iters = 20'000'000;
+    const auto t0 = std::chrono::steady_clock::now();
+    asm volatile("" : : "m"(acc) : "memory");  // ... and start after it
+    for (long k = 0; k < iters; ++k) {
+#pragma GCC unroll 10
+        for (int i = 0; i < chains; ++i) acc[i] = xsimd::fma(acc[i], m, c);
+    }
+    asm volatile("" : : "m"(acc) : "memory");  // the loop must finish before the clock is read
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return 2.0 * iters * chains * cpu::simd_width / s / 1e9;
+}
+
+int bench(int argc, char** argv) {
+    std::string model = "inception_v3", backend_name = "cpu";
+    int batch = 1, threads = 1, iters = 10;
+    for (int i = 2; i < argc; ++i) {
+        const std::string_view k = argv[i];
+        if (i + 1 >= argc) throw error("ctnet bench: " + std::string{k} + " needs a value");
+        if (k == "--model") model = argv[++i];
+        else if (k == "--batch") batch = std::stoi(argv[++i]);
+        else if (k == "--threads") threads = std::stoi(argv[++i]);
+        else if (k == "--iters") iters = std::stoi(argv[++i]);
+        else if (k == "--backend") backend_name = argv[++i];
+        else throw error("ctnet bench: unknown option '" + std::string{k} + "'");
+    }
+    if (model != "inception_v3") throw error("ctnet bench: --model must be inception_v3");
+    if (batch < 1 || threads < 1 || iters < 1) throw error("ctnet bench: --batch, --threads and --iters must be positive");
+    if (backend_name != "cpu" && backend_name != "reference") throw error("ctnet bench: --backend is cpu or reference");
+    auto w = std::make_unique<weights<v3>>();
+    init_seeded(*w, 1);
+    std::vector<float> x(static_cast<std::size_t>(batch) * input_shape_v<v3>.size()), y(static_cast<std::size_t>(batch) * 1000);
+    rng g{2};
+    for (float& v : x) v = static_cast<float>(g.normal());
+    std::vector<double> ms;
+    auto time_it = [&](auto& run) {
+        run.forward(x, y);  // warm-up: arena, caches
+        for (int i = 0; i < iters; ++i) {
+            const auto t0 = std::chrono::steady_clock::now();
+            run.forward(x, y);
+            ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+        }
+    };
+    if (backend_name == "cpu") {
+        runner<v3, backend::cpu> run{*w, {.threads = threads}};
+        time_it(run);
+    } else {
+        runner<v3> run{*w};
+        time_it(run);
+    }
+    std::sort(ms.begin(), ms.end());
+    const double median = ms[ms.size() / 2], best = ms.front();
+    const double gflops = 2.0 * static_cast<double>(macs_v<v3>) * batch / (median * 1e6);
+    const double peak = measured_peak_gflops() * threads;
+    std::printf("{\"model\": \"inception_v3\", \"backend\": \"%s\", \"batch\": %d, \"threads\": %d, \"iters\": %d, "
+                "\"median_ms\": %.2f, \"min_ms\": %.2f, \"gflops\": %.1f, \"peak_gflops\": %.1f, \"peak_fraction\": %.3f}\n",
+                backend_name.c_str(), batch, threads, iters, median, best, gflops, peak, gflops / peak);
+    return 0;
+}
+
 int graph(int argc, char** argv) {
     if (argc < 3) return usage(2);
     const std::string_view model = argv[2];
@@ -334,6 +419,7 @@ int main(int argc, char** argv) {
         if (cmd == "infer") return infer(argc, argv);
         if (cmd == "classify") return classify(argc, argv);
         if (cmd == "graph") return graph(argc, argv);
+        if (cmd == "bench") return bench(argc, argv);
         if (cmd == "help" || cmd == "--help" || cmd == "-h") return usage(0);
         std::fprintf(stderr, "ctnet: unknown command '%s'\n", argv[1]);
         return usage(2);

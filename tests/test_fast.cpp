@@ -37,10 +37,11 @@ TEST_CASE("GEMM convolution equals the reference kernel on random shapes") {
     std::vector<float> scratch(cpu::conv_scratch_floats);
     int tested = 0;
     for (int t = 0; t < 200; ++t) {
-        const shape in{pick(1, 40), pick(1, 19), pick(1, 19)};
+        const shape in{pick(1, 40), pick(1, 40), pick(1, 40)};
         const window win{pick(1, 5), pick(1, 5), pick(1, 3), pick(1, 3), pick(0, 2), pick(0, 2), pick(0, 2), pick(0, 2)};
         if (in.h + win.pt + win.pb < win.kh || in.w + win.pl + win.pr < win.kw) continue;
         const int m = pick(1, 20);
+        const int row_split = pick(0, 1);  // also: rows in two ranges, as tasks split them
         const bool relu = pick(0, 1) == 1;
         const shape out = detail::window_shape(in, win, m);
         const int k = in.c * win.kh * win.kw;
@@ -58,7 +59,16 @@ TEST_CASE("GEMM convolution equals the reference kernel on random shapes") {
         cv.in = in;
         cv.out = out;
         std::vector<float> got(out.size(), std::nanf(""));
-        for (int j0 = 0; j0 < out.h * out.w; j0 += cpu::gemm_nr) cpu::conv_gemm_columns(cv, x.data(), got.data(), j0, scratch.data());
+        if (row_split && m > cpu::gemm_mr) {  // two row ranges and column blocks, as the runner's tasks
+            const int cols = out.h * out.w, cut = cpu::gemm_mr;
+            for (int j0 = 0; j0 < cols; j0 += cpu::gemm_nc) {
+                const int n = std::min(cpu::gemm_nc, cols - j0);
+                cpu::conv_gemm_block(cv, x.data(), got.data(), 0, cut, j0, n, scratch.data());
+                cpu::conv_gemm_block(cv, x.data(), got.data(), cut, m, j0, n, scratch.data());
+            }
+        } else {
+            cpu::conv_gemm(cv, x.data(), got.data(), scratch.data());
+        }
         INFO("in " << in.c << "x" << in.h << "x" << in.w << " m " << m << " k " << win.kh << "x" << win.kw);
         REQUIRE(relative_error(got, want) < 1e-5);
         ++tested;

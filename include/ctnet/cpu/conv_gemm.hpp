@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -56,39 +57,48 @@ struct packed_conv {
 
 namespace detail {
 
-// Packs rows [k0, k0 + kc) and columns [j0, j0 + NR) of the virtual im2col matrix into dst
-// (kc x NR, row-major); columns past n are zero.
-inline void pack_columns(const packed_conv& cv, const float* x, int k0, int kc, int j0, float* dst) {
+// Packs rows [k0, k0 + kc) and columns [j0, j0 + cols) of the virtual im2col matrix into dst as
+// ceil(cols / NR) panels of kc x NR (row-major), the micro-kernel's reading order; columns past
+// the block are zero. Runs of one output row are copied as runs of one input row.
+inline void pack_block(const packed_conv& cv, const float* x, int k0, int kc, int j0, int cols, float* dst) {
     const window& g = cv.win;
-    const int n = cv.out.h * cv.out.w;
-    const int cols = std::min(gemm_nr, n - j0);
-    const bool pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0;
+    const int ow_n = cv.out.w, panels = (cols + gemm_nr - 1) / gemm_nr;
     const std::size_t plane = static_cast<std::size_t>(cv.in.h) * cv.in.w;
-    if (pointwise) {  // col[k][j] = x[k][j]: straight copies
-        for (int kk = 0; kk < kc; ++kk) {
-            const float* src = x + static_cast<std::size_t>(k0 + kk) * plane + j0;
-            float* d = dst + static_cast<std::size_t>(kk) * gemm_nr;
-            std::memcpy(d, src, sizeof(float) * static_cast<std::size_t>(cols));
-            std::fill(d + cols, d + gemm_nr, 0.0F);
-        }
-        return;
-    }
-    int ih0[gemm_nr], iw0[gemm_nr];
-    for (int j = 0; j < gemm_nr; ++j) {
-        const int jj = std::min(j0 + j, n - 1);
-        ih0[j] = (jj / cv.out.w) * g.sh - g.pt;
-        iw0[j] = (jj % cv.out.w) * g.sw - g.pl;
-    }
+    const std::size_t panel_stride = static_cast<std::size_t>(kc) * gemm_nr;
     const int taps = g.kh * g.kw;
     for (int kk = 0; kk < kc; ++kk) {
         const int kidx = k0 + kk;
         const int c = kidx / taps, t = kidx % taps, dh = t / g.kw, dw = t % g.kw;
         const float* xc = x + static_cast<std::size_t>(c) * plane;
-        float* d = dst + static_cast<std::size_t>(kk) * gemm_nr;
-        for (int j = 0; j < gemm_nr; ++j) {
-            const int ih = ih0[j] + dh, iw = iw0[j] + dw;
-            const bool inside = j < cols && ih >= 0 && ih < cv.in.h && iw >= 0 && iw < cv.in.w;
-            d[j] = inside ? xc[ih * cv.in.w + iw] : 0.0F;
+        // Walk the block's columns one output row at a time.
+        for (int j = 0; j < panels * gemm_nr;) {
+            float* d = dst + static_cast<std::size_t>(j / gemm_nr) * panel_stride + static_cast<std::size_t>(kk) * gemm_nr;
+            const int in_panel = j % gemm_nr;
+            const int avail = gemm_nr - in_panel;  // room left in this panel
+            if (j >= cols) {  // padding columns of the last panel
+                std::fill(d + in_panel, d + gemm_nr, 0.0F);
+                j += avail;
+                continue;
+            }
+            const int jj = j0 + j, oh = jj / ow_n, ow = jj % ow_n;
+            const int run = std::min({avail, cols - j, ow_n - ow});  // same output row, same panel
+            const int ih = oh * g.sh - g.pt + dh;
+            float* out = d + in_panel;
+            if (ih < 0 || ih >= cv.in.h) {
+                std::fill(out, out + run, 0.0F);
+            } else {
+                const float* row = xc + static_cast<std::size_t>(ih) * cv.in.w;
+                const int iw0 = ow * g.sw - g.pl + dw;
+                if (g.sw == 1 && iw0 >= 0 && iw0 + run <= cv.in.w) {
+                    std::memcpy(out, row + iw0, sizeof(float) * static_cast<std::size_t>(run));
+                } else {
+                    for (int r = 0; r < run; ++r) {
+                        const int iw = iw0 + r * g.sw;
+                        out[r] = iw >= 0 && iw < cv.in.w ? row[iw] : 0.0F;
+                    }
+                }
+            }
+            j += run;
         }
     }
 }
@@ -98,7 +108,7 @@ inline void pack_columns(const packed_conv& cv, const float* x, int k0, int kc, 
 inline void micro_kernel(int kc, const float* a, const float* b, float* c, std::size_t ldc, bool first, bool last,
                          const float* bias, bool relu) {
     simd acc[gemm_mr][2];
-    for (int i = 0; i < gemm_mr; ++i) {
+    for (std::size_t i = 0; i < gemm_mr; ++i) {
         if (first) {
             acc[i][0] = simd(0.0F);
             acc[i][1] = simd(0.0F);
@@ -118,7 +128,7 @@ inline void micro_kernel(int kc, const float* a, const float* b, float* c, std::
             acc[i][1] = xsimd::fma(ai, b1, acc[i][1]);
         }
     }
-    for (int i = 0; i < gemm_mr; ++i) {
+    for (std::size_t i = 0; i < gemm_mr; ++i) {
         if (last) {
             const simd bi(bias[i]);
             acc[i][0] += bi;
@@ -136,39 +146,55 @@ inline void micro_kernel(int kc, const float* a, const float* b, float* c, std::
 
 }  // namespace detail
 
-// Floats of scratch one task needs (a packed KC x NR block, SIMD-aligned) plus an edge tile.
-inline constexpr std::size_t conv_scratch_floats = static_cast<std::size_t>(gemm_kc) * gemm_nr + gemm_mr * gemm_nr + 64;
+inline constexpr int gemm_nc = 8 * gemm_nr;  // columns of one task's packed block
 
-// Columns [j0, j0 + NR) of one sample's output. x: the sample's input (C, H, W); y: its output
-// planes, row stride ldy (= out.h * out.w). scratch: conv_scratch_floats floats.
-inline void conv_gemm_columns(const packed_conv& cv, const float* x, float* y, int j0, float* scratch) {
-    const int n = cv.out.h * cv.out.w;
-    const std::size_t ldy = static_cast<std::size_t>(n);
-    const int cols = std::min(gemm_nr, n - j0);
-    auto* aligned = reinterpret_cast<float*>((reinterpret_cast<std::uintptr_t>(scratch) + 63) & ~std::uintptr_t{63});
-    float* b = aligned;
-    float* tile = aligned + static_cast<std::size_t>(gemm_kc) * gemm_nr;
-    const int panels = (cv.m + gemm_mr - 1) / gemm_mr;
+// Floats of scratch one task needs (a packed KC x NC block, SIMD-aligned) plus an edge tile.
+inline constexpr std::size_t conv_scratch_floats =
+    static_cast<std::size_t>(gemm_kc) * gemm_nc + static_cast<std::size_t>(gemm_mr) * gemm_nr + 64;
+
+// Rows [row0, row1) (multiples of MR, or M) and columns [j0, j0 + cols), cols <= NC, of one
+// sample's output. x: the sample's input (C, H, W); y: its output planes (row stride
+// out.h * out.w). scratch: conv_scratch_floats floats.
+inline void conv_gemm_block(const packed_conv& cv, const float* x, float* y, int row0, int row1, int j0, int cols,
+                            float* scratch) {
+    const std::size_t ldy = static_cast<std::size_t>(cv.out.h) * cv.out.w;
+    const std::size_t misaligned = reinterpret_cast<std::uintptr_t>(scratch) % 64;  // packed panels: 64-byte aligned
+    float* b = scratch + (misaligned ? (64 - misaligned) / sizeof(float) : 0);
+    float* tile = b + static_cast<std::size_t>(gemm_kc) * gemm_nc;
+    const int col_panels = (cols + gemm_nr - 1) / gemm_nr;
     for (int k0 = 0; k0 < cv.k; k0 += gemm_kc) {
         const int kc = std::min(gemm_kc, cv.k - k0);
         const bool first = k0 == 0, last = k0 + kc == cv.k;
-        detail::pack_columns(cv, x, k0, kc, j0, b);
-        for (int p = 0; p < panels; ++p) {
-            const int row = p * gemm_mr, rows = std::min(gemm_mr, cv.m - row);
-            const float* a = cv.a.data() + (static_cast<std::size_t>(p) * cv.k + k0) * gemm_mr;
+        detail::pack_block(cv, x, k0, kc, j0, cols, b);
+        for (int row = row0; row < row1; row += gemm_mr) {
+            const int rows = std::min(gemm_mr, row1 - row);
+            const float* a = cv.a.data() + (static_cast<std::size_t>(row / gemm_mr) * cv.k + k0) * gemm_mr;
             float bias[gemm_mr]{};
             std::copy(cv.bias.begin() + row, cv.bias.begin() + row + rows, bias);
-            float* c = y + static_cast<std::size_t>(row) * ldy + j0;
-            if (rows == gemm_mr && cols == gemm_nr) {
-                detail::micro_kernel(kc, a, b, c, ldy, first, last, bias, cv.relu);
-                continue;
+            for (int cp = 0; cp < col_panels; ++cp) {
+                const float* bp = b + static_cast<std::size_t>(cp) * kc * gemm_nr;
+                const int jc = cp * gemm_nr, n = std::min(gemm_nr, cols - jc);
+                float* c = y + static_cast<std::size_t>(row) * ldy + j0 + jc;
+                if (rows == gemm_mr && n == gemm_nr) {
+                    detail::micro_kernel(kc, a, bp, c, ldy, first, last, bias, cv.relu);
+                    continue;
+                }
+                // Edge: work in a full tile, copy the valid part in and out.
+                constexpr auto ldt = static_cast<std::size_t>(gemm_nr);
+                for (std::size_t i = 0; i < static_cast<std::size_t>(rows); ++i)
+                    std::copy(c + i * ldy, c + i * ldy + n, tile + i * ldt);
+                detail::micro_kernel(kc, a, bp, tile, ldt, first, last, bias, cv.relu);
+                for (std::size_t i = 0; i < static_cast<std::size_t>(rows); ++i)
+                    std::copy(tile + i * ldt, tile + i * ldt + n, c + i * ldy);
             }
-            // Edge: work in a full tile, copy the valid part in and out.
-            for (int i = 0; i < rows; ++i) std::copy(c + i * ldy, c + i * ldy + cols, tile + i * gemm_nr);
-            detail::micro_kernel(kc, a, b, tile, gemm_nr, first, last, bias, cv.relu);
-            for (int i = 0; i < rows; ++i) std::copy(tile + i * gemm_nr, tile + i * gemm_nr + cols, c + i * ldy);
         }
     }
+}
+
+// The whole output of one sample, in blocks (for tests and single-threaded use).
+inline void conv_gemm(const packed_conv& cv, const float* x, float* y, float* scratch) {
+    const int n = cv.out.h * cv.out.w;
+    for (int j0 = 0; j0 < n; j0 += gemm_nc) conv_gemm_block(cv, x, y, 0, cv.m, j0, std::min(gemm_nc, n - j0), scratch);
 }
 
 }  // namespace ctnet::cpu

@@ -14,6 +14,7 @@
 // pass at a batch size, a forward pass allocates nothing.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <span>
@@ -25,6 +26,7 @@
 #include "../graph/params.hpp"
 #include "arena.hpp"
 #include "conv_gemm.hpp"
+#include "pool_fast.hpp"
 #include "reference.hpp"
 #include "runner.hpp"
 #include "thread_pool.hpp"
@@ -141,12 +143,21 @@ private:
             const cpu::packed_conv& cv = convs_[static_cast<std::size_t>(s.conv)];
             const cpu::ref::in_view x = arena_.in_view(o.in);
             const cpu::ref::out_view y = arena_.view(s.out);
+            // Tasks: blocks of NC columns x ranges of MR-row panels, enough for every thread.
             const int cols = cv.out.h * cv.out.w;
-            const int tiles = (cols + cpu::gemm_nr - 1) / cpu::gemm_nr;
-            pool_.run(tiles * n, [&](int task, int thread) {
-                const int sample = task / tiles, j0 = (task % tiles) * cpu::gemm_nr;
-                cpu::conv_gemm_columns(cv, x.sample(sample), y.sample(sample), j0,
-                                       scratch_.data() + static_cast<std::size_t>(thread) * conv_scratch_floats());
+            const int col_blocks = (cols + cpu::gemm_nc - 1) / cpu::gemm_nc;
+            const int panels = (cv.m + cpu::gemm_mr - 1) / cpu::gemm_mr;
+            const int want = 4 * pool_.size();
+            const int row_splits = std::min(panels, std::max(1, (want + col_blocks * n - 1) / (col_blocks * n)));
+            pool_.run(n * col_blocks * row_splits, [&](int task, int thread) {
+                const int split = task % row_splits, block = (task / row_splits) % col_blocks;
+                const int sample = task / (row_splits * col_blocks);
+                const int row0 = panels * split / row_splits * cpu::gemm_mr;
+                const int row1 = std::min(cv.m, panels * (split + 1) / row_splits * cpu::gemm_mr);
+                const int j0 = block * cpu::gemm_nc;
+                cpu::conv_gemm_block(cv, x.sample(sample), y.sample(sample), row0, row1, j0,
+                                     std::min(cpu::gemm_nc, cols - j0),
+                                     scratch_.data() + static_cast<std::size_t>(thread) * conv_scratch_floats());
             });
             return;
         }
@@ -157,8 +168,21 @@ private:
         switch (o.kind) {
             case op_kind::batch_norm: cpu::ref::batch_norm(x, y, n, w, w + c, w + 2 * c, w + 3 * c, o.eps); break;
             case op_kind::relu: cpu::ref::relu(x, y, n); break;
-            case op_kind::max_pool: cpu::ref::max_pool(x, y, n, o.win); break;
-            case op_kind::avg_pool: cpu::ref::avg_pool(x, y, n, o.win, o.count_pad); break;
+            case op_kind::max_pool:
+            case op_kind::avg_pool: {
+                // One task per (sample, channel plane).
+                const shape is = o.in.s, os = o.out.s;
+                const std::size_t ip = static_cast<std::size_t>(is.h) * is.w, opl = static_cast<std::size_t>(os.h) * os.w;
+                const bool max = o.kind == op_kind::max_pool;
+                pool_.run(n * is.c, [&](int task, int) {
+                    const int i = task / is.c, ch = task % is.c;
+                    const float* xp = x.sample(i) + ch * ip;
+                    float* yp = y.sample(i) + ch * opl;
+                    if (max) cpu::max_pool_plane(xp, is.h, is.w, yp, os.h, os.w, o.win);
+                    else cpu::avg_pool_plane(xp, is.h, is.w, yp, os.h, os.w, o.win, o.count_pad);
+                });
+                break;
+            }
             case op_kind::global_avg_pool: cpu::ref::global_avg_pool(x, y, n); break;
             case op_kind::linear: cpu::ref::linear(x, y, n, w, o.bias ? w + c * o.in.s.c : nullptr); break;
             case op_kind::softmax: cpu::ref::softmax(x, y, n); break;

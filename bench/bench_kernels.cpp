@@ -1,0 +1,110 @@
+// Google Benchmark: every distinct conv shape of Inception v3 on the GEMM kernel
+// (backend::cpu) and on the reference kernel, and the whole network on both backends.
+// GFLOP/s counts 2 x MACs.
+//
+//   ./build/bench/ctnet_bench --benchmark_filter='gemm/'        # the conv shapes, SIMD kernel
+//   ./build/bench/ctnet_bench --benchmark_filter='network/cpu'  # Inception v3, batch 1 and 8
+#include <benchmark/benchmark.h>
+
+#include <map>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include <ctnet/cpu/fast_runner.hpp>
+#include <ctnet/ctnet.hpp>
+
+using namespace ctnet;
+using v3 = models::inception_v3<>;
+
+namespace {
+
+std::vector<float> random_vector(std::size_t n, std::uint64_t seed) {
+    rng g{seed};
+    std::vector<float> v(n);
+    for (float& x : v) x = static_cast<float>(g.normal());
+    return v;
+}
+
+void set_rate(benchmark::State& state, double flops) {
+    state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void conv_gemm(benchmark::State& state, shape in, shape out, window win) {
+    const int k = in.c * win.kh * win.kw;
+    const std::vector<float> x = random_vector(in.size(), 1), w = random_vector(static_cast<std::size_t>(out.c) * k, 2);
+    cpu::packed_conv cv;
+    cv.pack(w.data(), out.c, k);
+    cv.bias.assign(static_cast<std::size_t>(out.c), 0.0F);
+    cv.relu = true;
+    cv.win = win;
+    cv.in = in;
+    cv.out = out;
+    std::vector<float> y(out.size()), scratch(cpu::conv_scratch_floats);
+    for (auto _ : state) {
+        cpu::conv_gemm(cv, x.data(), y.data(), scratch.data());
+        benchmark::DoNotOptimize(y.data());
+    }
+    set_rate(state, 2.0 * static_cast<double>(out.size()) * k);
+}
+
+void conv_reference(benchmark::State& state, shape in, shape out, window win) {
+    const std::vector<float> x = random_vector(in.size(), 1);
+    const std::vector<float> w = random_vector(static_cast<std::size_t>(out.c) * in.c * win.kh * win.kw, 2);
+    std::vector<float> y(out.size());
+    for (auto _ : state) {
+        cpu::ref::conv2d({x.data(), in.size(), in}, {y.data(), out.size(), out}, 1, w.data(), nullptr, win);
+        benchmark::DoNotOptimize(y.data());
+    }
+    set_rate(state, 2.0 * static_cast<double>(out.size()) * in.c * win.kh * win.kw);
+}
+
+template <class Backend>
+void whole_network(benchmark::State& state) {
+    auto w = std::make_unique<weights<v3>>();
+    init_seeded(*w, 1);
+    const auto n = static_cast<std::size_t>(state.range(0));
+    const std::vector<float> x = random_vector(n * input_shape_v<v3>.size(), 3);
+    std::vector<float> y(n * 1000);
+    auto run = [&] {
+        if constexpr (std::is_same_v<Backend, backend::cpu>) return runner<v3, backend::cpu>{*w, {.threads = static_cast<int>(state.range(1))}};
+        else return runner<v3>{*w};
+    }();
+    run.forward(x, y);
+    for (auto _ : state) {
+        run.forward(x, y);
+        benchmark::DoNotOptimize(y.data());
+    }
+    set_rate(state, 2.0 * static_cast<double>(macs_v<v3>) * static_cast<double>(n));
+}
+
+// One benchmark per distinct (input, output, window) among Inception v3's convs at 299x299,
+// named after the first layer with that shape.
+int register_conv_shapes() {
+    const auto& p = v3::program;
+    std::map<std::tuple<int, int, int, int, int, int, int, int, int, int, int>, std::string> seen;
+    for (int i = 0; i < p.n_ops; ++i) {
+        const op& o = p.ops[i];
+        if (o.kind != op_kind::conv) continue;
+        const window& g = o.win;
+        const auto key = std::make_tuple(o.in.s.c, o.in.s.h, o.in.s.w, o.out.s.c, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, 0);
+        if (seen.count(key)) continue;
+        seen[key] = std::string{o.path.view()};
+        const std::string name = std::string{o.path.view()};
+        benchmark::RegisterBenchmark(("gemm/" + name).c_str(), conv_gemm, o.in.s, o.out.s, g)->Unit(benchmark::kMillisecond);
+        benchmark::RegisterBenchmark(("reference/" + name).c_str(), conv_reference, o.in.s, o.out.s, g)
+            ->Unit(benchmark::kMillisecond)
+            ->Iterations(2);
+    }
+    return static_cast<int>(seen.size());
+}
+const int distinct_conv_shapes = register_conv_shapes();
+
+}  // namespace
+
+BENCHMARK_TEMPLATE(whole_network, backend::cpu)->Name("network/cpu")->Args({1, 1})->Args({1, 2})->Args({8, 2})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_TEMPLATE(whole_network, backend::reference)->Name("network/reference")->Args({1, 1})->Unit(benchmark::kMillisecond)
+    ->Iterations(1);
+
+BENCHMARK_MAIN();
