@@ -4,7 +4,8 @@
 //   pool.run(tasks, [&](int task, int thread) { ... });   // returns when every task is done
 //
 // Requires: run() is called from one thread at a time (the pool's owner).
-// Guarantees: threads - 1 workers are started once; the caller works too. run() allocates
+// Guarantees: threads - 1 workers are started once; the caller works too. Between loops the
+// threads spin briefly (layers follow each other within microseconds), then sleep. run() allocates
 // nothing, so a steady-state forward pass stays allocation-free. Tasks are handed out in
 // order from an atomic counter; which thread runs which task varies, so callers must make
 // results independent of that (each task writes its own outputs).
@@ -30,8 +31,8 @@ public:
     ~thread_pool() {
         {
             const std::lock_guard lock{mutex_};
-            stop_ = true;
-            ++generation_;
+            stop_.store(true, std::memory_order_release);
+            generation_.fetch_add(1, std::memory_order_release);
         }
         wake_.notify_all();
         for (std::thread& w : workers_) w.join();
@@ -49,37 +50,48 @@ public:
         call_ = [](void* ctx, int task, int thread) { (*static_cast<F*>(ctx))(task, thread); };
         ctx_ = &f;
         tasks_ = tasks;
-        next_.store(0);
+        next_.store(0, std::memory_order_relaxed);
+        busy_.store(threads_ - 1, std::memory_order_relaxed);
         {
             const std::lock_guard lock{mutex_};
-            busy_ = threads_ - 1;
-            ++generation_;
+            generation_.fetch_add(1, std::memory_order_release);
         }
         wake_.notify_all();
         drain(0);
-        std::unique_lock lock{mutex_};
-        done_.wait(lock, [&] { return busy_ == 0; });
+        // Layers follow each other within microseconds: spin a little before sleeping.
+        for (int spin = 0; spin < spin_limit && busy_.load(std::memory_order_acquire) != 0; ++spin) pause();
+        if (busy_.load(std::memory_order_acquire) != 0) {
+            std::unique_lock lock{mutex_};
+            done_.wait(lock, [&] { return busy_.load(std::memory_order_acquire) == 0; });
+        }
     }
 
 private:
+    static constexpr int spin_limit = 20000;
+
+    static void pause() {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    }
     void drain(int thread) {
-        for (int i; (i = next_.fetch_add(1)) < tasks_;) call_(ctx_, i, thread);
+        for (int i; (i = next_.fetch_add(1, std::memory_order_relaxed)) < tasks_;) call_(ctx_, i, thread);
     }
     void work(int thread) {
         std::uint64_t seen = 0;
         for (;;) {
-            {
+            for (int spin = 0; spin < spin_limit && generation_.load(std::memory_order_acquire) == seen; ++spin) pause();
+            if (generation_.load(std::memory_order_acquire) == seen) {
                 std::unique_lock lock{mutex_};
-                wake_.wait(lock, [&] { return generation_ != seen; });
-                seen = generation_;
-                if (stop_) return;
+                wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
             }
+            seen = generation_.load(std::memory_order_acquire);
+            if (stop_.load(std::memory_order_acquire)) return;
             drain(thread);
-            {
-                const std::lock_guard lock{mutex_};
-                --busy_;
+            if (busy_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+                const std::lock_guard lock{mutex_};  // pairs with the owner's wait
+                done_.notify_one();
             }
-            done_.notify_one();
         }
     }
 
@@ -87,9 +99,9 @@ private:
     std::vector<std::thread> workers_;
     std::mutex mutex_;
     std::condition_variable wake_, done_;
-    std::uint64_t generation_ = 0;
-    int busy_ = 0;
-    bool stop_ = false;
+    std::atomic<std::uint64_t> generation_{0};
+    std::atomic<int> busy_{0};
+    std::atomic<bool> stop_{false};
     void (*call_)(void*, int, int) = nullptr;
     void* ctx_ = nullptr;
     int tasks_ = 0;
