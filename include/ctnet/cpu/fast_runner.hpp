@@ -94,7 +94,9 @@ private:
         value out{};    // where the (last folded) result goes
     };
 
+    // Per thread: a conv's packed block and edge tile, or a pooling row (inputs up to that wide).
     static constexpr std::size_t conv_scratch_floats() { return cpu::conv_scratch_floats; }
+    static_assert(input.w <= static_cast<int>(cpu::conv_scratch_floats), "ctnet: backend::cpu pooling rows are limited to the scratch size");
 
     // Conv op i, with the in-place batch norm and ReLU after it folded in.
     cpu::packed_conv fold(int i, step& s) {
@@ -174,12 +176,13 @@ private:
                 const shape is = o.in.s, os = o.out.s;
                 const std::size_t ip = static_cast<std::size_t>(is.h) * is.w, opl = static_cast<std::size_t>(os.h) * os.w;
                 const bool max = o.kind == op_kind::max_pool;
-                pool_.run(n * is.c, [&](int task, int) {
+                pool_.run(n * is.c, [&](int task, int thread) {
                     const int i = task / is.c, ch = task % is.c;
                     const float* xp = x.sample(i) + ch * ip;
                     float* yp = y.sample(i) + ch * opl;
-                    if (max) cpu::max_pool_plane(xp, is.h, is.w, yp, os.h, os.w, o.win);
-                    else cpu::avg_pool_plane(xp, is.h, is.w, yp, os.h, os.w, o.win, o.count_pad);
+                    float* tmp = scratch_.data() + static_cast<std::size_t>(thread) * conv_scratch_floats();
+                    if (max) cpu::max_pool_plane(xp, is.h, is.w, yp, os.h, os.w, o.win, tmp);
+                    else cpu::avg_pool_plane(xp, is.h, is.w, yp, os.h, os.w, o.win, o.count_pad, tmp);
                 });
                 break;
             }
