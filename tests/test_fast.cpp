@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <thread>
 #include <cmath>
 #include <vector>
 
@@ -107,4 +108,37 @@ TEST_CASE("backend::cpu: convs without batch norm, a standalone batch norm, conc
     runner<net> ref{w};
     runner<net, backend::cpu> fast{w, {.threads = 2}};
     CHECK(relative_error(fast(x), ref(x)) < 1e-5);
+}
+
+TEST_CASE("one loaded model shared read-only by 4 threads, each with its own runner") {
+    using net = models::inception_v3<10, 75, models::inception_options{.aux_logits = false}>;
+    auto w = std::make_unique<weights<net>>();
+    init_seeded(*w, 23, true);
+    const weights<net>& shared = *w;
+    rng g{31};
+    std::vector<std::vector<float>> inputs;
+    for (int t = 0; t < 4; ++t) inputs.push_back(random_vector(2 * input_shape_v<net>.size(), g));
+    std::vector<std::vector<float>> alone, fast_alone;
+    for (const auto& x : inputs) {
+        runner<net> r{shared};
+        alone.push_back(r(x));
+        runner<net, backend::cpu> f{shared};
+        fast_alone.push_back(f(x));
+    }
+    std::vector<std::vector<float>> together(4), fast_together(4);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t)
+        threads.emplace_back([&, t] {
+            runner<net> r{shared};
+            runner<net, backend::cpu> f{shared, {.threads = 2}};
+            for (int rep = 0; rep < 2; ++rep) {
+                together[t] = r(inputs[t]);
+                fast_together[t] = f(inputs[t]);
+            }
+        });
+    for (std::thread& th : threads) th.join();
+    for (int t = 0; t < 4; ++t) {
+        CHECK(together[t] == alone[t]);
+        CHECK(fast_together[t] == fast_alone[t]);
+    }
 }

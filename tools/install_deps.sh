@@ -11,6 +11,7 @@ packages=(
   doctest-dev                   # unit tests
   libbenchmark-dev              # bench/
   clang clang-tidy graphviz     # header warnings under clang 14, lint, `ctnet graph` pictures
+  libclang-rt-14-dev            # libFuzzer and the sanitizers' runtimes (tests/fuzz)
   python3-torch python3-torchvision python3-numpy   # parity references (tools/*.py, /usr/bin/python3)
 )
 

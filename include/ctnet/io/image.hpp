@@ -45,6 +45,7 @@ struct rgb_image {
 
 // Larger sides are refused before decoding: a 30000 x 30000 RGB image is already 2.7 GB.
 inline constexpr int max_image_side = 30000;
+inline constexpr long long max_image_pixels = 1LL << 26;  // 64 Mpx: 192 MB of RGB
 
 namespace detail {
 
@@ -123,10 +124,12 @@ inline constexpr std::int32_t half = std::int32_t{1} << (precision_bits - 1);
 
 }  // namespace detail
 
-// Decodes an image file to 8-bit RGB. Throws ctnet::error naming the file and stb_image's reason
-// (missing file, not an image, truncated data) or the size (a side above max_image_side).
-inline rgb_image load_image(const std::string& path) {
-    const std::vector<std::uint8_t> bytes = read_file(path, static_cast<std::size_t>(INT_MAX));  // stb takes an int length
+// Decodes an image file (or its bytes, decode_image) to 8-bit RGB. Throws ctnet::error naming
+// the file and stb_image's reason (missing file, not an image, truncated data) or the size (a
+// side above max_image_side).
+inline rgb_image decode_image(const std::string& path, const std::vector<std::uint8_t>& bytes) {
+    if (bytes.size() > static_cast<std::size_t>(INT_MAX))  // stb takes an int length
+        throw error("load_image: " + path + " is larger than " + std::to_string(INT_MAX) + " bytes");
     const int len = static_cast<int>(bytes.size());
     int w = 0, h = 0, channels = 0;
     // Read the header first, so that an absurd size is refused before anything is allocated.
@@ -134,10 +137,12 @@ inline rgb_image load_image(const std::string& path) {
         throw error("load_image: cannot decode " + path + " (stb_image: " +
                     stbi_failure_reason() + ")");
     }
-    if (w <= 0 || h <= 0 || w > max_image_side || h > max_image_side) {
+    if (w <= 0 || h <= 0 || w > max_image_side || h > max_image_side ||
+        static_cast<long long>(w) * h > max_image_pixels) {
         throw error("load_image: " + path + " is " + std::to_string(w) + " x " +
                     std::to_string(h) + " pixels; each side must be between 1 and " +
-                    std::to_string(max_image_side));
+                    std::to_string(max_image_side) + ", and at most " + std::to_string(max_image_pixels) +
+                    " pixels in all");
     }
     struct stb_free {
         void operator()(unsigned char* p) const { stbi_image_free(p); }
@@ -151,6 +156,10 @@ inline rgb_image load_image(const std::string& path) {
     rgb_image img{w, h, {}};
     img.pixels.assign(data.get(), data.get() + static_cast<std::size_t>(w) * h * 3);
     return img;
+}
+
+inline rgb_image load_image(const std::string& path) {
+    return decode_image(path, read_file(path, static_cast<std::size_t>(INT_MAX) + 1));
 }
 
 // Pillow's Image.resize((width, height), Image.BILINEAR) for an RGB image, byte-exact.

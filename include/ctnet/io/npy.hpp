@@ -58,8 +58,8 @@ inline std::string_view npy_field(std::string_view header, std::string_view key,
 
 }  // namespace detail
 
-inline npy_array read_npy(const std::string& path) {
-    const std::vector<std::uint8_t> bytes = read_file(path);
+// Parses the bytes of a .npy file; `path` is what error messages call it.
+inline npy_array parse_npy(const std::string& path, const std::vector<std::uint8_t>& bytes) {
     static constexpr char magic[] = "\x93NUMPY";
     if (bytes.size() < 10 || std::memcmp(bytes.data(), magic, 6) != 0)
         detail::npy_fail(path, "not a .npy file (the magic string \\x93NUMPY is missing)");
@@ -123,6 +123,8 @@ inline npy_array read_npy(const std::string& path) {
     if (count) std::memcpy(a.data.data(), bytes.data() + data_at, count * sizeof(float));
     return a;
 }
+
+inline npy_array read_npy(const std::string& path) { return parse_npy(path, read_file(path)); }
 
 inline void write_npy(const std::string& path, const std::vector<std::size_t>& shape, const float* data) {
     std::string dims;
