@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "network.hpp"
+#include "summary.hpp"  // detail::shape_string
 
 namespace ctnet {
 
@@ -55,12 +56,6 @@ inline std::string dot_id(const char* prefix, int n) {
     std::string s{prefix};
     s += std::to_string(n);
     return s;
-}
-
-inline std::string shape_label(shape s) {
-    text<40> t;
-    t += s;
-    return std::string{t.view()};
 }
 
 }  // namespace detail
@@ -101,7 +96,7 @@ void write_dot(std::ostream& os, std::string_view title, const dot_options& opt 
         const int lo = o.in.offset, hi = lo + static_cast<int>(o.in.s.size());
         for (const range& r : written[o.in.buf])
             if (r.begin < hi && lo < r.end && node_id(r.writer) != node_id(i))
-                edges.emplace(node_id(r.writer), node_id(i), detail::shape_label(produced(r.writer)));
+                edges.emplace(node_id(r.writer), node_id(i), detail::shape_string(produced(r.writer)));
         std::vector<range>& w = written[o.out.buf];
         const int olo = o.out.offset, ohi = olo + static_cast<int>(o.out.s.size());
         std::erase_if(w, [&](const range& r) { return r.begin >= olo && r.end <= ohi; });
@@ -111,12 +106,12 @@ void write_dot(std::ostream& os, std::string_view title, const dot_options& opt 
     std::string output_writer, aux_writer;
     for (const auto& [buf, ranges] : written)
         for (const range& r : ranges) {
-            if (buf == p.output.buf) edges.emplace(node_id(r.writer), "output", detail::shape_label(p.output.s));
-            if (p.has_aux && buf == p.aux.buf) edges.emplace(node_id(r.writer), "aux_output", detail::shape_label(p.aux.s));
+            if (buf == p.output.buf) edges.emplace(node_id(r.writer), "output", detail::shape_string(p.output.s));
+            if (p.has_aux && buf == p.aux.buf) edges.emplace(node_id(r.writer), "aux_output", detail::shape_string(p.aux.s));
         }
 
     os << "digraph \"" << title << "\" {\n"
-       << "  graph [rankdir=TB, fontname=Helvetica, label=\"" << title << "  input " << detail::shape_label(p.input.s)
+       << "  graph [rankdir=TB, fontname=Helvetica, label=\"" << title << "  input " << detail::shape_string(p.input.s)
        << "\", labelloc=t];\n"
        << "  node [shape=box, style=\"rounded,filled\", fillcolor=\"#eef3fb\", fontname=Helvetica, fontsize=10];\n"
        << "  edge [fontname=Helvetica, fontsize=8, color=\"#555555\"];\n"
@@ -126,7 +121,7 @@ void write_dot(std::ostream& os, std::string_view title, const dot_options& opt 
     for (int b = 0; b < p.n_blocks; ++b) {
         if (!open[b]) {
             const std::string id = detail::dot_id("b", b);
-            os << "  " << id << " [label=\"" << p.blocks[b].name.view() << "\\n" << detail::shape_label(p.blocks[b].out.s)
+            os << "  " << id << " [label=\"" << p.blocks[b].name.view() << "\\n" << detail::shape_string(p.blocks[b].out.s)
                << "\"" << style(id) << "];\n";
         }
     }
