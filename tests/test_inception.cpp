@@ -65,8 +65,19 @@ TEST_CASE("totals equal torchvision's") {
     // one 7x7 s2 conv 3->64 + BN: 64*3*49 + 128 = 9,536 params, 64*147*147*147 = 203,297,472 MACs.
     static_assert(param_count_v<v2> == 27'161'264 - (928 + 9'280 + 18'560) + 9'536);
     static_assert(macs_v<v2> == 5'713'216'096 - (19'181'664 + 199'148'544 + 398'297'088) + 203'297'472);
+    // BN-auxiliary (the paper's v3): the aux fc loses its bias (1000) and gains a batch norm
+    // (weight and bias: 2000).
+    static_assert(param_count_v<models::inception_v3<1000, 299, models::inception_options{.bn_aux = true}>> ==
+                  27'161'264 - 1000 + 2000);
     // Other class counts change only the two fc layers: (2048 + 768 + 2) params per class.
     static_assert(param_count_v<models::inception_v3<10>> == 27'161'264 - 990 * (2048 + 768 + 2));
+}
+
+TEST_CASE("BN-auxiliary: the aux fc is batch-normalised") {
+    using bn_aux = models::inception_v3<1000, 299, models::inception_options{.bn_aux = true}>;
+    CHECK(weights<bn_aux>::info("AuxLogits.fc_bn.running_var").dims == std::vector<int>{1000});
+    CHECK(weights<bn_aux>::info("AuxLogits.fc.weight").dims == std::vector<int>{1000, 768});
+    CHECK_THROWS_AS(static_cast<void>(weights<bn_aux>::info("AuxLogits.fc.bias")), error);
 }
 
 TEST_CASE("every conv of Inception v3 matches torchvision's layer table at 299x299") {

@@ -8,7 +8,8 @@
 // and bias and the ReLU in its epilogue; conv weights are packed for the GEMM micro-kernel
 // (cpu/conv_gemm.hpp). Concat needs nothing: convs write into their channel slices.
 // Requires: eval mode only (training-mode forward passes run on backend::reference); the
-// weights are read at construction and not kept.
+// weights outlive the runner (linear layers and batch norms that follow no conv read them; the
+// convs use their packed, folded copy).
 // Guarantees: results within float rounding of the reference runner (tested against it on
 // random networks and on Inception v3); bit-identical for any thread count; after the first
 // pass at a batch size, a forward pass allocates nothing.
@@ -49,7 +50,7 @@ public:
     static constexpr shape output = output_shape_v<Net>;
 
     explicit runner(const weights<Net>& w) : runner(w, options{}) {}
-    runner(const weights<Net>& w, options o) : pool_{o.threads}, arena_{false}, params_(w.data().begin(), w.data().end()) {
+    runner(const weights<Net>& w, options o) : pool_{o.threads}, arena_{false}, params_{w.data()} {
         const auto& p = Net::program;
         for (int i = 0; i < p.n_ops; ++i) {
             const op& o0 = p.ops[i];
@@ -199,7 +200,7 @@ private:
 
     cpu::thread_pool pool_;
     arena arena_;
-    std::vector<float> params_;  // the weights as loaded (batch norms outside folds read them)
+    std::span<const float> params_;  // the caller's weights (linear layers, unfused batch norms)
     std::vector<cpu::packed_conv> convs_;
     std::vector<step> steps_;
     std::vector<float> scratch_;  // per thread: a packed column block and an edge tile
