@@ -1,7 +1,7 @@
 // ctnet/io/file.hpp — whole-file reads and crash-safe writes.
 //
 // read_file: the bytes of a file, or ctnet::error naming it and the reason.
-// write_file_atomic: writes to "PATH.tmp-XXXX", flushes it to disk, then renames it over PATH,
+// write_file_atomic: writes to "PATH.tmp-PID", flushes it to disk, then renames it over PATH,
 // so PATH always holds either the old or the complete new contents, never a torn file.
 // Requires: a POSIX file system (open, fsync, rename).
 // Guarantees: failures throw ctnet::error naming the path and the system's reason.
