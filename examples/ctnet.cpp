@@ -9,6 +9,7 @@
 //   ctnet graph MODEL [--expand | --expand=BLOCK,...] [--no-aux]   Graphviz DOT of the network type
 //   ctnet bench --model inception_v3 [--batch N] [--threads T] [--iters K] [--backend cpu|reference]
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -55,7 +56,8 @@ int usage(int code) {
 // ---- infer -----------------------------------------------------------------------------------
 
 // Shapes are static: the tool carries Inception v3 compiled for these input sizes and classes.
-constexpr int compiled_sizes[] = {299, 75, 107, 139};
+using compiled_size_list = std::integer_sequence<int, 299, 75, 107, 139>;
+constexpr auto compiled_sizes = []<int... S>(std::integer_sequence<int, S...>) { return std::array{S...}; }(compiled_size_list{});
 constexpr int compiled_classes[] = {1000};
 
 // 299x299 keeps the aux head (its weights load; eval skips it); smaller inputs cannot have one.
@@ -85,6 +87,15 @@ void apply_transform_input(std::vector<float>& x) {
 }
 
 template <class Net>
+void write_logits(const infer_args& a, const std::vector<float>& y, const char* backend_name, int threads) {
+    constexpr shape in = input_shape_v<Net>, out = output_shape_v<Net>;
+    const std::size_t n = y.size() / out.size();
+    io::write_npy(a.output, {n, static_cast<std::size_t>(out.c)}, y.data());
+    std::printf("wrote %s: %zu x %d logits (inception_v3, %dx%d input%s, backend %s, %d thread%s)\n", a.output.c_str(), n,
+                out.c, in.h, in.w, a.transform ? ", transform_input" : "", backend_name, threads, threads == 1 ? "" : "s");
+}
+
+template <class Net>
 void run_infer(const infer_args& a, io::npy_array& x) {
     constexpr shape in = input_shape_v<Net>;
     const std::size_t n = x.shape[0];
@@ -96,10 +107,7 @@ void run_infer(const infer_args& a, io::npy_array& x) {
         runner<Net, backend::cpu> run{*w, {.threads = a.threads}};
         std::vector<float> y(n * output_shape_v<Net>.size());
         run.forward(x.data, y);
-        io::write_npy(a.output, {n, static_cast<std::size_t>(output_shape_v<Net>.c)}, y.data());
-        std::printf("wrote %s: %zu x %d logits (inception_v3, %dx%d input%s, backend cpu, %d thread%s)\n",
-                    a.output.c_str(), n, output_shape_v<Net>.c, in.h, in.w, a.transform ? ", transform_input" : "",
-                    a.threads, a.threads == 1 ? "" : "s");
+        write_logits<Net>(a, y, "cpu", a.threads);
         return;
     }
 
@@ -126,7 +134,7 @@ void run_infer(const infer_args& a, io::npy_array& x) {
     for (std::thread& th : pool) th.join();
     for (const std::exception_ptr& e : failed)
         if (e) std::rethrow_exception(e);
-    io::write_npy(a.output, {n, static_cast<std::size_t>(output_shape_v<Net>.c)}, y.data());
+    write_logits<Net>(a, y, "reference", threads);
 
     if (keep) {  // block outputs, for debugging against another framework (thread 0's samples)
         const auto& p = Net::program;
@@ -140,9 +148,6 @@ void run_infer(const infer_args& a, io::npy_array& x) {
                           v.data());
         }
     }
-    std::printf("wrote %s: %zu x %d logits (inception_v3, %dx%d input%s, backend reference, %d thread%s)\n", a.output.c_str(), n,
-                output_shape_v<Net>.c, in.h, in.w, a.transform ? ", transform_input" : "", threads,
-                threads == 1 ? "" : "s");
 }
 
 template <int Classes, int... Sizes>
@@ -194,12 +199,12 @@ int infer(int argc, char** argv) {
     const int size = static_cast<int>(x.shape[2]);
     if (std::find(std::begin(compiled_sizes), std::end(compiled_sizes), size) == std::end(compiled_sizes))
         throw error("ctnet infer: no inception_v3 compiled for " + std::to_string(size) + "x" + std::to_string(size) +
-                    " input; this tool has " + list(compiled_sizes, std::size(compiled_sizes)) +
-                    " (shapes are static: add a size to compiled_sizes in examples/ctnet.cpp)");
+                    " input; this tool has " + list(compiled_sizes.data(), compiled_sizes.size()) +
+                    " (shapes are static: add a size to compiled_size_list in examples/ctnet.cpp)");
     if (a.classes != 1000)
         throw error("ctnet infer: no inception_v3 compiled for " + std::to_string(a.classes) +
                     " classes; this tool has " + list(compiled_classes, std::size(compiled_classes)));
-    dispatch_size<1000>(size, a, x, std::integer_sequence<int, 299, 75, 107, 139>{});
+    dispatch_size<1000>(size, a, x, compiled_size_list{});
     return 0;
 }
 
