@@ -8,6 +8,8 @@ packages=(
   libxtensor-dev libxsimd-dev   # containers and SIMD (CPU kernels)
   nlohmann-json3-dev            # safetensors headers (io/)
   libstb-dev                    # JPEG / PNG decoding (io/image.hpp)
+  zlib1g-dev                    # gzip-compressed IDX files (io/idx.hpp)
+  dataset-fashion-mnist         # Fashion-MNIST in /usr/share/datasets (tests/test_idx.cpp needs it)
   doctest-dev                   # unit tests
   libbenchmark-dev              # bench/
   clang clang-tidy graphviz     # header warnings under clang 14, lint, `ctnet graph` pictures

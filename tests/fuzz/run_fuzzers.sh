@@ -7,9 +7,10 @@ set -euo pipefail
 src=$1 work=$2 seconds=${3:-60}
 cxx=$(command -v clang++-14 || command -v clang++)
 mkdir -p "$work/crashes"
-for target in safetensors npy image; do
+for target in safetensors npy image idx; do
   libs=()
   [ "$target" = image ] && libs=(-lstb)
+  [ "$target" = idx ] && libs=(-lz)
   "$cxx" -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
          -I "$src/include" "$src/tests/fuzz/fuzz_$target.cpp" -o "$work/fuzz_$target" "${libs[@]}"
   rm -rf "$work/corpus_$target" && cp -r "$src/tests/fuzz/corpus/$target" "$work/corpus_$target"
