@@ -34,10 +34,6 @@
 
 namespace ctnet {
 
-namespace backend {
-struct cpu {};  // SIMD kernels (xsimd), folded batch norm, fused ReLU, threads
-}  // namespace backend
-
 template <class Net>
 class runner<Net, backend::cpu> {
 public:

@@ -1,0 +1,252 @@
+// ctnet/cpu/gemm.hpp — a general single-precision GEMM on the xsimd micro-kernel, and the
+// convolution passes of training built on it.
+//
+//   C (M x N) = [C +] op(A) (M x K) * op(B) (K x N) [+ bias per row] [then ReLU]
+//
+// A and B are given by element strides (row stride, column stride), so a transposed operand is
+// just swapped strides. A is packed once per call into MR-row panels; the columns are split into
+// tasks of NC columns (and row groups when there are few columns), each packing its own KC x NC
+// blocks of B into per-thread scratch, so any thread count writes the same values.
+//
+// Training convolutions (per sample, NCHW):
+//   forward      Y = W * col(X)                       (col: the im2col matrix, K x HW)
+//   weights      dW += dY * col(X)^T
+//   input        dX += col2im(W^T * dY)
+// For a 1x1 stride-1 conv col(X) is X itself and no im2col buffer is used.
+// Requires: scratch sized by gemm_scratch_floats(...) per thread; a thread_pool owned by the caller.
+// Guarantees: no allocation; results within float rounding of the loops in cpu/reference.hpp and
+// cpu/backward.hpp (tests/test_train.cpp compares them on random shapes).
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "conv_gemm.hpp"
+#include "thread_pool.hpp"
+
+namespace ctnet::cpu {
+
+struct matrix_ref {
+    const float* data;
+    std::size_t rs, cs;  // element strides between rows and between columns
+    [[nodiscard]] float at(std::size_t r, std::size_t c) const { return data[r * rs + c * cs]; }
+};
+
+inline constexpr int gemm_task_cols = 4 * gemm_nr;  // columns of one task (a multiple of NR)
+
+// Floats of per-thread scratch for B blocks and an edge tile (plus alignment slack).
+inline constexpr std::size_t gemm_thread_scratch =
+    static_cast<std::size_t>(gemm_kc) * gemm_task_cols + static_cast<std::size_t>(gemm_mr) * gemm_nr + 64;
+
+// Floats to pack A (M x K).
+[[nodiscard]] constexpr std::size_t gemm_packed_a_floats(int m, int k) {
+    return static_cast<std::size_t>((m + gemm_mr - 1) / gemm_mr) * static_cast<std::size_t>(k) * gemm_mr;
+}
+
+namespace detail {
+
+inline float* align64(float* p) {
+    const std::size_t mis = reinterpret_cast<std::uintptr_t>(p) % 64;
+    return p + (mis ? (64 - mis) / sizeof(float) : 0);
+}
+
+}  // namespace detail
+
+struct gemm_args {
+    int m = 0, n = 0, k = 0;
+    matrix_ref a{}, b{};
+    float* c = nullptr;
+    std::size_t ldc = 0;
+    bool accumulate = false;     // C += ... instead of C = ...
+    const float* bias = nullptr; // per row, added once
+    bool relu = false;
+};
+
+// packed_a: gemm_packed_a_floats(m, k) floats; scratch: pool.size() * gemm_thread_scratch floats.
+inline void gemm(const gemm_args& g, float* packed_a, float* scratch, thread_pool& pool) {
+    if (g.m <= 0 || g.n <= 0) return;
+    const int panels = (g.m + gemm_mr - 1) / gemm_mr;
+    if (g.k <= 0) {  // empty sum: C = bias (or unchanged when accumulating)
+        for (int r = 0; r < g.m; ++r)
+            for (int j = 0; j < g.n; ++j) {
+                float& c = g.c[static_cast<std::size_t>(r) * g.ldc + j];
+                float v = (g.accumulate ? c : 0.0F) + (g.bias ? g.bias[r] : 0.0F);
+                c = g.relu ? std::max(v, 0.0F) : v;
+            }
+        return;
+    }
+    // Pack A: [panel][k][MR], rows past M zero.
+    pool.run(panels, [&](int p, int) {
+        float* dst = packed_a + static_cast<std::size_t>(p) * g.k * gemm_mr;
+        for (int kk = 0; kk < g.k; ++kk)
+            for (int r = 0; r < gemm_mr; ++r) {
+                const int row = p * gemm_mr + r;
+                dst[static_cast<std::size_t>(kk) * gemm_mr + r] = row < g.m ? g.a.at(row, kk) : 0.0F;
+            }
+    });
+    const int col_tasks = (g.n + gemm_task_cols - 1) / gemm_task_cols;
+    const int row_groups = std::clamp(2 * pool.size() / col_tasks, 1, panels);  // few columns: split rows too
+    const int panels_per_group = (panels + row_groups - 1) / row_groups;
+    pool.run(col_tasks * row_groups, [&](int task, int thread) {
+        const int j0 = (task / row_groups) * gemm_task_cols, cols = std::min(gemm_task_cols, g.n - j0);
+        const int p0 = (task % row_groups) * panels_per_group, p1 = std::min(panels, p0 + panels_per_group);
+        if (p0 >= p1) return;
+        float* b = detail::align64(scratch + static_cast<std::size_t>(thread) * gemm_thread_scratch);
+        float* tile = b + static_cast<std::size_t>(gemm_kc) * gemm_task_cols;
+        const int col_panels = (cols + gemm_nr - 1) / gemm_nr;
+        for (int k0 = 0; k0 < g.k; k0 += gemm_kc) {
+            const int kc = std::min(gemm_kc, g.k - k0);
+            const bool first = k0 == 0 && !g.accumulate, last = k0 + kc == g.k;
+            // Pack B rows [k0, k0 + kc), columns [j0, j0 + cols) as NR-wide panels.
+            for (int cp = 0; cp < col_panels; ++cp) {
+                float* dst = b + static_cast<std::size_t>(cp) * kc * gemm_nr;
+                const int jc = j0 + cp * gemm_nr, w = std::min(gemm_nr, g.n - jc);
+                for (int kk = 0; kk < kc; ++kk) {
+                    float* d = dst + static_cast<std::size_t>(kk) * gemm_nr;
+                    const float* src = g.b.data + static_cast<std::size_t>(k0 + kk) * g.b.rs + jc * g.b.cs;
+                    if (g.b.cs == 1) {
+                        std::copy(src, src + w, d);
+                    } else {
+                        for (int j = 0; j < w; ++j) d[j] = src[static_cast<std::size_t>(j) * g.b.cs];
+                    }
+                    std::fill(d + w, d + gemm_nr, 0.0F);
+                }
+            }
+            for (int p = p0; p < p1; ++p) {
+                const int row = p * gemm_mr, rows = std::min(gemm_mr, g.m - row);
+                const float* a = packed_a + (static_cast<std::size_t>(p) * g.k + k0) * gemm_mr;
+                float bias[gemm_mr]{};
+                if (g.bias) std::copy(g.bias + row, g.bias + row + rows, bias);
+                const bool epilogue = last && (g.bias || g.relu);
+                for (int cp = 0; cp < col_panels; ++cp) {
+                    const float* bp = b + static_cast<std::size_t>(cp) * kc * gemm_nr;
+                    const int jc = cp * gemm_nr, w = std::min(gemm_nr, cols - jc);
+                    float* c = g.c + static_cast<std::size_t>(row) * g.ldc + j0 + jc;
+                    if (rows == gemm_mr && w == gemm_nr) {
+                        detail::micro_kernel(kc, a, bp, c, g.ldc, first, epilogue, bias, g.relu);
+                        continue;
+                    }
+                    constexpr auto ldt = static_cast<std::size_t>(gemm_nr);
+                    if (!first)
+                        for (std::size_t i = 0; i < static_cast<std::size_t>(rows); ++i)
+                            std::copy(c + i * g.ldc, c + i * g.ldc + w, tile + i * ldt);
+                    detail::micro_kernel(kc, a, bp, tile, ldt, first, epilogue, bias, g.relu);
+                    for (std::size_t i = 0; i < static_cast<std::size_t>(rows); ++i)
+                        std::copy(tile + i * ldt, tile + i * ldt + w, c + i * g.ldc);
+                }
+            }
+        }
+    });
+}
+
+// ---- convolution passes for training ----
+
+// col (K x HW, K = C * KH * KW): the taps of every output position of one sample, zero padding.
+inline void im2col(const float* x, shape in, shape out, const window& g, float* col) {
+    const std::size_t hw = static_cast<std::size_t>(out.h) * out.w;
+    for (int c = 0; c < in.c; ++c)
+        for (int kh = 0; kh < g.kh; ++kh)
+            for (int kw = 0; kw < g.kw; ++kw) {
+                float* row = col + ((static_cast<std::size_t>(c) * g.kh + kh) * g.kw + kw) * hw;
+                const float* xc = x + static_cast<std::size_t>(c) * in.h * in.w;
+                for (int oh = 0; oh < out.h; ++oh) {
+                    const int ih = oh * g.sh - g.pt + kh;
+                    float* r = row + static_cast<std::size_t>(oh) * out.w;
+                    if (ih < 0 || ih >= in.h) {
+                        std::fill(r, r + out.w, 0.0F);
+                        continue;
+                    }
+                    const float* xr = xc + static_cast<std::size_t>(ih) * in.w;
+                    for (int ow = 0; ow < out.w; ++ow) {
+                        const int iw = ow * g.sw - g.pl + kw;
+                        r[ow] = iw >= 0 && iw < in.w ? xr[iw] : 0.0F;
+                    }
+                }
+            }
+}
+
+// dx += the taps of col added back to the positions they were read from (adjoint of im2col).
+inline void col2im_add(const float* col, shape in, shape out, const window& g, float* dx) {
+    const std::size_t hw = static_cast<std::size_t>(out.h) * out.w;
+    for (int c = 0; c < in.c; ++c)
+        for (int kh = 0; kh < g.kh; ++kh)
+            for (int kw = 0; kw < g.kw; ++kw) {
+                const float* row = col + ((static_cast<std::size_t>(c) * g.kh + kh) * g.kw + kw) * hw;
+                float* dc = dx + static_cast<std::size_t>(c) * in.h * in.w;
+                for (int oh = 0; oh < out.h; ++oh) {
+                    const int ih = oh * g.sh - g.pt + kh;
+                    if (ih < 0 || ih >= in.h) continue;
+                    const float* r = row + static_cast<std::size_t>(oh) * out.w;
+                    float* dr = dc + static_cast<std::size_t>(ih) * in.w;
+                    for (int ow = 0; ow < out.w; ++ow) {
+                        const int iw = ow * g.sw - g.pl + kw;
+                        if (iw >= 0 && iw < in.w) dr[iw] += r[ow];
+                    }
+                }
+            }
+}
+
+[[nodiscard]] constexpr bool is_pointwise(const window& g) {
+    return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pb == 0 && g.pl == 0 && g.pr == 0;
+}
+
+// Work buffers of the training convolutions, sized for the largest conv of a network.
+struct conv_workspace {
+    float* col;       // K x HW of the largest conv (unused for pointwise convs)
+    float* packed_a;  // the largest packed A
+    float* scratch;   // pool.size() * gemm_thread_scratch
+};
+
+// Y = W * col(X) + bias for each of n samples (x, y: sample strides xs, ys; y planes contiguous).
+inline void conv_forward_gemm(const float* x, std::size_t xs, shape in, float* y, std::size_t ys, shape out, int n,
+                              const float* w, const float* bias, const window& g, conv_workspace ws,
+                              thread_pool& pool) {
+    const int k = in.c * g.kh * g.kw, hw = out.h * out.w;
+    const bool pointwise = is_pointwise(g);
+    for (int i = 0; i < n; ++i) {
+        const float* xi = x + i * xs;
+        if (!pointwise) im2col(xi, in, out, g, ws.col);
+        const float* col = pointwise ? xi : ws.col;
+        gemm({.m = out.c, .n = hw, .k = k, .a = {w, static_cast<std::size_t>(k), 1},
+              .b = {col, static_cast<std::size_t>(hw), 1}, .c = y + i * ys, .ldc = static_cast<std::size_t>(hw),
+              .bias = bias},
+             ws.packed_a, ws.scratch, pool);
+    }
+}
+
+// dW += sum_i dY_i col(X_i)^T, db += row sums of dY_i, dX_i += col2im(W^T dY_i) (dx may be null).
+inline void conv_backward_gemm(const float* x, std::size_t xs, shape in, const float* dy, std::size_t dys, shape out,
+                               float* dx, std::size_t dxs, int n, const float* w, float* dw, float* db,
+                               const window& g, conv_workspace ws, thread_pool& pool) {
+    const int k = in.c * g.kh * g.kw, hw = out.h * out.w;
+    const bool pointwise = is_pointwise(g);
+    for (int i = 0; i < n; ++i) {
+        const float* gi = dy + i * dys;
+        if (db)
+            for (int o = 0; o < out.c; ++o) {
+                float s = 0.0F;
+                for (int j = 0; j < hw; ++j) s += gi[static_cast<std::size_t>(o) * hw + j];
+                db[o] += s;
+            }
+        const float* xi = x + i * xs;
+        if (!pointwise) im2col(xi, in, out, g, ws.col);
+        const float* col = pointwise ? xi : ws.col;
+        // dW (Cout x K) += dY (Cout x HW) * col^T (HW x K)
+        gemm({.m = out.c, .n = k, .k = hw, .a = {gi, static_cast<std::size_t>(hw), 1},
+              .b = {col, 1, static_cast<std::size_t>(hw)}, .c = dw, .ldc = static_cast<std::size_t>(k),
+              .accumulate = true},
+             ws.packed_a, ws.scratch, pool);
+        if (!dx) continue;
+        // dcol (K x HW) = W^T (K x Cout) * dY (Cout x HW); pointwise: straight into dX.
+        float* dxi = dx + i * dxs;
+        gemm({.m = k, .n = hw, .k = out.c, .a = {w, 1, static_cast<std::size_t>(k)},
+              .b = {gi, static_cast<std::size_t>(hw), 1}, .c = pointwise ? dxi : ws.col,
+              .ldc = static_cast<std::size_t>(hw), .accumulate = pointwise},
+             ws.packed_a, ws.scratch, pool);
+        if (!pointwise) col2im_add(ws.col, in, out, g, dxi);
+    }
+}
+
+}  // namespace ctnet::cpu

@@ -1,0 +1,199 @@
+// ctnet/train/optim.hpp — optimizers, the learning-rate schedule, gradient clipping and a moving
+// average of the parameters: the paper's training recipe.
+//
+//   auto ranges = trainable_ranges<net>();                       // skips running statistics
+//   optimizer opt = optimizer::rmsprop({.decay = 0.9, .momentum = 0.9, .eps = 1.0});
+//   double norm = clip_by_global_norm(t.grads(), ranges, 2.0);   // the paper's threshold
+//   opt.step(w.data(), t.grads(), ranges, schedule.at(epoch), weight_decay);
+//   average.update(w.data());                                   // ema: evaluate with its shadow
+//
+// Semantics (each as the framework named, tested step by step in tests/test_train.cpp):
+//   sgd              torch.optim.SGD: g += wd * p; buf = g (first step) or momentum * buf + g;
+//                    p -= lr * (nesterov ? g + momentum * buf : buf)
+//   rmsprop, tensorflow   tf.train.RMSPropOptimizer: ms starts at 1; ms = decay * ms + (1 - decay) * g^2;
+//                    mom = momentum * mom + lr * g / sqrt(ms + eps); p -= mom  (the paper: decay 0.9,
+//                    momentum 0.9, eps 1.0)
+//   rmsprop, pytorch torch.optim.RMSprop: ms starts at 0; ms = alpha * ms + (1 - alpha) * g^2;
+//                    buf = momentum * buf + g / (sqrt(ms) + eps); p -= lr * buf
+// Weight decay is added to the gradient inside step(), after clipping, as torch does.
+// Requires: params / grads of one network's storage, ranges from trainable_ranges<Net>().
+// Guarantees: entries outside the ranges (running statistics) are never touched; state is plain
+// float vectors with names, so checkpoints save and restore it exactly.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "../core/error.hpp"
+#include "../graph/params.hpp"
+
+namespace ctnet {
+
+struct param_range {
+    std::size_t offset = 0, count = 0;
+};
+
+// The trainable tensors of a network (conv / linear weights and biases, batch-norm weight and bias).
+template <class Net>
+std::vector<param_range> trainable_ranges() {
+    std::vector<param_range> r;
+    for (const tensor_info& t : weights<Net>::tensors())
+        if (t.trainable) r.push_back({t.offset, t.count});
+    return r;
+}
+
+// sqrt(sum of g^2) over the ranges, in double.
+inline double global_norm(std::span<const float> g, std::span<const param_range> ranges) {
+    double s = 0.0;
+    for (const param_range& r : ranges)
+        for (std::size_t j = r.offset; j < r.offset + r.count; ++j) s += static_cast<double>(g[j]) * g[j];
+    return std::sqrt(s);
+}
+
+// Scales the gradients by max_norm / (norm + 1e-6) when the norm exceeds max_norm (torch's
+// clip_grad_norm_). Returns the norm before clipping.
+inline double clip_by_global_norm(std::span<float> g, std::span<const param_range> ranges, double max_norm) {
+    const double norm = global_norm(g, ranges);
+    const double coef = max_norm / (norm + 1e-6);
+    if (coef < 1.0)
+        for (const param_range& r : ranges)
+            for (std::size_t j = r.offset; j < r.offset + r.count; ++j) g[j] = static_cast<float>(g[j] * coef);
+    return norm;
+}
+
+// Clamps every gradient to [-limit, limit] (torch's clip_grad_value_).
+inline void clip_by_value(std::span<float> g, std::span<const param_range> ranges, double limit) {
+    const auto l = static_cast<float>(limit);
+    for (const param_range& r : ranges)
+        for (std::size_t j = r.offset; j < r.offset + r.count; ++j) g[j] = std::clamp(g[j], -l, l);
+}
+
+// lr(epoch) = base * rate ^ floor(epoch / every) (staircase) or rate ^ (epoch / every) (smooth):
+// the paper's "decayed every two epochs using an exponential rate of 0.94".
+struct exponential_decay {
+    double base = 0.045;
+    double rate = 0.94;
+    double every = 2.0;  // epochs
+    bool staircase = true;
+    [[nodiscard]] double at(double epoch) const {
+        const double e = epoch / every;
+        return base * std::pow(rate, staircase ? std::floor(e) : e);
+    }
+};
+
+struct sgd_options {
+    double momentum = 0.9;
+    bool nesterov = false;
+};
+
+enum class rmsprop_style : unsigned char { tensorflow, pytorch };
+
+struct rmsprop_options {
+    double decay = 0.9;     // TF's decay, torch's alpha
+    double momentum = 0.9;
+    double eps = 1.0;       // the paper's epsilon (inside the square root for TF, outside for torch)
+    rmsprop_style style = rmsprop_style::tensorflow;
+};
+
+class optimizer {
+public:
+    enum class kind : unsigned char { sgd, rmsprop };
+
+    static optimizer sgd(sgd_options o = {}) {
+        optimizer r{kind::sgd};
+        r.sgd_ = o;
+        return r;
+    }
+    static optimizer rmsprop(rmsprop_options o = {}) {
+        optimizer r{kind::rmsprop};
+        r.rms_ = o;
+        return r;
+    }
+
+    // One update of params from grads over the ranges, with learning rate lr.
+    void step(std::span<float> params, std::span<const float> grads, std::span<const param_range> ranges, double lr,
+              double weight_decay = 0.0) {
+        if (params.size() != grads.size())
+            throw error("ctnet: optimizer: " + std::to_string(params.size()) + " parameters but " +
+                        std::to_string(grads.size()) + " gradients");
+        if (momentum_.empty()) {
+            momentum_.assign(params.size(), 0.0F);
+            square_.assign(params.size(), kind_ == kind::rmsprop && rms_.style == rmsprop_style::tensorflow ? 1.0F : 0.0F);
+        } else if (momentum_.size() != params.size()) {
+            throw error("ctnet: optimizer: state for " + std::to_string(momentum_.size()) + " parameters, given " +
+                        std::to_string(params.size()));
+        }
+        const bool first = steps_ == 0;
+        for (const param_range& r : ranges)
+            for (std::size_t j = r.offset; j < r.offset + r.count; ++j) {
+                const double g = static_cast<double>(grads[j]) + weight_decay * params[j];
+                if (kind_ == kind::sgd) {
+                    const double buf = first ? g : sgd_.momentum * momentum_[j] + g;
+                    momentum_[j] = static_cast<float>(buf);
+                    const double d = sgd_.momentum == 0.0 ? g : sgd_.nesterov ? g + sgd_.momentum * buf : buf;
+                    params[j] = static_cast<float>(params[j] - lr * d);
+                } else if (rms_.style == rmsprop_style::tensorflow) {
+                    const double ms = rms_.decay * square_[j] + (1.0 - rms_.decay) * g * g;
+                    square_[j] = static_cast<float>(ms);
+                    const double mom = rms_.momentum * momentum_[j] + lr * g / std::sqrt(ms + rms_.eps);
+                    momentum_[j] = static_cast<float>(mom);
+                    params[j] = static_cast<float>(params[j] - mom);
+                } else {
+                    const double ms = rms_.decay * square_[j] + (1.0 - rms_.decay) * g * g;
+                    square_[j] = static_cast<float>(ms);
+                    const double q = g / (std::sqrt(ms) + rms_.eps);
+                    const double buf = rms_.momentum * momentum_[j] + q;
+                    momentum_[j] = static_cast<float>(buf);
+                    params[j] = static_cast<float>(params[j] - lr * (rms_.momentum > 0.0 ? buf : q));
+                }
+            }
+        ++steps_;
+    }
+
+    [[nodiscard]] kind type() const { return kind_; }
+    [[nodiscard]] std::int64_t steps() const { return steps_; }
+    // State for checkpoints: the momentum buffer and (RMSProp) the mean square, one float per parameter.
+    [[nodiscard]] std::vector<float>& momentum() { return momentum_; }
+    [[nodiscard]] std::vector<float>& mean_square() { return square_; }
+    void set_steps(std::int64_t s) { steps_ = s; }
+
+private:
+    explicit optimizer(kind k) : kind_{k} {}
+    kind kind_;
+    sgd_options sgd_{};
+    rmsprop_options rms_{};
+    std::vector<float> momentum_, square_;
+    std::int64_t steps_ = 0;
+};
+
+// shadow = decay * shadow + (1 - decay) * params over the whole storage (trainable tensors and
+// running statistics, as TF's ExponentialMovingAverage over variables and moving averages).
+class moving_average {
+public:
+    explicit moving_average(double decay = 0.9999) : decay_{decay} {}
+    void update(std::span<const float> params) {
+        if (shadow_.empty()) {
+            shadow_.assign(params.begin(), params.end());
+            return;
+        }
+        if (shadow_.size() != params.size())
+            throw error("ctnet: moving_average: " + std::to_string(shadow_.size()) + " floats, given " +
+                        std::to_string(params.size()));
+        const auto d = static_cast<float>(decay_);
+        for (std::size_t j = 0; j < shadow_.size(); ++j) shadow_[j] = d * shadow_[j] + (1.0F - d) * params[j];
+    }
+    [[nodiscard]] std::vector<float>& shadow() { return shadow_; }
+    [[nodiscard]] const std::vector<float>& shadow() const { return shadow_; }
+    [[nodiscard]] double decay() const { return decay_; }
+
+private:
+    double decay_;
+    std::vector<float> shadow_;
+};
+
+}  // namespace ctnet

@@ -1,0 +1,293 @@
+// Training: gradients against central finite differences (every layer kind, random shapes),
+// backend::cpu against backend::reference, the loss and the optimizers against hand-computed
+// values. Torch autograd parity of a whole Inception v3 step is in test_train_parity.cpp.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <ctnet/ctnet.hpp>
+#include <ctnet/train/loss.hpp>
+#include <ctnet/train/optim.hpp>
+#include <ctnet/train/trainer.hpp>
+
+using namespace ctnet;
+
+namespace {
+
+template <int Out, class... Opts>
+struct cbr : seq<node<"conv", conv<Out, Opts...>>, node<"bn", batch_norm<>>, relu> {};
+
+// Every op kind: transform_input (channel affine), strided / padded / factorized convs with and
+// without bias, batch norm (2-D and 1-D), relu, max and avg pools (with and without padded
+// zeros counted), a concat whose input feeds four branches, an aux head, dropout, linear, softmax.
+using every_layer = network<shape{3, 9, 8},
+    seq<transform_input,
+        node<"stem", seq<node<"conv", conv<5, k<3>, stride<2>, pad<1>, bias<true>>>, node<"bn", batch_norm<>>, relu>>,
+        node<"mix", concat<node<"a", conv<4, k<1>>>,
+                           seq<node<"b1", cbr<3, k<1, 3>, pad<0, 1>>>, node<"b2", cbr<4, k<3, 1>, pad<1, 0>>>>,
+                           max_pool<k<3>, stride<1>, pad<1>>,
+                           seq<avg_pool<k<3>, stride<1>, pad<1>, count_pad<false>>, node<"p", conv<2, k<1>>>>>>,
+        aux<"aux", seq<avg_pool<k<2>, stride<2>>, node<"c", cbr<3, k<1>>>, global_avg_pool, flatten,
+                       node<"fc", linear<3, 4>>>>,
+        avg_pool<k<2>, stride<1>>, node<"down", cbr<6, k<2>, stride<2>>>, global_avg_pool, flatten,
+        node<"drop", dropout<>>, node<"fc1", linear<6, 7>>, node<"bnf", batch_norm<>>, relu,
+        node<"fc2", linear<7, 4, bias<false>>>, softmax>>;
+
+std::vector<float> random_vector(std::size_t n, std::uint64_t seed, double scale = 1.0) {
+    rng g{seed};
+    std::vector<float> v(n);
+    for (float& f : v) f = static_cast<float>(scale * g.normal());
+    return v;
+}
+
+double dot(std::span<const float> a, std::span<const float> b) {
+    double s = 0.0;
+    for (std::size_t i = 0; i < a.size(); ++i) s += static_cast<double>(a[i]) * b[i];
+    return s;
+}
+
+// L = <r, output> + <r_aux, aux output> of a fresh trainer (same dropout masks every time).
+template <class Net, class B>
+double probe_loss(weights<Net>& w, const std::vector<float>& x, const std::vector<float>& r,
+                  const std::vector<float>& r_aux) {
+    trainer<Net, B> t{w, {.seed = 99}};
+    t.forward(x);
+    double l = dot(t.logits(), r);
+    if constexpr (Net::program.has_aux) l += dot(t.aux_logits(), r_aux);
+    return l;
+}
+
+template <class Net, class B>
+std::vector<float> analytic_grads(weights<Net>& w, const std::vector<float>& x, const std::vector<float>& r,
+                                  const std::vector<float>& r_aux, int threads = 1) {
+    trainer<Net, B> t{w, {.threads = threads, .seed = 99}};
+    t.forward(x);
+    t.zero_grads();
+    t.backward(r, r_aux);
+    return {t.grads().begin(), t.grads().end()};
+}
+
+template <class Net>
+void check_against_finite_differences(int batch, std::uint64_t seed) {
+    constexpr shape in = input_shape_v<Net>;
+    weights<Net> w;
+    init_seeded(w, seed, true);
+    const auto x = random_vector(static_cast<std::size_t>(batch) * in.size(), seed + 1);
+    const auto r = random_vector(static_cast<std::size_t>(batch) * output_shape_v<Net>.size(), seed + 2);
+    std::vector<float> r_aux;
+    if constexpr (Net::program.has_aux)
+        r_aux = random_vector(static_cast<std::size_t>(batch) * Net::program.aux.s.size(), seed + 3);
+    weights<Net> w0 = w;
+    const std::vector<float> g = analytic_grads<Net, backend::reference>(w, x, r, r_aux);
+    auto loss_at = [&](std::size_t j, float v) {
+        w = w0;
+        w.data()[j] = v;
+        return probe_loss<Net, backend::reference>(w, x, r, r_aux);
+    };
+    const double l0 = loss_at(0, w0.data()[0]);
+    double err2 = 0.0, ref2 = 0.0;
+    int checked = 0, kinks = 0;
+    for (const tensor_info& t : w.tensors()) {
+        if (!t.trainable) continue;
+        double terr2 = 0.0, tref2 = 0.0;
+        for (std::size_t j = t.offset; j < t.offset + t.count; ++j) {
+            const float orig = w0.data()[j];
+            const float h = 1e-3F * std::max(1.0F, std::fabs(orig));
+            const double lp = loss_at(j, orig + h), lm = loss_at(j, orig - h);
+            // ReLU and max pool are not differentiable everywhere: when a step of h moves an
+            // activation across a kink, the one-sided slopes disagree; such entries are skipped.
+            const double up = (lp - l0) / h, down = (l0 - lm) / h;
+            if (std::fabs(up - down) > 0.02 * (std::fabs(up) + std::fabs(down)) + 2e-3) {
+                ++kinks;
+                continue;
+            }
+            const double fd = (lp - lm) / (2.0 * static_cast<double>(h));
+            terr2 += (fd - g[j]) * (fd - g[j]);
+            tref2 += fd * fd;
+            ++checked;
+        }
+        // Per tensor: the gradient agrees with finite differences to 1% of its norm.
+        INFO(t.name << ": |fd - analytic| = " << std::sqrt(terr2) << ", |fd| = " << std::sqrt(tref2));
+        CHECK(std::sqrt(terr2) <= 1e-2 * std::sqrt(tref2) + 1e-3);
+        err2 += terr2;
+        ref2 += tref2;
+    }
+    std::printf("finite differences: %d parameters checked, %d skipped at kinks, relative error %.3g\n", checked,
+                kinks, std::sqrt(err2 / ref2));
+    CHECK(kinks * 10 < checked);
+    CHECK(std::sqrt(err2 / ref2) < 3e-3);
+}
+
+template <class Net>
+void check_backends_agree(int batch, std::uint64_t seed, int threads) {
+    constexpr shape in = input_shape_v<Net>;
+    weights<Net> w;
+    init_seeded(w, seed, true);
+    const auto x = random_vector(static_cast<std::size_t>(batch) * in.size(), seed + 1);
+    const auto r = random_vector(static_cast<std::size_t>(batch) * output_shape_v<Net>.size(), seed + 2);
+    std::vector<float> r_aux;
+    if constexpr (Net::program.has_aux)
+        r_aux = random_vector(static_cast<std::size_t>(batch) * Net::program.aux.s.size(), seed + 3);
+    weights<Net> w_ref = w, w_fast = w;
+    const auto g_ref = analytic_grads<Net, backend::reference>(w_ref, x, r, r_aux);
+    const auto g_fast = analytic_grads<Net, backend::cpu>(w_fast, x, r, r_aux, threads);
+    // A conv bias before a training-mode batch norm has a gradient of zero up to rounding, so
+    // each tensor is compared relative to its own norm or, when smaller, 1% of the whole gradient's.
+    const double whole = std::sqrt(dot(g_ref, g_ref));
+    for (const tensor_info& t : w.tensors()) {
+        double e2 = 0.0, n2 = 0.0;
+        const bool stats = !t.trainable;
+        const std::span<const float> a = stats ? std::span<const float>(w_ref.data()) : g_ref;
+        const std::span<const float> b = stats ? std::span<const float>(w_fast.data()) : g_fast;
+        for (std::size_t j = t.offset; j < t.offset + t.count; ++j) {
+            e2 += (static_cast<double>(a[j]) - b[j]) * (static_cast<double>(a[j]) - b[j]);
+            n2 += static_cast<double>(a[j]) * a[j];
+        }
+        const std::string what = t.name + (stats ? " (updated running statistic)" : " (gradient)");
+        INFO(what);
+        CHECK(std::sqrt(e2) <= 2e-5 * std::max(std::sqrt(n2), stats ? 0.0 : 1e-2 * whole));
+    }
+}
+
+}  // namespace
+
+TEST_CASE("training: every layer's gradient matches central finite differences") {
+    check_against_finite_differences<every_layer>(3, 11);
+    check_against_finite_differences<every_layer>(2, 12);
+}
+
+// A second shape family: 5x5 and 7x1 / 1x7 convs, stride-2 pool, an odd input, a batch of 4.
+using odd_shapes = network<shape{2, 13, 11},
+    seq<node<"c5", cbr<6, k<5>, pad<2>>>, max_pool<k<3>, stride<2>>,
+        node<"fac", concat<node<"a", cbr<3, k<1, 7>, pad<0, 3>>>, node<"b", cbr<5, k<7, 1>, pad<3, 0>>>>>,
+        node<"red", concat<node<"s2", conv<4, k<3>, stride<2>>>, avg_pool<k<3>, stride<2>>>>,
+        global_avg_pool, flatten, node<"fc", linear<12, 5>>>>;
+
+TEST_CASE("training: finite differences on odd shapes (5x5, 1x7 / 7x1, stride-2 grid reduction)") {
+    check_against_finite_differences<odd_shapes>(4, 21);
+}
+
+TEST_CASE("training: backend::cpu (GEMM convolutions) gives the reference kernels' gradients") {
+    check_backends_agree<every_layer>(3, 31, 1);
+    check_backends_agree<odd_shapes>(5, 32, 2);
+    using mid = models::inception_v3<10, 75, {.aux_logits = false}>;
+    check_backends_agree<mid>(2, 33, 2);
+}
+
+TEST_CASE("training: running statistics follow torch (momentum 0.1, unbiased variance)") {
+    using net = network<shape{1, 2, 1}, seq<node<"bn", batch_norm<>>>>;
+    weights<net> w;
+    init_seeded(w, 1);  // weight 1, bias 0, running mean 0, running var 1
+    trainer<net> t{w};
+    t.forward(std::vector<float>{1.0F, 3.0F, 5.0F, 7.0F});  // batch 2 of (1, 2, 1): values 1, 3, 5, 7
+    // mean 4, biased var 5, unbiased var 20/3
+    CHECK(w["bn.running_mean"][0] == doctest::Approx(0.4));
+    CHECK(w["bn.running_var"][0] == doctest::Approx(0.9 + 0.1 * 20.0 / 3.0));
+    const std::span<const float> y = t.logits();
+    CHECK(y[0] == doctest::Approx(-3.0 / std::sqrt(5.001)));
+    CHECK(y[3] == doctest::Approx(3.0 / std::sqrt(5.001)));
+}
+
+TEST_CASE("loss: label-smoothed cross-entropy against hand-computed values") {
+    // logits (0, 0), label 0, e = 0.2: q = (0.9, 0.1), p = (0.5, 0.5): loss log 2, d = p - q.
+    std::vector<float> d(2, 0.0F);
+    loss_value l = softmax_cross_entropy(std::vector<float>{0.0F, 0.0F}, std::vector<int>{0}, 2, {.smoothing = 0.2}, d);
+    CHECK(l.loss == doctest::Approx(std::log(2.0)));
+    CHECK(d[0] == doctest::Approx(-0.4));
+    CHECK(d[1] == doctest::Approx(0.4));
+    // logits (ln 1, ln 3), label 1, batch of 2 identical samples, weight 0.4, no smoothing:
+    // p = (0.25, 0.75), loss = 0.4 * -ln 0.75, d = 0.4 * (p - onehot) / 2.
+    std::vector<float> d2(4, 0.0F);
+    const std::vector<float> logits{0.0F, std::log(3.0F), 0.0F, std::log(3.0F)};
+    l = softmax_cross_entropy(logits, std::vector<int>{1, 1}, 2, {.weight = 0.4}, d2);
+    CHECK(l.loss == doctest::Approx(-0.4 * std::log(0.75)));
+    CHECK(l.correct == 2);
+    CHECK(d2[0] == doctest::Approx(0.4 * 0.25 / 2));
+    CHECK(d2[3] == doctest::Approx(0.4 * -0.25 / 2));
+    CHECK_THROWS_WITH_AS(softmax_cross_entropy(logits, std::vector<int>{1, 2}, 2, {}, {}),
+                         "ctnet: softmax_cross_entropy: sample 1 has label 2, expected 0..1", error);
+    const std::vector<float> bad{0.0F, std::nanf("")};
+    CHECK_THROWS_WITH_AS(softmax_cross_entropy(bad, std::vector<int>{0}, 2, {}, {}),
+                         doctest::Contains("sample 0 has a non-finite logit"), error);
+}
+
+TEST_CASE("optimizers: one and two steps against hand-computed values") {
+    const std::vector<param_range> all{{0, 1}};
+    SUBCASE("RMSProp, TensorFlow semantics (ms starts at 1, eps inside the root)") {
+        optimizer o = optimizer::rmsprop({.decay = 0.9, .momentum = 0.9, .eps = 1.0});
+        std::vector<float> p{1.0F};
+        o.step(p, std::vector<float>{0.5F}, all, 0.1);
+        // ms = 0.9 + 0.1 * 0.25 = 0.925; mom = 0.1 * 0.5 / sqrt(1.925) = 0.0360375...
+        CHECK(p[0] == doctest::Approx(1.0 - 0.05 / std::sqrt(1.925)).epsilon(1e-6));
+        o.step(p, std::vector<float>{0.5F}, all, 0.1);
+        // ms = 0.8325 + 0.025 = 0.8575; mom = 0.9 * 0.0360375 + 0.05 / sqrt(1.8575)
+        const double m1 = 0.05 / std::sqrt(1.925), m2 = 0.9 * m1 + 0.05 / std::sqrt(1.8575);
+        CHECK(p[0] == doctest::Approx(1.0 - m1 - m2).epsilon(1e-6));
+    }
+    SUBCASE("RMSProp, PyTorch semantics (ms starts at 0, eps outside the root)") {
+        optimizer o = optimizer::rmsprop({.decay = 0.9, .momentum = 0.0, .eps = 1e-8, .style = rmsprop_style::pytorch});
+        std::vector<float> p{1.0F};
+        o.step(p, std::vector<float>{0.5F}, all, 0.01);
+        // ms = 0.025; step = 0.01 * 0.5 / sqrt(0.025) = 0.0316228
+        CHECK(p[0] == doctest::Approx(1.0 - 0.01 * 0.5 / std::sqrt(0.025)).epsilon(1e-6));
+    }
+    SUBCASE("SGD with momentum and weight decay") {
+        optimizer o = optimizer::sgd({.momentum = 0.9});
+        std::vector<float> p{2.0F};
+        o.step(p, std::vector<float>{1.0F}, all, 0.1, 0.5);  // g = 1 + 0.5 * 2 = 2; p = 2 - 0.2
+        CHECK(p[0] == doctest::Approx(1.8));
+        o.step(p, std::vector<float>{1.0F}, all, 0.1, 0.5);  // g = 1.9; buf = 1.8 + 1.9 = 3.7
+        CHECK(p[0] == doctest::Approx(1.8 - 0.37));
+    }
+    SUBCASE("entries outside the ranges (running statistics) are never touched") {
+        optimizer o = optimizer::rmsprop();
+        std::vector<float> p{1.0F, 5.0F};
+        o.step(p, std::vector<float>{1.0F, 1.0F}, all, 0.1, 0.1);
+        CHECK(p[1] == 5.0F);
+    }
+}
+
+TEST_CASE("clipping, schedule and moving average") {
+    std::vector<float> g{3.0F, 4.0F, 100.0F};
+    const std::vector<param_range> two{{0, 2}};
+    CHECK(clip_by_global_norm(g, two, 2.0) == doctest::Approx(5.0));
+    CHECK(g[0] == doctest::Approx(1.2).epsilon(1e-5));
+    CHECK(g[1] == doctest::Approx(1.6).epsilon(1e-5));
+    CHECK(g[2] == 100.0F);
+    CHECK(clip_by_global_norm(g, two, 10.0) == doctest::Approx(2.0).epsilon(1e-5));  // under: unchanged
+    CHECK(g[0] == doctest::Approx(1.2).epsilon(1e-5));
+    std::vector<float> v{-3.0F, 0.5F};
+    clip_by_value(v, std::vector<param_range>{{0, 2}}, 1.0);
+    CHECK(v == std::vector<float>{-1.0F, 0.5F});
+
+    const exponential_decay s{.base = 0.045, .rate = 0.94, .every = 2.0};
+    CHECK(s.at(0.0) == doctest::Approx(0.045));
+    CHECK(s.at(1.99) == doctest::Approx(0.045));
+    CHECK(s.at(2.0) == doctest::Approx(0.045 * 0.94));
+    CHECK(s.at(5.5) == doctest::Approx(0.045 * 0.94 * 0.94));
+
+    moving_average ema{0.5};
+    ema.update(std::vector<float>{2.0F});
+    ema.update(std::vector<float>{4.0F});
+    CHECK(ema.shadow()[0] == doctest::Approx(3.0));
+}
+
+TEST_CASE("trainer: clear errors for wrong sizes and misuse") {
+    weights<every_layer> w;
+    init_seeded(w, 1);
+    trainer<every_layer> t{w};
+    CHECK_THROWS_WITH_AS(t.backward(std::vector<float>(4)), "ctnet: trainer: backward() needs a forward() first", error);
+    CHECK_THROWS_WITH_AS(t.forward(std::vector<float>(5)), doctest::Contains("not a positive multiple"), error);
+    t.forward(std::vector<float>(2 * 3 * 9 * 8, 0.5F));
+    CHECK_THROWS_WITH_AS(t.backward(std::vector<float>(4)),
+                         "ctnet: trainer: output gradient has 4 floats, expected 8", error);
+    using one = network<shape{1, 1, 1}, seq<node<"bn", batch_norm<>>>>;
+    weights<one> w1;
+    trainer<one> t1{w1};
+    CHECK_THROWS_WITH_AS(t1.forward(std::vector<float>{1.0F}),
+                         doctest::Contains("batch_norm 'bn' needs more than one value per channel"), error);
+}
