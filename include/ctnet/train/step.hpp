@@ -1,0 +1,94 @@
+// ctnet/train/step.hpp — one step of the paper's recipe on a trainer.
+//
+//   recipe r{.label_smoothing = 0.1, .aux_weight = 0.4, .weight_decay = 4e-5, .clip_norm = 2.0};
+//   step_result s = train_step(t, opt, ranges, images, labels, r, lr, &ema);
+//
+// forward (training mode) -> label-smoothed cross-entropy on the logits plus aux_weight times the
+// same on the aux logits (networks with an aux head) -> backward -> clipping (by global norm,
+// then by value, when set) -> optimizer step with weight decay -> moving average.
+// Requires: labels in [0, classes); the network's output is its logits (no softmax layer).
+// Guarantees: a non-finite loss or gradient throws ctnet::error naming the first tensor (or
+// sample) that is not finite, BEFORE any parameter changes, so the last good state survives.
+#pragma once
+
+#include <cmath>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "../core/error.hpp"
+#include "loss.hpp"
+#include "optim.hpp"
+#include "trainer.hpp"
+
+namespace ctnet {
+
+struct recipe {
+    double label_smoothing = 0.1;  // the paper's e = 0.1
+    double aux_weight = 0.4;       // weight of the aux head's loss (0: head unused)
+    double weight_decay = 4e-5;
+    double clip_norm = 2.0;        // global-norm clipping threshold, 0: off
+    double clip_value = 0.0;       // per-value clipping, 0: off
+};
+
+struct step_result {
+    double loss = 0.0;       // main + aux_weight * aux
+    double main_loss = 0.0;
+    double aux_loss = 0.0;   // unweighted
+    double grad_norm = 0.0;  // global norm before clipping
+    int correct = 0;         // main-head top-1 hits in the batch
+};
+
+// The first trainable tensor with a non-finite gradient, or an empty string.
+template <class Net>
+std::string first_non_finite(std::span<const float> g) {
+    for (const tensor_info& t : weights<Net>::tensors()) {
+        if (!t.trainable) continue;
+        for (std::size_t j = t.offset; j < t.offset + t.count; ++j)
+            if (!std::isfinite(g[j])) return t.name + " (element " + std::to_string(j - t.offset) + ", value " +
+                                             std::to_string(g[j]) + ")";
+    }
+    return {};
+}
+
+template <class Net, class B>
+step_result train_step(trainer<Net, B>& t, optimizer& opt, std::span<const param_range> ranges,
+                       std::span<const float> x, std::span<const int> labels, const recipe& r, double lr,
+                       moving_average* ema = nullptr) {
+    constexpr int classes = static_cast<int>(output_shape_v<Net>.size());
+    t.forward(x);
+    const std::size_t n = static_cast<std::size_t>(t.batch());
+    if (labels.size() != n)
+        throw error("ctnet: train_step: " + std::to_string(labels.size()) + " labels for a batch of " + std::to_string(n));
+    step_result s;
+    std::vector<float> dlogits(n * classes, 0.0F), daux;
+    const loss_value main = softmax_cross_entropy(t.logits(), labels, classes, {.smoothing = r.label_smoothing}, dlogits);
+    s.main_loss = main.loss;
+    s.correct = main.correct;
+    s.loss = main.loss;
+    if constexpr (Net::program.has_aux) {
+        if (r.aux_weight > 0.0) {
+            constexpr int aux_classes = static_cast<int>(Net::program.aux.s.size());
+            daux.assign(n * aux_classes, 0.0F);
+            const loss_value aux = softmax_cross_entropy(t.aux_logits(), labels, aux_classes,
+                                                         {.smoothing = r.label_smoothing, .weight = r.aux_weight}, daux);
+            s.aux_loss = aux.loss / r.aux_weight;
+            s.loss += aux.loss;
+        }
+    }
+    t.zero_grads();
+    t.backward(dlogits, daux);
+    s.grad_norm = global_norm(t.grads(), ranges);
+    if (!std::isfinite(s.grad_norm)) {
+        const std::string where = first_non_finite<Net>(t.grads());
+        throw error("ctnet: train_step: non-finite gradient" + (where.empty() ? std::string{} : " in " + where) +
+                    "; parameters left unchanged");
+    }
+    if (r.clip_norm > 0.0) clip_by_global_norm(t.grads(), ranges, r.clip_norm);
+    if (r.clip_value > 0.0) clip_by_value(t.grads(), ranges, r.clip_value);
+    opt.step(t.params().data(), t.grads(), ranges, lr, r.weight_decay);
+    if (ema) ema->update(t.params().data());
+    return s;
+}
+
+}  // namespace ctnet
