@@ -7,6 +7,10 @@
 // just swapped strides. A is packed once per call into MR-row panels; the columns are split into
 // tasks of NC columns (and row groups when there are few columns), each packing its own KC x NC
 // blocks of B into per-thread scratch, so any thread count writes the same values.
+// The training convolutions split the batch instead: each thread takes a fixed chunk of samples
+// with single-threaded GEMMs (small per-sample matrices scale badly when split further), and
+// weight gradients are summed per chunk, then added in chunk order (deterministic for a given
+// thread count).
 //
 // Training convolutions (per sample, NCHW):
 //   forward      Y = W * col(X)                       (col: the im2col matrix, K x HW)
@@ -64,80 +68,106 @@ struct gemm_args {
     bool relu = false;
 };
 
-// packed_a: gemm_packed_a_floats(m, k) floats; scratch: pool.size() * gemm_thread_scratch floats.
-inline void gemm(const gemm_args& g, float* packed_a, float* scratch, thread_pool& pool) {
-    if (g.m <= 0 || g.n <= 0) return;
-    const int panels = (g.m + gemm_mr - 1) / gemm_mr;
-    if (g.k <= 0) {  // empty sum: C = bias (or unchanged when accumulating)
-        for (int r = 0; r < g.m; ++r)
-            for (int j = 0; j < g.n; ++j) {
-                float& c = g.c[static_cast<std::size_t>(r) * g.ldc + j];
-                float v = (g.accumulate ? c : 0.0F) + (g.bias ? g.bias[r] : 0.0F);
-                c = g.relu ? std::max(v, 0.0F) : v;
-            }
-        return;
-    }
-    // Pack A: [panel][k][MR], rows past M zero.
-    pool.run(panels, [&](int p, int) {
+// Packs A (M x K) into MR-row panels [panel][k][MR], rows past M zero; panels [p0, p1) only.
+inline void gemm_pack_a(const gemm_args& g, float* packed_a, int p0, int p1) {
+    for (int p = p0; p < p1; ++p) {
         float* dst = packed_a + static_cast<std::size_t>(p) * g.k * gemm_mr;
         for (int kk = 0; kk < g.k; ++kk)
             for (int r = 0; r < gemm_mr; ++r) {
                 const int row = p * gemm_mr + r;
                 dst[static_cast<std::size_t>(kk) * gemm_mr + r] = row < g.m ? g.a.at(row, kk) : 0.0F;
             }
-    });
-    const int col_tasks = (g.n + gemm_task_cols - 1) / gemm_task_cols;
-    const int row_groups = std::clamp(2 * pool.size() / col_tasks, 1, panels);  // few columns: split rows too
-    const int panels_per_group = (panels + row_groups - 1) / row_groups;
-    pool.run(col_tasks * row_groups, [&](int task, int thread) {
-        const int j0 = (task / row_groups) * gemm_task_cols, cols = std::min(gemm_task_cols, g.n - j0);
-        const int p0 = (task % row_groups) * panels_per_group, p1 = std::min(panels, p0 + panels_per_group);
-        if (p0 >= p1) return;
-        float* b = detail::align64(scratch + static_cast<std::size_t>(thread) * gemm_thread_scratch);
-        float* tile = b + static_cast<std::size_t>(gemm_kc) * gemm_task_cols;
-        const int col_panels = (cols + gemm_nr - 1) / gemm_nr;
-        for (int k0 = 0; k0 < g.k; k0 += gemm_kc) {
-            const int kc = std::min(gemm_kc, g.k - k0);
-            const bool first = k0 == 0 && !g.accumulate, last = k0 + kc == g.k;
-            // Pack B rows [k0, k0 + kc), columns [j0, j0 + cols) as NR-wide panels.
-            for (int cp = 0; cp < col_panels; ++cp) {
-                float* dst = b + static_cast<std::size_t>(cp) * kc * gemm_nr;
-                const int jc = j0 + cp * gemm_nr, w = std::min(gemm_nr, g.n - jc);
-                for (int kk = 0; kk < kc; ++kk) {
-                    float* d = dst + static_cast<std::size_t>(kk) * gemm_nr;
-                    const float* src = g.b.data + static_cast<std::size_t>(k0 + kk) * g.b.rs + jc * g.b.cs;
-                    if (g.b.cs == 1) {
-                        std::copy(src, src + w, d);
-                    } else {
-                        for (int j = 0; j < w; ++j) d[j] = src[static_cast<std::size_t>(j) * g.b.cs];
-                    }
-                    std::fill(d + w, d + gemm_nr, 0.0F);
+    }
+}
+
+namespace detail {
+
+// Columns [j0, j0 + cols) (cols <= gemm_task_cols) and row panels [p0, p1) of C, from packed A.
+inline void gemm_block(const gemm_args& g, const float* packed_a, int j0, int cols, int p0, int p1, float* scratch) {
+    float* b = align64(scratch);
+    float* tile = b + static_cast<std::size_t>(gemm_kc) * gemm_task_cols;
+    const int col_panels = (cols + gemm_nr - 1) / gemm_nr;
+    for (int k0 = 0; k0 < g.k; k0 += gemm_kc) {
+        const int kc = std::min(gemm_kc, g.k - k0);
+        const bool first = k0 == 0 && !g.accumulate, last = k0 + kc == g.k;
+        // Pack B rows [k0, k0 + kc), columns [j0, j0 + cols) as NR-wide panels.
+        for (int cp = 0; cp < col_panels; ++cp) {
+            float* dst = b + static_cast<std::size_t>(cp) * kc * gemm_nr;
+            const int jc = j0 + cp * gemm_nr, w = std::min(gemm_nr, j0 + cols - jc);
+            for (int kk = 0; kk < kc; ++kk) {
+                float* d = dst + static_cast<std::size_t>(kk) * gemm_nr;
+                const float* src = g.b.data + static_cast<std::size_t>(k0 + kk) * g.b.rs + jc * g.b.cs;
+                if (g.b.cs == 1) {
+                    std::copy(src, src + w, d);
+                } else {
+                    for (int j = 0; j < w; ++j) d[j] = src[static_cast<std::size_t>(j) * g.b.cs];
                 }
-            }
-            for (int p = p0; p < p1; ++p) {
-                const int row = p * gemm_mr, rows = std::min(gemm_mr, g.m - row);
-                const float* a = packed_a + (static_cast<std::size_t>(p) * g.k + k0) * gemm_mr;
-                float bias[gemm_mr]{};
-                if (g.bias) std::copy(g.bias + row, g.bias + row + rows, bias);
-                const bool epilogue = last && (g.bias || g.relu);
-                for (int cp = 0; cp < col_panels; ++cp) {
-                    const float* bp = b + static_cast<std::size_t>(cp) * kc * gemm_nr;
-                    const int jc = cp * gemm_nr, w = std::min(gemm_nr, cols - jc);
-                    float* c = g.c + static_cast<std::size_t>(row) * g.ldc + j0 + jc;
-                    if (rows == gemm_mr && w == gemm_nr) {
-                        detail::micro_kernel(kc, a, bp, c, g.ldc, first, epilogue, bias, g.relu);
-                        continue;
-                    }
-                    constexpr auto ldt = static_cast<std::size_t>(gemm_nr);
-                    if (!first)
-                        for (std::size_t i = 0; i < static_cast<std::size_t>(rows); ++i)
-                            std::copy(c + i * g.ldc, c + i * g.ldc + w, tile + i * ldt);
-                    detail::micro_kernel(kc, a, bp, tile, ldt, first, epilogue, bias, g.relu);
-                    for (std::size_t i = 0; i < static_cast<std::size_t>(rows); ++i)
-                        std::copy(tile + i * ldt, tile + i * ldt + w, c + i * g.ldc);
-                }
+                std::fill(d + w, d + gemm_nr, 0.0F);
             }
         }
+        for (int p = p0; p < p1; ++p) {
+            const int row = p * gemm_mr, rows = std::min(gemm_mr, g.m - row);
+            const float* a = packed_a + (static_cast<std::size_t>(p) * g.k + k0) * gemm_mr;
+            float bias[gemm_mr]{};
+            if (g.bias) std::copy(g.bias + row, g.bias + row + rows, bias);
+            const bool epilogue = last && (g.bias || g.relu);
+            for (int cp = 0; cp < col_panels; ++cp) {
+                const float* bp = b + static_cast<std::size_t>(cp) * kc * gemm_nr;
+                const int jc = cp * gemm_nr, w = std::min(gemm_nr, cols - jc);
+                float* c = g.c + static_cast<std::size_t>(row) * g.ldc + j0 + jc;
+                if (rows == gemm_mr && w == gemm_nr) {
+                    micro_kernel(kc, a, bp, c, g.ldc, first, epilogue, bias, g.relu);
+                    continue;
+                }
+                constexpr auto ldt = static_cast<std::size_t>(gemm_nr);
+                if (!first)
+                    for (std::size_t i = 0; i < static_cast<std::size_t>(rows); ++i)
+                        std::copy(c + i * g.ldc, c + i * g.ldc + w, tile + i * ldt);
+                micro_kernel(kc, a, bp, tile, ldt, first, epilogue, bias, g.relu);
+                for (std::size_t i = 0; i < static_cast<std::size_t>(rows); ++i)
+                    std::copy(tile + i * ldt, tile + i * ldt + w, c + i * g.ldc);
+            }
+        }
+    }
+}
+
+}  // namespace detail
+
+// One thread: C from an A packed by gemm_pack_a. scratch: gemm_thread_scratch floats.
+inline void gemm_packed(const gemm_args& g, const float* packed_a, float* scratch) {
+    if (g.m <= 0 || g.n <= 0) return;
+    const int panels = (g.m + gemm_mr - 1) / gemm_mr;
+    for (int j0 = 0; j0 < g.n; j0 += gemm_task_cols)
+        detail::gemm_block(g, packed_a, j0, std::min(gemm_task_cols, g.n - j0), 0, panels, scratch);
+}
+
+// Empty sums (K = 0): C = bias (or unchanged when accumulating), then ReLU.
+inline bool gemm_empty(const gemm_args& g) {
+    if (g.k > 0) return false;
+    for (int r = 0; r < g.m; ++r)
+        for (int j = 0; j < g.n; ++j) {
+            float& c = g.c[static_cast<std::size_t>(r) * g.ldc + j];
+            const float v = (g.accumulate ? c : 0.0F) + (g.bias ? g.bias[r] : 0.0F);
+            c = g.relu ? std::max(v, 0.0F) : v;
+        }
+    return true;
+}
+
+// Threaded: packs A, then splits C into column tasks (and row groups when there are few columns).
+// packed_a: gemm_packed_a_floats(m, k) floats; scratch: pool.size() * gemm_thread_scratch floats.
+inline void gemm(const gemm_args& g, float* packed_a, float* scratch, thread_pool& pool) {
+    if (g.m <= 0 || g.n <= 0 || gemm_empty(g)) return;
+    const int panels = (g.m + gemm_mr - 1) / gemm_mr;
+    pool.run(panels, [&](int p, int) { gemm_pack_a(g, packed_a, p, p + 1); });
+    const int col_tasks = (g.n + gemm_task_cols - 1) / gemm_task_cols;
+    const int row_groups = std::clamp(2 * pool.size() / col_tasks, 1, panels);
+    const int per_group = (panels + row_groups - 1) / row_groups;
+    pool.run(col_tasks * row_groups, [&](int task, int thread) {
+        const int j0 = (task / row_groups) * gemm_task_cols;
+        const int p0 = (task % row_groups) * per_group, p1 = std::min(panels, p0 + per_group);
+        if (p0 < p1)
+            detail::gemm_block(g, packed_a, j0, std::min(gemm_task_cols, g.n - j0), p0, p1,
+                               scratch + static_cast<std::size_t>(thread) * gemm_thread_scratch);
     });
 }
 
@@ -194,10 +224,21 @@ inline void col2im_add(const float* col, shape in, shape out, const window& g, f
 
 // Work buffers of the training convolutions, sized for the largest conv of a network.
 struct conv_workspace {
-    float* col;       // K x HW of the largest conv (unused for pointwise convs)
-    float* packed_a;  // the largest packed A
-    float* scratch;   // pool.size() * gemm_thread_scratch
+    float* col;       // per thread: K x HW of the largest conv
+    std::size_t col_stride;
+    float* packed_w;  // the largest packed weight matrix (W or W^T), shared
+    float* packed_a;  // per thread: the largest packed dY
+    std::size_t packed_stride;
+    float* scratch;   // per thread: gemm_thread_scratch
+    float* partial;   // per thread: dW and db of the largest conv
+    std::size_t partial_stride;
 };
+
+// Samples [t * n / T, (t + 1) * n / T) go to task t: every thread count T gives a fixed split.
+inline void for_sample_chunks(int n, thread_pool& pool, auto&& f) {
+    const int tasks = std::min(n, pool.size());
+    pool.run(tasks, [&](int t, int thread) { f(t * n / tasks, (t + 1) * n / tasks, thread, t); });
+}
 
 // Y = W * col(X) + bias for each of n samples (x, y: sample strides xs, ys; y planes contiguous).
 inline void conv_forward_gemm(const float* x, std::size_t xs, shape in, float* y, std::size_t ys, shape out, int n,
@@ -205,47 +246,76 @@ inline void conv_forward_gemm(const float* x, std::size_t xs, shape in, float* y
                               thread_pool& pool) {
     const int k = in.c * g.kh * g.kw, hw = out.h * out.w;
     const bool pointwise = is_pointwise(g);
-    for (int i = 0; i < n; ++i) {
-        const float* xi = x + i * xs;
-        if (!pointwise) im2col(xi, in, out, g, ws.col);
-        const float* col = pointwise ? xi : ws.col;
-        gemm({.m = out.c, .n = hw, .k = k, .a = {w, static_cast<std::size_t>(k), 1},
-              .b = {col, static_cast<std::size_t>(hw), 1}, .c = y + i * ys, .ldc = static_cast<std::size_t>(hw),
-              .bias = bias},
-             ws.packed_a, ws.scratch, pool);
-    }
+    const gemm_args proto{.m = out.c, .n = hw, .k = k, .a = {w, static_cast<std::size_t>(k), 1}, .b = {},
+                          .c = nullptr, .ldc = static_cast<std::size_t>(hw), .bias = bias};
+    if (k == 0) return;
+    gemm_pack_a(proto, ws.packed_w, 0, (out.c + gemm_mr - 1) / gemm_mr);
+    for_sample_chunks(n, pool, [&](int i0, int i1, int thread, int) {
+        float* col = ws.col + static_cast<std::size_t>(thread) * ws.col_stride;
+        for (int i = i0; i < i1; ++i) {
+            const float* xi = x + i * xs;
+            if (!pointwise) im2col(xi, in, out, g, col);
+            gemm_args a = proto;
+            a.b = {pointwise ? xi : col, static_cast<std::size_t>(hw), 1};
+            a.c = y + i * ys;
+            gemm_packed(a, ws.packed_w, ws.scratch + static_cast<std::size_t>(thread) * gemm_thread_scratch);
+        }
+    });
 }
 
 // dW += sum_i dY_i col(X_i)^T, db += row sums of dY_i, dX_i += col2im(W^T dY_i) (dx may be null).
+// Each task sums its samples into its own partial dW / db; the partials are added in task order.
 inline void conv_backward_gemm(const float* x, std::size_t xs, shape in, const float* dy, std::size_t dys, shape out,
                                float* dx, std::size_t dxs, int n, const float* w, float* dw, float* db,
                                const window& g, conv_workspace ws, thread_pool& pool) {
     const int k = in.c * g.kh * g.kw, hw = out.h * out.w;
+    const std::size_t nw = static_cast<std::size_t>(out.c) * k;
     const bool pointwise = is_pointwise(g);
-    for (int i = 0; i < n; ++i) {
-        const float* gi = dy + i * dys;
-        if (db)
+    if (k == 0) return;
+    const gemm_args wt{.m = k, .n = hw, .k = out.c, .a = {w, 1, static_cast<std::size_t>(k)}, .b = {}, .c = nullptr,
+                       .ldc = static_cast<std::size_t>(hw)};
+    if (dx) gemm_pack_a(wt, ws.packed_w, 0, (k + gemm_mr - 1) / gemm_mr);
+    const int tasks = std::min(n, pool.size());
+    for_sample_chunks(n, pool, [&](int i0, int i1, int thread, int task) {
+        float* col = ws.col + static_cast<std::size_t>(thread) * ws.col_stride;
+        float* packed = ws.packed_a + static_cast<std::size_t>(thread) * ws.packed_stride;
+        float* scratch = ws.scratch + static_cast<std::size_t>(thread) * gemm_thread_scratch;
+        float* pdw = ws.partial + static_cast<std::size_t>(task) * ws.partial_stride;
+        float* pdb = pdw + nw;
+        std::fill(pdw, pdw + nw + out.c, 0.0F);
+        for (int i = i0; i < i1; ++i) {
+            const float* gi = dy + i * dys;
             for (int o = 0; o < out.c; ++o) {
                 float s = 0.0F;
                 for (int j = 0; j < hw; ++j) s += gi[static_cast<std::size_t>(o) * hw + j];
-                db[o] += s;
+                pdb[o] += s;
             }
-        const float* xi = x + i * xs;
-        if (!pointwise) im2col(xi, in, out, g, ws.col);
-        const float* col = pointwise ? xi : ws.col;
-        // dW (Cout x K) += dY (Cout x HW) * col^T (HW x K)
-        gemm({.m = out.c, .n = k, .k = hw, .a = {gi, static_cast<std::size_t>(hw), 1},
-              .b = {col, 1, static_cast<std::size_t>(hw)}, .c = dw, .ldc = static_cast<std::size_t>(k),
-              .accumulate = true},
-             ws.packed_a, ws.scratch, pool);
-        if (!dx) continue;
-        // dcol (K x HW) = W^T (K x Cout) * dY (Cout x HW); pointwise: straight into dX.
-        float* dxi = dx + i * dxs;
-        gemm({.m = k, .n = hw, .k = out.c, .a = {w, 1, static_cast<std::size_t>(k)},
-              .b = {gi, static_cast<std::size_t>(hw), 1}, .c = pointwise ? dxi : ws.col,
-              .ldc = static_cast<std::size_t>(hw), .accumulate = pointwise},
-             ws.packed_a, ws.scratch, pool);
-        if (!pointwise) col2im_add(ws.col, in, out, g, dxi);
+            const float* xi = x + i * xs;
+            if (!pointwise) im2col(xi, in, out, g, col);
+            // dW (Cout x K) += dY (Cout x HW) * col^T (HW x K)
+            const gemm_args gw{.m = out.c, .n = k, .k = hw, .a = {gi, static_cast<std::size_t>(hw), 1},
+                               .b = {pointwise ? xi : col, 1, static_cast<std::size_t>(hw)}, .c = pdw,
+                               .ldc = static_cast<std::size_t>(k), .accumulate = true};
+            if (!gemm_empty(gw)) {
+                gemm_pack_a(gw, packed, 0, (out.c + gemm_mr - 1) / gemm_mr);
+                gemm_packed(gw, packed, scratch);
+            }
+            if (!dx) continue;
+            // dcol (K x HW) = W^T (K x Cout) * dY (Cout x HW); pointwise: straight into dX.
+            float* dxi = dx + i * dxs;
+            gemm_args gd = wt;
+            gd.b = {gi, static_cast<std::size_t>(hw), 1};
+            gd.c = pointwise ? dxi : col;
+            gd.accumulate = pointwise;
+            gemm_packed(gd, ws.packed_w, scratch);
+            if (!pointwise) col2im_add(col, in, out, g, dxi);
+        }
+    });
+    for (int t = 0; t < tasks; ++t) {
+        const float* pdw = ws.partial + static_cast<std::size_t>(t) * ws.partial_stride;
+        for (std::size_t j = 0; j < nw; ++j) dw[j] += pdw[j];
+        if (db)
+            for (int o = 0; o < out.c; ++o) db[o] += pdw[nw + o];
     }
 }
 

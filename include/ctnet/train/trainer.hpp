@@ -69,11 +69,12 @@ public:
             per_sample_ += p.bufs[b].s.size();
         }
         grads_.assign(p.storage, 0.0F);
+        zeroed_.assign(static_cast<std::size_t>(p.n_bufs), 0);
         saved_.resize(static_cast<std::size_t>(p.n_ops));
         keep_.assign(static_cast<std::size_t>(p.n_ops), keep::none);
         mean_.resize(static_cast<std::size_t>(p.n_ops));
         invstd_.resize(static_cast<std::size_t>(p.n_ops));
-        std::size_t col = 0, packed = 0, act = 0;
+        std::size_t col = 0, packed_w = 0, packed_dy = 0, partial = 0, act = 0;
         for (int i = 0; i < p.n_ops; ++i) {
             const op& q = p.ops[i];
             act = std::max(act, q.out.s.size());
@@ -81,8 +82,10 @@ public:
                 case op_kind::conv: {
                     const int k = q.in.s.c * q.win.kh * q.win.kw, hw = q.out.s.h * q.out.s.w;
                     if (!cpu::is_pointwise(q.win)) col = std::max(col, static_cast<std::size_t>(k) * hw);
-                    packed = std::max({packed, cpu::gemm_packed_a_floats(q.out.s.c, k),
-                                       cpu::gemm_packed_a_floats(q.out.s.c, hw), cpu::gemm_packed_a_floats(k, q.out.s.c)});
+                    packed_w = std::max({packed_w, cpu::gemm_packed_a_floats(q.out.s.c, k),
+                                         cpu::gemm_packed_a_floats(k, q.out.s.c)});
+                    packed_dy = std::max(packed_dy, cpu::gemm_packed_a_floats(q.out.s.c, hw));
+                    partial = std::max(partial, static_cast<std::size_t>(q.out.s.c) * (k + 1));
                     if (clobbered(q.in, i, true)) keep_[i] = keep::input;
                     break;
                 }
@@ -103,9 +106,13 @@ public:
             }
         }
         if constexpr (fast) {
-            col_.assign(col, 0.0F);
-            packed_.assign(packed, 0.0F);
-            scratch_.assign(static_cast<std::size_t>(pool_.size()) * cpu::gemm_thread_scratch, 0.0F);
+            const auto t = static_cast<std::size_t>(pool_.size());
+            col_.assign(t * col, 0.0F);
+            packed_.assign(packed_w + t * packed_dy, 0.0F);
+            scratch_.assign(t * cpu::gemm_thread_scratch, 0.0F);
+            partial_.assign(t * partial, 0.0F);
+            ws_ = {col_.data(), col, packed_.data(), packed_.data() + packed_w, packed_dy, scratch_.data(),
+                   partial_.data(), partial};
         }
         per_op_scratch_ = act;
     }
@@ -140,7 +147,7 @@ public:
         const auto& p = program;
         if (!backward_ready_) throw error("ctnet: trainer: backward() needs a forward() first");
         expect("output gradient", dlogits.size(), static_cast<std::size_t>(n_) * output.size());
-        std::fill(dact_.begin(), dact_.end(), 0.0F);
+        std::fill(zeroed_.begin(), zeroed_.end(), char{0});
         add_into(p.output, dlogits);
         if (!daux.empty()) {
             if (!p.has_aux) throw error("ctnet: trainer: an aux gradient was given but the network has no aux head");
@@ -231,7 +238,17 @@ private:
         cpu::ref::copy({o.data, o.stride, o.s}, {d.data(), v.s.size(), v.s}, n_);
         return d;
     }
+    // A gradient buffer is cleared when the backward pass first reaches it (its last reader), not
+    // all at once: the clearing then happens while the buffer is about to be used, in cache.
+    void ensure_zeroed(int buf) {
+        if (program.bufs[buf].input || zeroed_[buf]) return;
+        zeroed_[buf] = 1;
+        const std::size_t size = program.bufs[buf].s.size() * static_cast<std::size_t>(n_);
+        float* base = dact_.data() + offsets_[buf] * static_cast<std::size_t>(n_);
+        std::fill(base, base + size, 0.0F);
+    }
     void add_into(const value& v, std::span<const float> g) {
+        ensure_zeroed(v.buf);
         const out_view d = grad(v);
         for (int i = 0; i < n_; ++i)
             for (std::size_t j = 0; j < v.s.size(); ++j) d.sample(i)[j] += g[static_cast<std::size_t>(i) * v.s.size() + j];
@@ -241,7 +258,40 @@ private:
             throw error(std::string{"ctnet: trainer: "} + what + " has " + std::to_string(got) + " floats, expected " +
                         std::to_string(want));
     }
-    [[nodiscard]] cpu::conv_workspace workspace() { return {col_.data(), packed_.data(), scratch_.data()}; }
+    [[nodiscard]] cpu::conv_workspace workspace() const { return ws_; }
+
+    // Runs f(i0, i1) over chunks of the batch on the pool (backend::cpu), or once over all of it.
+    template <class F>
+    void split_batch(F&& f) {
+        if constexpr (fast) {
+            if (pool_.size() > 1 && n_ > 1) {
+                cpu::for_sample_chunks(n_, pool_, [&](int i0, int i1, int, int) { f(i0, i1); });
+                return;
+            }
+        }
+        f(0, n_);
+    }
+    // Runs f(c0, c1) over chunks of `count` channels.
+    template <class F>
+    void split_channels(int count, F&& f) {
+        if constexpr (fast) {
+            const int tasks = std::min(count, pool_.size());
+            if (tasks > 1) {
+                pool_.run(tasks, [&](int t, int) { f(t * count / tasks, (t + 1) * count / tasks); });
+                return;
+            }
+        }
+        f(0, count);
+    }
+    template <class V>
+    static V from(V v, int i0) {
+        return v.data ? V{v.sample(i0), v.stride, v.s} : v;
+    }
+    template <class V>
+    static V channels(V v, int c0, int c1) {
+        const std::size_t plane = static_cast<std::size_t>(v.s.h) * v.s.w;
+        return {v.data ? v.data + static_cast<std::size_t>(c0) * plane : v.data, v.stride, shape{c1 - c0, v.s.h, v.s.w}};
+    }
 
     void run_forward(int i) {
         const op& o = program.ops[i];
@@ -271,7 +321,10 @@ private:
                                 std::to_string(o.in.s.h) + "x" + std::to_string(o.in.s.w) + ")");
                 float* mean = mean_[i].data();
                 float* var = invstd_[i].data();  // the batch variance, then 1 / sqrt(var + eps)
-                cpu::ref::batch_norm_train(x, y, n_, w, w + c, o.eps, mean, var);
+                split_channels(c_out, [&](int c0, int c1) {
+                    cpu::ref::batch_norm_train(channels(x, c0, c1), channels(y, c0, c1), n_, w + c0, w + c + c0, o.eps,
+                                               mean + c0, var + c0);
+                });
                 const auto mom = static_cast<float>(opt_.bn_momentum);
                 const float unbias = static_cast<float>(m) / static_cast<float>(m - 1);
                 for (std::size_t k = 0; k < c; ++k) {
@@ -281,16 +334,22 @@ private:
                 }
                 break;
             }
-            case op_kind::relu: cpu::ref::relu(x, y, n_); break;
-            case op_kind::max_pool: cpu::ref::max_pool(x, y, n_, o.win); break;
-            case op_kind::avg_pool: cpu::ref::avg_pool(x, y, n_, o.win, o.count_pad); break;
-            case op_kind::global_avg_pool: cpu::ref::global_avg_pool(x, y, n_); break;
+            case op_kind::relu: split_batch([&](int a, int b) { cpu::ref::relu(from(x, a), from(y, a), b - a); }); break;
+            case op_kind::max_pool:
+                split_batch([&](int a, int b) { cpu::ref::max_pool(from(x, a), from(y, a), b - a, o.win); });
+                break;
+            case op_kind::avg_pool:
+                split_batch([&](int a, int b) { cpu::ref::avg_pool(from(x, a), from(y, a), b - a, o.win, o.count_pad); });
+                break;
+            case op_kind::global_avg_pool:
+                split_batch([&](int a, int b) { cpu::ref::global_avg_pool(from(x, a), from(y, a), b - a); });
+                break;
             case op_kind::linear: {
                 const std::size_t nw = static_cast<std::size_t>(c_out) * o.in.s.size();
-                cpu::ref::linear(x, y, n_, w, o.bias ? w + nw : nullptr);
+                split_batch([&](int a, int b) { cpu::ref::linear(from(x, a), from(y, a), b - a, w, o.bias ? w + nw : nullptr); });
                 break;
             }
-            case op_kind::softmax: cpu::ref::softmax(x, y, n_); break;
+            case op_kind::softmax: split_batch([&](int a, int b) { cpu::ref::softmax(from(x, a), from(y, a), b - a); }); break;
             case op_kind::dropout: {
                 const auto scale = static_cast<float>(1.0 / (1.0 - o.eps));
                 float* mask = saved_[i].data();
@@ -310,6 +369,8 @@ private:
 
     void run_backward(int i) {
         const op& o = program.ops[i];
+        ensure_zeroed(o.out.buf);
+        if (o.in.buf != o.out.buf) ensure_zeroed(o.in.buf);
         const out_view gy = grad(o.out);
         const in_view dy{gy.data, gy.stride, gy.s};
         const out_view dx = grad(o.in);
@@ -334,20 +395,39 @@ private:
                 const auto c = static_cast<std::size_t>(c_out);
                 const std::size_t plane = static_cast<std::size_t>(x.s.h) * x.s.w;
                 const std::size_t k = x.s.size();
-                for (int s = 0; s < n_; ++s)
-                    for (std::size_t ch = 0; ch < c; ++ch)
-                        for (std::size_t j = 0; j < plane; ++j)
-                            tmp_[s * k + ch * plane + j] = (x.sample(s)[ch * plane + j] - mean_[i][ch]) * invstd_[i][ch];
-                cpu::ref::batch_norm_train_backward({tmp_.data(), k, x.s}, dy, dx, n_, w, invstd_[i].data(), dw, dw + c);
+                split_channels(c_out, [&](int c0, int c1) {
+                    for (int s = 0; s < n_; ++s)
+                        for (auto ch = static_cast<std::size_t>(c0); ch < static_cast<std::size_t>(c1); ++ch)
+                            for (std::size_t j = 0; j < plane; ++j)
+                                tmp_[s * k + ch * plane + j] = (x.sample(s)[ch * plane + j] - mean_[i][ch]) * invstd_[i][ch];
+                    const in_view xhat = channels(in_view{tmp_.data(), k, x.s}, c0, c1);
+                    cpu::ref::batch_norm_train_backward(xhat, channels(dy, c0, c1), channels(dx, c0, c1), n_, w + c0,
+                                                        invstd_[i].data() + c0, dw + c0, dw + c + c0);
+                });
                 break;
             }
-            case op_kind::relu: cpu::ref::relu_backward(needed_out(i), dy, dx, n_); break;
-            case op_kind::max_pool: cpu::ref::max_pool_backward(needed_in(i), dy, dx, n_, o.win); break;
+            case op_kind::relu: {
+                const in_view y = needed_out(i);
+                split_batch([&](int a, int b) { cpu::ref::relu_backward(from(y, a), from(dy, a), from(dx, a), b - a); });
+                break;
+            }
+            case op_kind::max_pool: {
+                const in_view x = needed_in(i);
+                if (dx.data)
+                    split_batch([&](int a, int b) {
+                        cpu::ref::max_pool_backward(from(x, a), from(dy, a), from(dx, a), b - a, o.win);
+                    });
+                break;
+            }
             case op_kind::avg_pool:
-                if (dx.data) cpu::ref::avg_pool_backward(dy, dx, n_, o.win, o.count_pad);
+                if (dx.data)
+                    split_batch([&](int a, int b) {
+                        cpu::ref::avg_pool_backward(from(dy, a), from(dx, a), b - a, o.win, o.count_pad);
+                    });
                 break;
             case op_kind::global_avg_pool:
-                if (dx.data) cpu::ref::global_avg_pool_backward(dy, dx, n_);
+                if (dx.data)
+                    split_batch([&](int a, int b) { cpu::ref::global_avg_pool_backward(from(dy, a), from(dx, a), b - a); });
                 break;
             case op_kind::linear: {
                 const std::size_t nw = static_cast<std::size_t>(c_out) * o.in.s.size();
@@ -358,7 +438,11 @@ private:
                 if (dx.data) cpu::ref::softmax_backward(needed_out(i), dy, dx, n_);
                 break;
             case op_kind::dropout:
-                if (dx.data) cpu::ref::scale_backward(saved_[i].data(), dy, dx, n_);
+                if (dx.data)
+                    split_batch([&](int a, int b) {
+                        cpu::ref::scale_backward(saved_[i].data() + static_cast<std::size_t>(a) * o.out.s.size(), from(dy, a),
+                                                 from(dx, a), b - a);
+                    });
                 break;
             case op_kind::channel_affine:
                 if (dx.data) cpu::ref::channel_affine_backward(dy, dx, n_, o.scale);
@@ -375,7 +459,9 @@ private:
     std::vector<float> act_, dact_, tmp_, grads_, out_, aux_;
     std::vector<std::vector<float>> saved_, mean_, invstd_;
     std::vector<keep> keep_;
-    std::vector<float> col_, packed_, scratch_;
+    std::vector<char> zeroed_;
+    std::vector<float> col_, packed_, scratch_, partial_;
+    cpu::conv_workspace ws_{};
     const float* x_ = nullptr;
     int n_ = 0;
     bool backward_ready_ = false;
