@@ -8,6 +8,7 @@
 //   ctnet classify --weights W.safetensors [--no-transform-input] IMAGE...
 //   ctnet graph MODEL [--expand | --expand=BLOCK,...] [--no-aux]   Graphviz DOT of the network type
 //   ctnet bench --model inception_v3 [--batch N] [--threads T] [--iters K] [--backend cpu|reference]
+//   ctnet train [--epochs N] [--out DIR] [--resume] ...   the paper's recipe on Fashion-MNIST
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -26,6 +27,8 @@
 #include <ctnet/io/image.hpp>
 #include <ctnet/io/npy.hpp>
 #include <ctnet/io/safetensors.hpp>
+
+#include "train_command.hpp"
 
 namespace {
 
@@ -48,7 +51,11 @@ int usage(int code) {
         "                   [--transform-input] [--num-classes K] [--threads N] [--dump-blocks DIR]\n"
         "       ctnet classify --weights W.safetensors [--no-transform-input] IMAGE...\n"
         "       ctnet graph inception_v3|inception_v2 [--expand | --expand=BLOCK,...] [--no-aux]\n"
-        "       ctnet bench --model inception_v3 [--batch N] [--threads T] [--iters K] [--backend cpu|reference]\n",
+        "       ctnet bench --model inception_v3 [--batch N] [--threads T] [--iters K] [--backend cpu|reference]\n"
+        "       ctnet train [--data DIR] [--out DIR] [--epochs N] [--batch B] [--threads T] [--resume]\n"
+        "                   [--optimizer rmsprop|rmsprop-torch|sgd] [--lr X] [--lr-decay X] [--decay-epochs X]\n"
+        "                   [--smoothing X] [--aux-weight X] [--clip-norm X] [--clip-value X] [--weight-decay X]\n"
+        "                   [--ema X] [--no-factorized] [--no-bn-aux] [--no-augment] [--limit N] [--test-limit N]\n",
         code == 0 ? stdout : stderr);
     return code;
 }
@@ -441,6 +448,7 @@ int main(int argc, char** argv) {
         if (cmd == "classify") return classify(argc, argv);
         if (cmd == "graph") return graph(argc, argv);
         if (cmd == "bench") return bench(argc, argv);
+        if (cmd == "train") return train_cli::train(argc, argv);
         if (cmd == "help" || cmd == "--help" || cmd == "-h") return usage(0);
         std::fprintf(stderr, "ctnet: unknown command '%s'\n", argv[1]);
         return usage(2);

@@ -21,6 +21,8 @@ public:
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
         return z ^ (z >> 31);
     }
+    // The whole state: rng{g.state()} continues exactly where g is (checkpoints save it).
+    [[nodiscard]] std::uint64_t state() const { return state_; }
     // Uniform in [0, 1) with 53 random bits.
     double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
     // Standard normal.

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -113,7 +114,14 @@ public:
         if (!header.is_object()) detail::st_fail(path_, "header is not a JSON object");
         const std::size_t data_size = bytes_.size() - data_at_;
         for (const auto& [name, v] : header.items()) {
-            if (name == "__metadata__") continue;
+            if (name == "__metadata__") {
+                if (!v.is_object()) detail::st_fail(path_, "__metadata__ is not a JSON object");
+                for (const auto& [key, text] : v.items()) {
+                    if (!text.is_string()) detail::st_fail(path_, "__metadata__ entry '" + key + "' is not a string");
+                    metadata_[key] = text.get<std::string>();
+                }
+                continue;
+            }
             entries_[name] = parse_entry(name, v, data_size);
         }
         // Tensors must not overlap.
@@ -128,6 +136,8 @@ public:
 
     [[nodiscard]] const std::map<std::string, detail::st_entry>& entries() const { return entries_; }
     [[nodiscard]] const std::string& path() const { return path_; }
+    // The header's "__metadata__" (string to string), empty when absent.
+    [[nodiscard]] const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
     // Converts tensor `name` to float32 into `out` (which must have its element count).
     void read_f32(const std::string& name, float* out) const {
@@ -197,6 +207,7 @@ private:
     std::vector<std::uint8_t> bytes_;
     std::size_t data_at_ = 0;
     std::map<std::string, detail::st_entry> entries_;
+    std::map<std::string, std::string> metadata_;
 };
 
 template <class Net>
@@ -230,6 +241,36 @@ load_report load_safetensors(const safetensors_file& f, weights<Net>& w, load_op
 template <class Net>
 load_report load_safetensors(const std::string& path, weights<Net>& w, load_options opt = {}) {
     return load_safetensors(safetensors_file{path}, w, opt);
+}
+
+// Any float tensors plus string metadata, as one safetensors file (written atomically).
+struct named_tensor {
+    std::string name;
+    std::vector<std::int64_t> dims;
+    std::span<const float> data;
+};
+
+inline std::vector<std::uint8_t> safetensors_bytes(const std::vector<named_tensor>& tensors,
+                                                   const std::map<std::string, std::string>& metadata) {
+    nlohmann::ordered_json header = nlohmann::ordered_json::object();
+    if (!metadata.empty()) header["__metadata__"] = metadata;
+    std::size_t at = 0;
+    for (const named_tensor& t : tensors) {
+        header[t.name] = {{"dtype", "F32"}, {"shape", t.dims}, {"data_offsets", {at, at + t.data.size() * 4}}};
+        at += t.data.size() * 4;
+    }
+    std::string text = header.dump();
+    text.append((8 - text.size() % 8) % 8, ' ');
+    std::vector<std::uint8_t> bytes(8 + text.size() + at, 0);
+    const std::uint64_t n = text.size();
+    std::memcpy(bytes.data(), &n, 8);
+    std::memcpy(bytes.data() + 8, text.data(), text.size());
+    std::size_t pos = 8 + text.size();
+    for (const named_tensor& t : tensors) {
+        if (!t.data.empty()) std::memcpy(bytes.data() + pos, t.data.data(), t.data.size() * 4);
+        pos += t.data.size() * 4;
+    }
+    return bytes;
 }
 
 template <class Net>

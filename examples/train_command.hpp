@@ -1,0 +1,360 @@
+// examples/train_command.hpp — `ctnet train`: the paper's recipe on Fashion-MNIST.
+//
+//   ctnet train [--epochs 20] [--batch 64] [--threads 2] [--out runs/fashion] [--resume] ...
+//
+// Each epoch: a seeded shuffle and augmentation (random 2-pixel shifts, horizontal flips), one
+// train_step per batch with a progress line (epoch, images/s, loss, ETA), then test accuracy
+// (with the parameters' moving average, and without), a row of OUT/log.csv, the curve
+// OUT/curve.svg and an atomic checkpoint OUT/checkpoint.safetensors; --resume continues from it
+// exactly (weights, optimizer state, moving average, generator states).
+#pragma once
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <numeric>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <ctnet/cpu/fast_runner.hpp>
+#include <ctnet/io/idx.hpp>
+#include <ctnet/train/checkpoint.hpp>
+#include <ctnet/train/step.hpp>
+
+#include "fashion_net.hpp"
+
+namespace train_cli {
+
+using namespace ctnet;
+
+struct train_args {
+    std::string data = "/usr/share/datasets/fashion-mnist";
+    std::string out = "runs/fashion";
+    int epochs = 20, batch = 64, threads = 2, limit = 0, test_limit = 0;
+    std::string optim = "rmsprop";  // rmsprop (TF), rmsprop-torch, sgd
+    double lr = 0.045, lr_decay = 0.94, decay_epochs = 2.0, momentum = 0.9;
+    double smoothing = 0.1, aux_weight = 0.4, clip_norm = 2.0, clip_value = 0.0, weight_decay = 4e-5, ema = 0.999;
+    bool factorized = true, bn_aux = true, augment = true, resume = false;
+    std::uint64_t seed = 1;
+
+    // Everything that must match when resuming (all but --epochs, --out, --resume, --data).
+    [[nodiscard]] std::string config() const {
+        std::ostringstream s;
+        s << "batch=" << batch << " threads=" << threads << " limit=" << limit << " optimizer=" << optim << " lr=" << lr
+          << " lr_decay=" << lr_decay << " decay_epochs=" << decay_epochs << " momentum=" << momentum
+          << " smoothing=" << smoothing << " aux_weight=" << aux_weight << " clip_norm=" << clip_norm
+          << " clip_value=" << clip_value << " weight_decay=" << weight_decay << " ema=" << ema
+          << " factorized=" << factorized << " bn_aux=" << bn_aux << " augment=" << augment << " seed=" << seed;
+        return s.str();
+    }
+};
+
+// Fashion-MNIST's pixel mean and standard deviation over the training set.
+constexpr float pixel_mean = 0.2860F, pixel_std = 0.3530F;
+
+struct batch_maker {
+    const io::labelled_images* set;
+    bool augment;
+    // Image `index`, shifted by (dy, dx) with zero fill and optionally mirrored, normalised.
+    void image(int index, int dy, int dx, bool flip, float* out) const {
+        const std::uint8_t* src = set->pixels.data() + static_cast<std::size_t>(index) * 784;
+        for (int y = 0; y < 28; ++y)
+            for (int x = 0; x < 28; ++x) {
+                const int sy = y + dy, sx0 = x + dx, sx = flip ? 27 - sx0 : sx0;
+                const float p = sy >= 0 && sy < 28 && sx0 >= 0 && sx0 < 28 ? src[sy * 28 + sx] / 255.0F : 0.0F;
+                out[y * 28 + x] = (p - pixel_mean) / pixel_std;
+            }
+    }
+};
+
+std::string format_time(double s) {
+    char buf[32];
+    const int t = static_cast<int>(s + 0.5);
+    if (t >= 3600) std::snprintf(buf, sizeof buf, "%dh%02dm", t / 3600, t % 3600 / 60);
+    else std::snprintf(buf, sizeof buf, "%dm%02ds", t / 60, t % 60);
+    return buf;
+}
+
+struct epoch_row {
+    int epoch;
+    std::int64_t step;
+    double lr, train_loss, train_acc, test_loss, test_acc, test_acc_raw, images_per_s, seconds;
+};
+
+// The training curve: train loss (left axis) and test accuracy (right axis) per epoch.
+void write_svg(const std::string& path, const std::vector<epoch_row>& rows, const std::string& title) {
+    const double w = 720, h = 360, l = 60, r = 60, t = 40, b = 40;
+    const double pw = w - l - r, ph = h - t - b;
+    int last = 1;
+    double max_loss = 0.0, min_acc = 100.0;
+    for (const epoch_row& e : rows) {
+        last = std::max(last, e.epoch);
+        max_loss = std::max(max_loss, e.train_loss);
+        min_acc = std::min(min_acc, e.test_acc);
+    }
+    max_loss = std::max(0.1, std::ceil(max_loss * 10.0) / 10.0);
+    const double acc_lo = std::floor(std::min(min_acc, 90.0)), acc_hi = 100.0;
+    auto xp = [&](double e) { return l + pw * e / last; };
+    auto yl = [&](double v) { return t + ph * (1.0 - v / max_loss); };
+    auto ya = [&](double v) { return t + ph * (1.0 - (v - acc_lo) / (acc_hi - acc_lo)); };
+    std::ostringstream s;
+    s << "<svg xmlns='http://www.w3.org/2000/svg' width='" << w << "' height='" << h << "' font-family='sans-serif' font-size='12'>\n"
+      << "<rect width='100%' height='100%' fill='white'/>\n"
+      << "<text x='" << l << "' y='20' font-size='14'>" << title << "</text>\n"
+      << "<rect x='" << l << "' y='" << t << "' width='" << pw << "' height='" << ph << "' fill='none' stroke='#888'/>\n";
+    for (int i = 0; i <= 4; ++i) {
+        const double fl = max_loss * i / 4, fa = acc_lo + (acc_hi - acc_lo) * i / 4;
+        s << "<text x='" << l - 6 << "' y='" << yl(fl) + 4 << "' text-anchor='end' fill='#c0392b'>" << fl << "</text>\n"
+          << "<text x='" << w - r + 6 << "' y='" << ya(fa) + 4 << "' fill='#2471a3'>" << fa << "%</text>\n";
+    }
+    for (int e = 0; e <= last; e += std::max(1, last / 10))
+        s << "<text x='" << xp(e) << "' y='" << h - b + 16 << "' text-anchor='middle'>" << e << "</text>\n";
+    s << "<text x='" << l + pw / 2 << "' y='" << h - 6 << "' text-anchor='middle'>epoch</text>\n";
+    auto line = [&](auto y_of, auto value, const char* colour) {
+        s << "<polyline fill='none' stroke='" << colour << "' stroke-width='2' points='";
+        for (const epoch_row& e : rows) s << xp(e.epoch) << ',' << y_of(value(e)) << ' ';
+        s << "'/>\n";
+    };
+    line(yl, [](const epoch_row& e) { return e.train_loss; }, "#c0392b");
+    line(ya, [](const epoch_row& e) { return e.test_acc; }, "#2471a3");
+    s << "<text x='" << l + 8 << "' y='" << t + 16 << "' fill='#c0392b'>train loss</text>\n"
+      << "<text x='" << l + 8 << "' y='" << t + 32 << "' fill='#2471a3'>test accuracy (moving average)</text>\n</svg>\n";
+    const std::string text = s.str();
+    io::write_file_atomic(path, std::vector<std::uint8_t>(text.begin(), text.end()));
+}
+
+void write_csv(const std::string& path, const std::vector<epoch_row>& rows) {
+    std::ostringstream s;
+    s << "epoch,step,lr,train_loss,train_acc,test_loss,test_acc,test_acc_raw,images_per_s,seconds\n";
+    char buf[256];
+    for (const epoch_row& e : rows) {
+        std::snprintf(buf, sizeof buf, "%d,%lld,%.6g,%.5f,%.3f,%.5f,%.3f,%.3f,%.1f,%.1f\n", e.epoch,
+                      static_cast<long long>(e.step), e.lr, e.train_loss, e.train_acc, e.test_loss, e.test_acc,
+                      e.test_acc_raw, e.images_per_s, e.seconds);
+        s << buf;
+    }
+    const std::string text = s.str();
+    io::write_file_atomic(path, std::vector<std::uint8_t>(text.begin(), text.end()));
+}
+
+std::vector<epoch_row> read_csv(const std::string& path) {
+    std::vector<epoch_row> rows;
+    std::ifstream f{path};
+    std::string line;
+    std::getline(f, line);  // header
+    while (std::getline(f, line)) {
+        epoch_row e{};
+        long long step = 0;
+        if (std::sscanf(line.c_str(), "%d,%lld,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf", &e.epoch, &step, &e.lr, &e.train_loss,
+                        &e.train_acc, &e.test_loss, &e.test_acc, &e.test_acc_raw, &e.images_per_s, &e.seconds) == 10) {
+            e.step = step;
+            rows.push_back(e);
+        }
+    }
+    return rows;
+}
+
+// Test loss and accuracy (%) of parameters p on the set, in eval mode on backend::cpu.
+template <class Net>
+std::pair<double, double> evaluate(const weights<Net>& p, const io::labelled_images& set, int limit, int threads) {
+    runner<Net, backend::cpu> run{p, {.threads = threads}};
+    const int n = limit > 0 ? std::min(limit, set.count) : set.count, chunk = 250;
+    const batch_maker make{&set, false};
+    std::vector<float> x(static_cast<std::size_t>(chunk) * 784), y(static_cast<std::size_t>(chunk) * 10);
+    double loss = 0.0;
+    int correct = 0;
+    for (int i0 = 0; i0 < n; i0 += chunk) {
+        const int m = std::min(chunk, n - i0);
+        for (int i = 0; i < m; ++i) make.image(i0 + i, 0, 0, false, x.data() + static_cast<std::size_t>(i) * 784);
+        run.forward({x.data(), static_cast<std::size_t>(m) * 784}, {y.data(), static_cast<std::size_t>(m) * 10});
+        std::vector<int> labels(set.labels.begin() + i0, set.labels.begin() + i0 + m);
+        const loss_value l = softmax_cross_entropy({y.data(), static_cast<std::size_t>(m) * 10}, labels, 10, {}, {});
+        loss += l.loss * m;
+        correct += l.correct;
+    }
+    return {loss / n, 100.0 * correct / n};
+}
+
+template <class Net>
+int train_model(const train_args& a) {
+    std::filesystem::create_directories(a.out);
+    const std::string ck_path = a.out + "/checkpoint.safetensors", csv_path = a.out + "/log.csv";
+    const io::fashion_mnist data = io::load_fashion_mnist(a.data);
+    const int n_train = a.limit > 0 ? std::min(a.limit, data.train.count) : data.train.count;
+    const int steps_per_epoch = n_train / a.batch;
+    if (steps_per_epoch < 1) throw error("ctnet train: fewer training images than one batch");
+
+    auto w = std::make_unique<weights<Net>>();
+    init_seeded(*w, a.seed);
+    optimizer opt = a.optim == "sgd" ? optimizer::sgd({.momentum = a.momentum})
+                                     : optimizer::rmsprop({.decay = 0.9, .momentum = a.momentum, .eps = 1.0,
+                                                           .style = a.optim == "rmsprop-torch" ? rmsprop_style::pytorch
+                                                                                                : rmsprop_style::tensorflow});
+    moving_average ema{a.ema};
+    moving_average* avg = a.ema > 0.0 ? &ema : nullptr;
+    train_state state{.config = a.config()};
+    std::vector<epoch_row> rows;
+    if (a.resume) {
+        state = load_checkpoint(ck_path, *w, opt, avg);
+        if (state.config != a.config())
+            throw error("ctnet train: --resume: the checkpoint '" + ck_path + "' was made with\n  " + state.config +
+                        "\nbut this run has\n  " + a.config());
+        rows = read_csv(csv_path);
+        rows.erase(std::remove_if(rows.begin(), rows.end(), [&](const epoch_row& e) { return e.epoch > state.epoch; }),
+                   rows.end());
+        std::fprintf(stderr, "resuming %s after epoch %d (step %lld)\n", ck_path.c_str(), state.epoch,
+                     static_cast<long long>(state.step));
+    } else if (avg) {
+        avg->update(w->data());
+    }
+    trainer<Net, backend::cpu> t{*w, {.threads = a.threads, .seed = a.seed}};
+    if (a.resume) t.generator() = rng{state.dropout_rng};
+    const auto ranges = trainable_ranges<Net>();
+    const recipe r{.label_smoothing = a.smoothing, .aux_weight = a.aux_weight, .weight_decay = a.weight_decay,
+                   .clip_norm = a.clip_norm, .clip_value = a.clip_value};
+    const exponential_decay schedule{.base = a.lr, .rate = a.lr_decay, .every = a.decay_epochs};
+    const bool tty = ::isatty(2) != 0;
+    const batch_maker make{&data.train, a.augment};
+    std::vector<float> x(static_cast<std::size_t>(a.batch) * 784);
+    std::vector<int> labels(static_cast<std::size_t>(a.batch));
+    std::vector<int> order(static_cast<std::size_t>(n_train));
+
+    for (int epoch = state.epoch + 1; epoch <= a.epochs; ++epoch) {
+        // Shuffle and augmentation depend only on (seed, epoch): a resumed run sees the same data.
+        rng g{a.seed * 1000003ULL + static_cast<std::uint64_t>(epoch)};
+        std::iota(order.begin(), order.end(), 0);
+        for (int i = n_train - 1; i > 0; --i) std::swap(order[i], order[g.next() % static_cast<std::uint64_t>(i + 1)]);
+        const double lr = schedule.at(epoch - 1);
+        const auto t0 = std::chrono::steady_clock::now();
+        double loss_sum = 0.0;
+        int correct = 0, seen = 0, last_shown = -1;
+        for (int s = 0; s < steps_per_epoch; ++s) {
+            for (int i = 0; i < a.batch; ++i) {
+                const int idx = order[static_cast<std::size_t>(s) * a.batch + i];
+                const std::uint64_t u = g.next();
+                const int dy = a.augment ? static_cast<int>(u % 5) - 2 : 0, dx = a.augment ? static_cast<int>(u / 5 % 5) - 2 : 0;
+                const bool flip = a.augment && (u / 25 % 2) == 1;
+                make.image(idx, dy, dx, flip, x.data() + static_cast<std::size_t>(i) * 784);
+                labels[i] = data.train.labels[idx];
+            }
+            step_result res;
+            try {
+                res = train_step(t, opt, ranges, x, labels, r, lr, avg);
+            } catch (const error& e) {
+                std::fprintf(stderr, "\nctnet train: stopped in epoch %d, step %d: %s\n", epoch, s + 1, e.what());
+                std::fprintf(stderr, "ctnet train: the last good checkpoint is %s (after epoch %d)\n", ck_path.c_str(),
+                             epoch - 1);
+                return 1;
+            }
+            ++state.step;
+            loss_sum += res.loss * a.batch;
+            correct += res.correct;
+            seen += a.batch;
+            const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            const int pct = 100 * (s + 1) / steps_per_epoch;
+            if (tty || pct / 10 != last_shown / 10 || s + 1 == steps_per_epoch) {
+                if (!tty && pct == last_shown) continue;
+                last_shown = pct;
+                const int bar = 24 * (s + 1) / steps_per_epoch;
+                std::fprintf(stderr, "%sepoch %d/%d [%.*s%*s] %3d%%  %6.0f img/s  loss %.4f  ETA %s%s", tty ? "\r" : "",
+                             epoch, a.epochs, bar, "########################", 24 - bar, "", pct, seen / el,
+                             loss_sum / seen, format_time(el / (s + 1) * (steps_per_epoch - s - 1)).c_str(),
+                             tty ? "" : "\n");
+            }
+        }
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (tty) std::fprintf(stderr, "\n");
+        const auto [test_loss_raw, acc_raw] = evaluate<Net>(*w, data.test, a.test_limit, a.threads);
+        double test_loss = test_loss_raw, acc = acc_raw;
+        if (avg) {
+            auto shadow = std::make_unique<weights<Net>>();
+            std::copy(avg->shadow().begin(), avg->shadow().end(), shadow->data().begin());
+            std::tie(test_loss, acc) = evaluate<Net>(*shadow, data.test, a.test_limit, a.threads);
+        }
+        rows.push_back({epoch, state.step, lr, loss_sum / seen, 100.0 * correct / seen, test_loss, acc, acc_raw,
+                        seen / seconds, seconds});
+        state.epoch = epoch;
+        state.dropout_rng = t.generator().state();
+        save_checkpoint(ck_path, *w, opt, avg, state);
+        write_csv(csv_path, rows);
+        write_svg(a.out + "/curve.svg", rows, "Fashion-MNIST, " + std::string{Net::name} + " (ctnet train)");
+        std::printf("epoch %d: lr %.4g, train loss %.4f, train acc %.2f%%, test acc %.2f%% (raw %.2f%%), %.0f img/s, %s\n",
+                    epoch, lr, loss_sum / seen, 100.0 * correct / seen, acc, acc_raw, seen / seconds,
+                    format_time(seconds).c_str());
+        std::fflush(stdout);
+    }
+    // The final parameters (the moving average when kept) as plain weights.
+    auto final_w = std::make_unique<weights<Net>>(*w);
+    if (avg) std::copy(avg->shadow().begin(), avg->shadow().end(), final_w->data().begin());
+    io::save_safetensors(a.out + "/weights.safetensors", *final_w);
+    return 0;
+}
+
+inline int train(int argc, char** argv) {
+    train_args a;
+    for (int i = 2; i < argc; ++i) {
+        const std::string_view k = argv[i];
+        auto val = [&]() -> std::string {
+            if (i + 1 >= argc) throw error("ctnet train: " + std::string{k} + " needs a value");
+            return argv[++i];
+        };
+        auto num = [&]() -> double {
+            const std::string v = val();
+            char* end = nullptr;
+            const double d = std::strtod(v.c_str(), &end);
+            if (end == v.c_str() || *end != '\0' || !std::isfinite(d))
+                throw error("ctnet train: " + std::string{k} + " expects a number, got '" + v + "'");
+            return d;
+        };
+        auto count = [&]() -> int {
+            const double d = num();
+            if (d < 0 || d != std::floor(d) || d > 1e9)
+                throw error("ctnet train: " + std::string{k} + " expects a non-negative integer");
+            return static_cast<int>(d);
+        };
+        if (k == "--data") a.data = val();
+        else if (k == "--out") a.out = val();
+        else if (k == "--epochs") a.epochs = count();
+        else if (k == "--batch") a.batch = count();
+        else if (k == "--threads") a.threads = count();
+        else if (k == "--limit") a.limit = count();
+        else if (k == "--test-limit") a.test_limit = count();
+        else if (k == "--optimizer") a.optim = val();
+        else if (k == "--lr") a.lr = num();
+        else if (k == "--lr-decay") a.lr_decay = num();
+        else if (k == "--decay-epochs") a.decay_epochs = num();
+        else if (k == "--momentum") a.momentum = num();
+        else if (k == "--smoothing") a.smoothing = num();
+        else if (k == "--aux-weight") a.aux_weight = num();
+        else if (k == "--clip-norm") a.clip_norm = num();
+        else if (k == "--clip-value") a.clip_value = num();
+        else if (k == "--weight-decay") a.weight_decay = num();
+        else if (k == "--ema") a.ema = num();
+        else if (k == "--seed") a.seed = static_cast<std::uint64_t>(count());
+        else if (k == "--no-factorized") a.factorized = false;
+        else if (k == "--no-bn-aux") a.bn_aux = false;
+        else if (k == "--no-augment") a.augment = false;
+        else if (k == "--resume") a.resume = true;
+        else throw error("ctnet train: unknown option '" + std::string{k} + "'");
+    }
+    if (a.optim != "rmsprop" && a.optim != "rmsprop-torch" && a.optim != "sgd")
+        throw error("ctnet train: --optimizer must be rmsprop, rmsprop-torch or sgd, not '" + a.optim + "'");
+    if (a.batch < 2) throw error("ctnet train: --batch must be at least 2 (batch norm needs two samples)");
+    if (a.threads < 1) throw error("ctnet train: --threads must be at least 1");
+    if (a.ema >= 1.0) throw error("ctnet train: --ema must be below 1 (0 turns it off)");
+    using fashion::fashion_net;
+    if (a.factorized && a.bn_aux) return train_model<fashion_net<{true, true}>>(a);
+    if (a.factorized) return train_model<fashion_net<{true, false}>>(a);
+    if (a.bn_aux) return train_model<fashion_net<{false, true}>>(a);
+    return train_model<fashion_net<{false, false}>>(a);
+}
+
+}  // namespace train_cli
