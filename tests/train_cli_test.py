@@ -1,0 +1,89 @@
+#!/usr/bin/python3
+"""`ctnet train` end to end on a slice of Fashion-MNIST.
+
+    /usr/bin/python3 tests/train_cli_test.py CTNET WORK_DIR
+
+1. Resume is exact: 2 epochs in one run, and 1 epoch + `--resume` to 2, give byte-identical
+   checkpoints (weights, optimizer state, moving average, counters) and final weights.
+2. Resuming with other settings is refused, naming both configurations.
+3. A learning rate that explodes in epoch 2 stops training with a message naming the non-finite
+   value; the checkpoint of epoch 1 is kept and still loads.
+4. Truncated or corrupted checkpoints give a one-line error and exit 1, never a signal.
+5. The log, the curve and the progress line exist and say what they should.
+"""
+import os
+import shutil
+import subprocess
+import sys
+
+ctnet, work = sys.argv[1], sys.argv[2]
+shutil.rmtree(work, ignore_errors=True)
+os.makedirs(work)
+small = ["--limit", "192", "--test-limit", "100", "--batch", "32", "--threads", "2"]
+failures = []
+
+
+def run(*args, expect=0):
+    p = subprocess.run([ctnet, "train", *small, *args], capture_output=True, text=True)
+    if p.returncode != expect:
+        failures.append(f"exit {p.returncode}, expected {expect}: ctnet train {' '.join(args)}\n{p.stderr[-2000:]}")
+    if p.returncode < 0:
+        failures.append(f"killed by signal {-p.returncode}: {' '.join(args)}")
+    return p
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what)
+    if not cond:
+        failures.append(what)
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+a, b = os.path.join(work, "a"), os.path.join(work, "b")
+run("--epochs", "2", "--out", a)
+run("--epochs", "1", "--out", b)
+p = run("--epochs", "2", "--resume", "--out", b)
+check("resuming" in p.stderr and "after epoch 1" in p.stderr, "resume announces where it continues")
+check(read(os.path.join(a, "checkpoint.safetensors")) == read(os.path.join(b, "checkpoint.safetensors")),
+      "2 epochs == 1 epoch + resume: checkpoints byte-identical")
+check(read(os.path.join(a, "weights.safetensors")) == read(os.path.join(b, "weights.safetensors")),
+      "2 epochs == 1 epoch + resume: final weights byte-identical")
+log = open(os.path.join(b, "log.csv")).read().splitlines()
+check(log[0].startswith("epoch,step,lr,train_loss") and len(log) == 3 and log[2].startswith("2,12,"),
+      "log.csv has a header and one row per epoch, steps counted across the resume")
+check(open(os.path.join(b, "curve.svg")).read().startswith("<svg"), "curve.svg is an SVG picture")
+check("img/s" in p.stderr and "ETA" in p.stderr and "loss" in p.stderr, "progress line shows img/s, loss and ETA")
+
+p = run("--epochs", "3", "--resume", "--lr", "0.1", "--out", b, expect=1)
+check("was made with" in p.stderr and "lr=0.045" in p.stderr and "lr=0.1" in p.stderr,
+      "resume with other settings is refused, naming both")
+
+c = os.path.join(work, "c")
+p = run("--epochs", "3", "--lr-decay", "1e30", "--decay-epochs", "1", "--out", c, expect=1)
+check("stopped in epoch 2" in p.stderr and "non-finite" in p.stderr, "exploding run stops with a clear message")
+check("last good checkpoint" in p.stderr and "after epoch 1" in p.stderr, "it names the last good checkpoint")
+p = run("--epochs", "1", "--resume", "--lr-decay", "1e30", "--decay-epochs", "1", "--out", c)
+check(p.returncode == 0, "the last good checkpoint (epoch 1) still loads")
+
+ck = read(os.path.join(a, "checkpoint.safetensors"))
+d = os.path.join(work, "d")
+for name, data in [("truncated", ck[: len(ck) // 2]), ("empty", b""), ("header", ck[:8] + b"x" + ck[9:]),
+                   ("format", ck.replace(b"ctnet-checkpoint 1", b"ctnet-checkpoint 9")),
+                   ("counter", ck.replace(b'"epoch":"2"', b'"epoch":"x"'))]:
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "checkpoint.safetensors"), "wb") as f:
+        f.write(data)
+    shutil.copy(os.path.join(a, "log.csv"), d)
+    p = run("--epochs", "3", "--resume", "--out", d, expect=1)
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    check(p.returncode == 1 and len(lines) == 1 and "checkpoint.safetensors" in lines[0],
+          f"{name} checkpoint: one-line error naming the file ({lines[0] if lines else ''})")
+
+if failures:
+    print("\n".join(failures))
+    sys.exit(1)
+print("train cli: all checks passed")
