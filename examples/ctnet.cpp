@@ -4,10 +4,11 @@
 //                                          embedded sample image through seeded random weights
 //   ctnet summary MODEL [--no-aux]         per-block table; MODEL: inception_v3 | inception_v2
 //   ctnet infer --model inception_v3 --weights W.safetensors --input X.npy --output Y.npy
-//               [--transform-input] [--num-classes K] [--threads N] [--dump-blocks DIR]
+//               [--transform-input] [--num-classes K] [--threads N] [--dump-blocks DIR] [--check-finite]
 //   ctnet classify --weights W.safetensors [--no-transform-input] IMAGE...
 //   ctnet graph MODEL [--expand | --expand=BLOCK,...] [--no-aux]   Graphviz DOT of the network type
 //   ctnet bench --model inception_v3 [--batch N] [--threads T] [--iters K] [--backend cpu|reference]
+//   ctnet bench --train --model inception_v3|fashion [--batch N] [--threads T] [--iters K]   one training step
 //   ctnet train [--epochs N] [--out DIR] [--resume] ...   the paper's recipe on Fashion-MNIST
 #include <algorithm>
 #include <array>
@@ -48,10 +49,11 @@ int usage(int code) {
         "usage: ctnet demo [--seed S] [--batch N]\n"
         "       ctnet summary inception_v3|inception_v2 [--no-aux]\n"
         "       ctnet infer --model inception_v3 --weights W.safetensors --input X.npy --output Y.npy\n"
-        "                   [--transform-input] [--num-classes K] [--threads N] [--dump-blocks DIR]\n"
+        "                   [--transform-input] [--num-classes K] [--threads N] [--dump-blocks DIR] [--check-finite]\n"
         "       ctnet classify --weights W.safetensors [--no-transform-input] IMAGE...\n"
         "       ctnet graph inception_v3|inception_v2 [--expand | --expand=BLOCK,...] [--no-aux]\n"
         "       ctnet bench --model inception_v3 [--batch N] [--threads T] [--iters K] [--backend cpu|reference]\n"
+        "       ctnet bench --train --model inception_v3|fashion [--batch N] [--threads T] [--iters K]\n"
         "       ctnet train [--data DIR] [--out DIR] [--epochs N] [--batch B] [--threads T] [--resume]\n"
         "                   [--optimizer rmsprop|rmsprop-torch|sgd] [--lr X] [--lr-decay X] [--decay-epochs X]\n"
         "                   [--smoothing X] [--aux-weight X] [--clip-norm X] [--clip-value X] [--weight-decay X]\n"
@@ -74,7 +76,7 @@ using v3_for = std::conditional_t<Size >= 299, models::inception_v3<Classes, Siz
 
 struct infer_args {
     std::string weights, input, output, dump_dir;
-    bool transform = false, reference = false;
+    bool transform = false, reference = false, check_finite = false;
     int classes = 1000, threads = 1;
 };
 
@@ -111,7 +113,7 @@ void run_infer(const infer_args& a, io::npy_array& x) {
     if (a.transform) apply_transform_input<in>(x.data);
 
     if (!a.reference && a.dump_dir.empty()) {  // SIMD kernels, threads inside each layer
-        runner<Net, backend::cpu> run{*w, {.threads = a.threads}};
+        runner<Net, backend::cpu> run{*w, {.threads = a.threads, .check_finite = a.check_finite}};
         std::vector<float> y(n * output_shape_v<Net>.size());
         run.forward(x.data, y);
         write_logits<Net>(a, y, "cpu", a.threads);
@@ -124,7 +126,7 @@ void run_infer(const infer_args& a, io::npy_array& x) {
     std::vector<float> y(n * output_shape_v<Net>.size());
     std::vector<std::unique_ptr<runner<Net>>> runners;
     runners.reserve(static_cast<std::size_t>(threads));
-    for (int t = 0; t < threads; ++t) runners.push_back(std::make_unique<runner<Net>>(*w, typename runner<Net>::options{.keep_activations = keep}));
+    for (int t = 0; t < threads; ++t) runners.push_back(std::make_unique<runner<Net>>(*w, typename runner<Net>::options{.keep_activations = keep, .check_finite = a.check_finite}));
     std::vector<std::thread> pool;
     std::vector<std::exception_ptr> failed(static_cast<std::size_t>(threads));
     for (int t = 0; t < threads; ++t) {
@@ -183,6 +185,7 @@ int infer(int argc, char** argv) {
         else if (k == "--output") a.output = value();
         else if (k == "--dump-blocks") a.dump_dir = value();
         else if (k == "--transform-input") a.transform = true;
+        else if (k == "--check-finite") a.check_finite = true;
         else if (k == "--num-classes") a.classes = std::stoi(value());
         else if (k == "--threads") a.threads = std::stoi(value());
         else if (k == "--backend") {
@@ -351,11 +354,45 @@ double measured_peak_gflops() {
     return 2.0 * iters * chains * cpu::simd_width / s / 1e9;
 }
 
+// One training step (forward in training mode, smoothed losses, backward, clipping, RMSProp)
+// of MODEL at batch N, timed ITERS times after a warm-up.
+template <class Net>
+int bench_train(const char* model, int batch, int threads, int iters) {
+    auto w = std::make_unique<weights<Net>>();
+    init_seeded(*w, 1);
+    trainer<Net, backend::cpu> t{*w, {.threads = threads, .seed = 3}};
+    optimizer opt = optimizer::rmsprop();
+    const auto ranges = trainable_ranges<Net>();
+    constexpr int classes = static_cast<int>(output_shape_v<Net>.size());
+    std::vector<float> x(static_cast<std::size_t>(batch) * input_shape_v<Net>.size());
+    std::vector<int> labels(static_cast<std::size_t>(batch));
+    rng g{2};
+    for (float& v : x) v = static_cast<float>(g.normal());
+    for (int& l : labels) l = static_cast<int>(g.next() % classes);
+    std::vector<double> ms;
+    for (int i = 0; i <= iters; ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        (void)train_step(t, opt, ranges, x, labels, recipe{}, 1e-4);
+        if (i > 0) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(ms.begin(), ms.end());
+    const double median = ms[ms.size() / 2];
+    std::printf("{\"model\": \"%s\", \"mode\": \"train\", \"batch\": %d, \"threads\": %d, \"iters\": %d, "
+                "\"median_ms\": %.2f, \"min_ms\": %.2f, \"images_per_s\": %.1f}\n",
+                model, batch, threads, iters, median, ms.front(), batch * 1000.0 / median);
+    return 0;
+}
+
 int bench(int argc, char** argv) {
     std::string model = "inception_v3", backend_name = "cpu";
     int batch = 1, threads = 1, iters = 10;
+    bool train = false;
     for (int i = 2; i < argc; ++i) {
         const std::string_view k = argv[i];
+        if (k == "--train") {
+            train = true;
+            continue;
+        }
         if (i + 1 >= argc) throw error("ctnet bench: " + std::string{k} + " needs a value");
         if (k == "--model") model = argv[++i];
         else if (k == "--batch") batch = std::stoi(argv[++i]);
@@ -363,6 +400,13 @@ int bench(int argc, char** argv) {
         else if (k == "--iters") iters = std::stoi(argv[++i]);
         else if (k == "--backend") backend_name = argv[++i];
         else throw error("ctnet bench: unknown option '" + std::string{k} + "'");
+    }
+    if (batch < 1 || threads < 1 || iters < 1) throw error("ctnet bench: --batch, --threads and --iters must be positive");
+    if (train) {
+        if (batch < 2) throw error("ctnet bench: --train needs --batch of at least 2 (batch norm)");
+        if (model == "inception_v3") return bench_train<v3>("inception_v3", batch, threads, iters);
+        if (model == "fashion") return bench_train<fashion::fashion_net<>>("fashion", batch, threads, iters);
+        throw error("ctnet bench: --train --model must be inception_v3 or fashion");
     }
     if (model != "inception_v3") throw error("ctnet bench: --model must be inception_v3");
     if (batch < 1 || threads < 1 || iters < 1) throw error("ctnet bench: --batch, --threads and --iters must be positive");

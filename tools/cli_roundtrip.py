@@ -138,6 +138,25 @@ def main():
         lines = r.stderr.strip().splitlines()
         check(f"bad input: {name}", r.returncode == 1 and len(lines) == 1, f"status {r.returncode}: {r.stderr.strip()}")
 
+    # --check-finite: the layer that first produces a non-finite value is named, on both backends
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    sd["Mixed_6b.branch7x7_2.conv.weight"][0, 0, 0, 3] = float("nan")  # the centre tap: 75x75 inputs give a 3x3 grid here
+    save_safetensors(sd, p("w_nan.safetensors"))
+    x_nan = x.clone()
+    x_nan[1, 2, 10, 20] = float("inf")
+    np.save(p("x_nan.npy"), x_nan.numpy())
+    for backend in ("cpu", "reference"):
+        r = run(base + ["--weights", p("w_nan.safetensors"), "--input", p("x.npy"), "--check-finite", "--backend", backend])
+        lines = r.stderr.strip().splitlines()
+        check(f"--check-finite names the layer ({backend})", r.returncode == 1 and len(lines) == 1 and
+              "layer Mixed_6b.branch7x7_2.conv" in lines[0] and "first produced a non-finite value" in lines[0],
+              r.stderr.strip())
+        r = run(base + ["--weights", p("w.safetensors"), "--input", p("x_nan.npy"), "--check-finite", "--backend", backend])
+        check(f"--check-finite names the input position ({backend})", r.returncode == 1 and
+              "the input is not finite at sample 1, channel 2, position (10, 20): inf" in r.stderr, r.stderr.strip())
+    r = run(base + ["--weights", p("w_nan.safetensors"), "--input", p("x.npy")])
+    check("without --check-finite a NaN weight still runs (the check is opt-in)", r.returncode == 0, r.stderr.strip())
+
     failed = results.count(False)
     print(f"{len(results) - failed} passed, {failed} failed")
     sys.exit(1 if failed else 0)

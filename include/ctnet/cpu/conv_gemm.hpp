@@ -133,10 +133,11 @@ inline void micro_kernel(int kc, const float* a, const float* b, float* c, std::
             const simd bi(bias[i]);
             acc[i][0] += bi;
             acc[i][1] += bi;
-            if (relu) {  // select, not max: g++ 12 warns falsely inside _mm512_max_ps
+            if (relu) {  // zero where <= 0: a NaN stays NaN, as torch's relu (and select, not max:
+                         // g++ 12 warns falsely inside _mm512_max_ps)
                 const simd zero(0.0F);
-                acc[i][0] = xsimd::select(acc[i][0] > zero, acc[i][0], zero);
-                acc[i][1] = xsimd::select(acc[i][1] > zero, acc[i][1], zero);
+                acc[i][0] = xsimd::select(acc[i][0] <= zero, zero, acc[i][0]);
+                acc[i][1] = xsimd::select(acc[i][1] <= zero, zero, acc[i][1]);
             }
         }
         acc[i][0].store_unaligned(c + i * ldc);

@@ -39,6 +39,7 @@ class runner<Net, backend::cpu> {
 public:
     struct options {
         int threads = 1;
+        bool check_finite = false;  // stop at the first (fused) layer whose output is not finite
     };
 
     using network_type = Net;
@@ -46,7 +47,8 @@ public:
     static constexpr shape output = output_shape_v<Net>;
 
     explicit runner(const weights<Net>& w) : runner(w, options{}) {}
-    runner(const weights<Net>& w, options o) : pool_{o.threads}, arena_{false}, params_{w.data()} {
+    runner(const weights<Net>& w, options o)
+        : pool_{o.threads}, arena_{false}, params_{w.data()}, check_finite_{o.check_finite} {
         const auto& p = Net::program;
         for (int i = 0; i < p.n_ops; ++i) {
             const op& o0 = p.ops[i];
@@ -73,7 +75,11 @@ public:
         arena_.bind(x);
         const int n = arena_.batch();
         arena::expect_size("output", y.size(), static_cast<std::size_t>(n) * output.size());
-        for (const step& s : steps_) run_step(s, n);
+        if (check_finite_) check(arena_.in_view(p.input), n, "the input", "");
+        for (const step& s : steps_) {
+            run_step(s, n);
+            if (check_finite_) check(arena_.in_view(s.out), n, p.ops[s.op].path.view(), s.last > s.op ? "fused" : to_string(p.ops[s.op].kind));
+        }
         cpu::ref::copy(arena_.in_view(p.output), {y.data(), output.size(), output}, n);
     }
 
@@ -134,6 +140,14 @@ private:
         pc.in = c.in.s;
         pc.out = c.out.s;
         return pc;
+    }
+
+    static void check(const cpu::ref::in_view& v, int n, std::string_view where, std::string_view kind) {
+        const std::string bad = cpu::ref::first_non_finite(v, n);
+        if (bad.empty()) return;
+        throw error(kind.empty() ? "ctnet: check-finite: " + std::string{where} + " is not finite at " + bad
+                                 : "ctnet: check-finite: layer " + std::string{where} + " (" + std::string{kind} +
+                                       ") first produced a non-finite value, at " + bad);
     }
 
     void run_step(const step& s, int n) {
@@ -197,6 +211,7 @@ private:
     cpu::thread_pool pool_;
     arena arena_;
     std::span<const float> params_;  // the caller's weights (linear layers, unfused batch norms)
+    bool check_finite_ = false;
     std::vector<cpu::packed_conv> convs_;
     std::vector<step> steps_;
     std::vector<float> scratch_;  // per thread: a packed column block and an edge tile

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstddef>
 #include <limits>
+#include <string>
 
 #include "../core/shape.hpp"
 #include "../graph/program.hpp"
@@ -212,6 +213,22 @@ inline void channel_affine(in_view x, out_view y, int n, const float* scale, con
         for (int c = 0; c < x.s.c; ++c)
             for (std::size_t j = 0; j < plane; ++j)
                 y.sample(i)[c * plane + j] = x.sample(i)[c * plane + j] * scale[c] + shift[c];
+}
+
+// The first non-finite value of n samples, as "sample S, channel C, position (H, W): VALUE", or an
+// empty string when all are finite (the --check-finite diagnostics).
+inline std::string first_non_finite(in_view x, int n) {
+    for (int i = 0; i < n; ++i)
+        for (std::size_t j = 0; j < x.s.size(); ++j) {
+            const float v = x.sample(i)[j];
+            if (std::isfinite(v)) continue;
+            const std::size_t plane = static_cast<std::size_t>(x.s.h) * x.s.w;
+            const std::size_t c = j / plane, hw = j % plane;
+            return "sample " + std::to_string(i) + ", channel " + std::to_string(c) + ", position (" +
+                   std::to_string(hw / static_cast<std::size_t>(x.s.w)) + ", " +
+                   std::to_string(hw % static_cast<std::size_t>(x.s.w)) + "): " + (std::isnan(v) ? "nan" : v > 0 ? "inf" : "-inf");
+        }
+    return {};
 }
 
 inline void copy(in_view x, out_view y, int n) {

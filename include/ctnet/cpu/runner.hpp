@@ -9,7 +9,9 @@
 // Guarantees: activations live in one arena laid out by the network's static memory plan,
 // allocated when the batch size changes and reused otherwise. With keep_activations every
 // activation keeps its own buffer, so block_output("Mixed_5b") can be read after a forward.
-// A wrong buffer size throws ctnet::error naming both sizes. Training mode here is the forward
+// A wrong buffer size throws ctnet::error naming both sizes. With options::check_finite the
+// input and every op's output are scanned, and the first non-finite value is reported with the
+// layer that produced it (a slower, diagnostic mode). Training mode here is the forward
 // pass only: running statistics are not updated.
 #pragma once
 
@@ -45,6 +47,7 @@ public:
     struct options {
         bool keep_activations = false;  // give every activation its own buffer (debugging, parity)
         std::uint64_t seed = 0;         // dropout masks in training mode
+        bool check_finite = false;      // stop at the first layer whose output is not finite
     };
 
     using network_type = Net;
@@ -74,10 +77,12 @@ public:
         arena_.bind(x);
         n_ = arena_.batch();
         const int batch = n_;
+        if (opt_.check_finite) check_finite("the input", "", in_view(p.input));
         for (int i = 0; i < p.n_ops; ++i) {
             const op& o = p.ops[i];
             if (o.train_only && m != mode::train) continue;
             run_op(o, m);
+            if (opt_.check_finite) check_finite(o.path.view(), to_string(o.kind), in_view(o.out));
         }
         cpu::ref::copy(in_view(p.output), {y.data(), output.size(), output}, batch);
         if (!aux.empty()) cpu::ref::copy(in_view(p.aux), {aux.data(), p.aux.s.size(), p.aux.s}, batch);
@@ -103,6 +108,14 @@ public:
 
 private:
     using arena = cpu::activation_arena<Net>;
+
+    void check_finite(std::string_view where, std::string_view kind, const cpu::ref::in_view& v) const {
+        const std::string bad = cpu::ref::first_non_finite(v, n_);
+        if (bad.empty()) return;
+        throw error(kind.empty() ? "ctnet: check-finite: " + std::string{where} + " is not finite at " + bad
+                                 : "ctnet: check-finite: layer " + std::string{where} + " (" + std::string{kind} +
+                                       ") first produced a non-finite value, at " + bad);
+    }
     [[nodiscard]] cpu::ref::out_view view(const value& v) const { return arena_.view(v); }
     [[nodiscard]] cpu::ref::in_view in_view(const value& v) const { return arena_.in_view(v); }
 

@@ -1,0 +1,125 @@
+#!/usr/bin/python3
+"""Training throughput: ctnet against PyTorch, one training step, side by side in one run.
+
+    /usr/bin/python3 bench/compare_pytorch_train.py path/to/ctnet [--model fashion|inception_v3]
+                     [--batch 64] [--threads 2] [--rounds 5] [--iters 5]
+
+The step on both sides: forward in training mode (batch statistics, dropout, aux head),
+cross-entropy with label smoothing 0.1 on the logits plus 0.4 x the aux head's, backward,
+gradient clipping to norm 2.0, RMSProp (momentum 0.9, eps 1.0, weight decay 4e-5).
+PyTorch: eager mode (autograd has no frozen/JIT training path), channels_last when --channels-last,
+torch.set_num_threads(T), Debian's python3-torch. ctnet: `ctnet bench --train` (backend::cpu).
+Rounds alternate the two; prints images/s per round and the ratio of the medians
+(ctnet / torch; above 1 means ctnet is faster).
+"""
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+
+
+def basic(cin, cout, k, s=1, p=0):
+    return nn.Sequential(nn.Conv2d(cin, cout, k, s, p, bias=False), nn.BatchNorm2d(cout, eps=0.001), nn.ReLU(inplace=True))
+
+
+class Concat(nn.Module):
+    def __init__(self, *branches):
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, x):
+        return torch.cat([b(x) for b in self.branches], 1)
+
+
+class FashionNet(nn.Module):
+    """examples/fashion_net.hpp, fashion_net<> (factorized, BN-auxiliary), layer for layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = basic(1, 24, 3, 1, 1)
+        self.reduce_28_14 = Concat(basic(24, 40, 3, 2, 1), nn.MaxPool2d(3, 2, 1))
+        self.mixed_14 = Concat(basic(64, 32, 1),
+                               nn.Sequential(basic(64, 24, 1), basic(24, 32, 3, 1, 1)),
+                               nn.Sequential(basic(64, 24, 1), basic(24, 24, 3, 1, 1), basic(24, 32, 3, 1, 1)),
+                               nn.Sequential(nn.AvgPool2d(3, 1, 1), basic(64, 16, 1)))
+        self.aux = nn.Sequential(nn.AvgPool2d(5, 3), basic(112, 64, 1), basic(64, 128, 4), nn.Flatten(),
+                                 nn.Linear(128, 10, bias=False), nn.BatchNorm1d(10, eps=0.001))
+        self.reduce_14_7 = Concat(nn.Sequential(basic(112, 64, 1), basic(64, 96, 3, 2, 1)), nn.MaxPool2d(3, 2, 1))
+        self.mixed_7 = Concat(basic(208, 64, 1),
+                              nn.Sequential(basic(208, 48, 1), basic(48, 48, (1, 7), 1, (0, 3)), basic(48, 64, (7, 1), 1, (3, 0))),
+                              nn.Sequential(nn.AvgPool2d(3, 1, 1), basic(208, 32, 1)))
+        self.fc = nn.Linear(160, 10)
+
+    def forward(self, x):
+        x = self.mixed_14(self.reduce_28_14(self.stem(x)))
+        aux = self.aux(x) if self.training else None
+        x = self.mixed_7(self.reduce_14_7(x))
+        x = F.dropout(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1), 0.2, self.training)
+        return self.fc(x), aux
+
+
+def torch_step_fn(model_name, batch, channels_last):
+    if model_name == "fashion":
+        model, shape, classes = FashionNet(), (batch, 1, 28, 28), 10
+    else:
+        model = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
+        shape, classes = (batch, 3, 299, 299), 1000
+    model.train()
+    x = torch.randn(*shape)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, classes, (batch,))
+    opt = torch.optim.RMSprop(model.parameters(), lr=1e-4, alpha=0.9, eps=1.0, momentum=0.9, weight_decay=4e-5)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        out = model(x)
+        logits, aux = (out.logits, out.aux_logits) if model_name != "fashion" else out
+        loss = F.cross_entropy(logits, y, label_smoothing=0.1) + 0.4 * F.cross_entropy(aux, y, label_smoothing=0.1)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 2.0)
+        opt.step()
+
+    return step
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("ctnet")
+    ap.add_argument("--model", default="fashion", choices=["fashion", "inception_v3"])
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--channels-last", action="store_true")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    step = torch_step_fn(a.model, a.batch, a.channels_last)
+    step()  # warm-up
+    ours, theirs = [], []
+    for r in range(a.rounds):
+        out = subprocess.run([a.ctnet, "bench", "--train", "--model", a.model, "--batch", str(a.batch), "--threads",
+                              str(a.threads), "--iters", str(a.iters)], check=True, capture_output=True, text=True)
+        ours.append(json.loads(out.stdout)["images_per_s"])
+        times = []
+        for _ in range(a.iters):
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+        theirs.append(a.batch / statistics.median(times))
+        print(f"round {r + 1}: ctnet {ours[-1]:8.1f} img/s   torch {theirs[-1]:8.1f} img/s", flush=True)
+    ratio = statistics.median(ours) / statistics.median(theirs)
+    print(f"{a.model} training, batch {a.batch}, {a.threads} threads: ctnet {statistics.median(ours):.1f} img/s, "
+          f"torch {statistics.median(theirs):.1f} img/s, ctnet / torch = {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
