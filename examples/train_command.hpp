@@ -369,10 +369,10 @@ inline int train(int argc, char** argv) {
     if (a.threads < 1) throw error("ctnet train: --threads must be at least 1");
     if (a.ema >= 1.0) throw error("ctnet train: --ema must be below 1 (0 turns it off)");
     using fashion::fashion_net;
-    if (a.factorized && a.bn_aux) return train_model<fashion_net<{true, true}>>(a);
-    if (a.factorized) return train_model<fashion_net<{true, false}>>(a);
-    if (a.bn_aux) return train_model<fashion_net<{false, true}>>(a);
-    return train_model<fashion_net<{false, false}>>(a);
+    if (a.factorized && a.bn_aux) return train_model<fashion_net<fashion::fashion_options{true, true}>>(a);
+    if (a.factorized) return train_model<fashion_net<fashion::fashion_options{true, false}>>(a);
+    if (a.bn_aux) return train_model<fashion_net<fashion::fashion_options{false, true}>>(a);
+    return train_model<fashion_net<fashion::fashion_options{false, false}>>(a);
 }
 
 }  // namespace train_cli

@@ -38,7 +38,7 @@ inline void conv2d_backward(in_view x, in_view dy, out_view dx, int n, const flo
                 const std::size_t wbase = (static_cast<std::size_t>(o) * in.c + c) * g.kh * g.kw;
                 for (int kh = 0; kh < g.kh; ++kh)
                     for (int kw = 0; kw < g.kw; ++kw) {
-                        const float wv = weight[wbase + kh * g.kw + kw];
+                        const float wv = weight[wbase + static_cast<std::size_t>(kh) * g.kw + kw];
                         float acc = 0.0F;
                         for (int oh = 0; oh < out.h; ++oh) {
                             const int ih = oh * g.sh - g.pt + kh;
@@ -51,7 +51,7 @@ inline void conv2d_backward(in_view x, in_view dy, out_view dx, int n, const flo
                                 if (dxc) dxc[ih * in.w + iw] += gv * wv;
                             }
                         }
-                        dweight[wbase + kh * g.kw + kw] += acc;
+                        dweight[wbase + static_cast<std::size_t>(kh) * g.kw + kw] += acc;
                     }
             }
         }
