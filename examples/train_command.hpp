@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -47,11 +48,17 @@ struct train_args {
 
     // Everything that must match when resuming (all but --epochs, --out, --resume, --data).
     [[nodiscard]] std::string config() const {
+        // Each number in its shortest exact form: 0.1 and 0.10000000000000002 are different runs.
+        const auto x = [](double v) {
+            char buf[32];
+            return std::string(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
+        };
         std::ostringstream s;
-        s << "batch=" << batch << " threads=" << threads << " limit=" << limit << " optimizer=" << optim << " lr=" << lr
-          << " lr_decay=" << lr_decay << " decay_epochs=" << decay_epochs << " momentum=" << momentum
-          << " smoothing=" << smoothing << " aux_weight=" << aux_weight << " clip_norm=" << clip_norm
-          << " clip_value=" << clip_value << " weight_decay=" << weight_decay << " ema=" << ema
+        s << "batch=" << batch << " threads=" << threads << " limit=" << limit << " optimizer=" << optim
+          << " lr=" << x(lr) << " lr_decay=" << x(lr_decay) << " decay_epochs=" << x(decay_epochs)
+          << " momentum=" << x(momentum) << " smoothing=" << x(smoothing) << " aux_weight=" << x(aux_weight)
+          << " clip_norm=" << x(clip_norm) << " clip_value=" << x(clip_value) << " weight_decay=" << x(weight_decay)
+          << " ema=" << x(ema)
           << " factorized=" << factorized << " bn_aux=" << bn_aux << " augment=" << augment << " seed=" << seed;
         return s.str();
     }
@@ -250,8 +257,11 @@ int train_model(const train_args& a) {
                 res = train_step(t, opt, ranges, x, labels, r, lr, avg);
             } catch (const error& e) {
                 std::fprintf(stderr, "\nctnet train: stopped in epoch %d, step %d: %s\n", epoch, s + 1, e.what());
-                std::fprintf(stderr, "ctnet train: the last good checkpoint is %s (after epoch %d)\n", ck_path.c_str(),
-                             epoch - 1);
+                if (epoch > 1)
+                    std::fprintf(stderr, "ctnet train: the last good checkpoint is %s (after epoch %d)\n",
+                                 ck_path.c_str(), epoch - 1);
+                else
+                    std::fprintf(stderr, "ctnet train: no checkpoint was saved (none after epoch 0)\n");
                 return 1;
             }
             ++state.step;
@@ -283,9 +293,11 @@ int train_model(const train_args& a) {
                         seen / seconds, seconds});
         state.epoch = epoch;
         state.dropout_rng = t.generator().state();
-        save_checkpoint(ck_path, *w, opt, avg, state);
+        // The log first: a kill before the checkpoint lands leaves a row that --resume drops and
+        // writes again; the other order could leave a checkpoint whose epoch the log lacks.
         write_csv(csv_path, rows);
         write_svg(a.out + "/curve.svg", rows, "Fashion-MNIST, " + std::string{Net::name} + " (ctnet train)");
+        save_checkpoint(ck_path, *w, opt, avg, state);
         std::printf("epoch %d: lr %.4g, train loss %.4f, train acc %.2f%%, test acc %.2f%% (raw %.2f%%), %.0f img/s, %s\n",
                     epoch, lr, loss_sum / seen, 100.0 * correct / seen, acc, acc_raw, seen / seconds,
                     format_time(seconds).c_str());
@@ -367,7 +379,13 @@ inline int train(int argc, char** argv) {
         throw error("ctnet train: --optimizer must be rmsprop, rmsprop-torch or sgd, not '" + a.optim + "'");
     if (a.batch < 2) throw error("ctnet train: --batch must be at least 2 (batch norm needs two samples)");
     if (a.threads < 1) throw error("ctnet train: --threads must be at least 1");
-    if (a.ema >= 1.0) throw error("ctnet train: --ema must be below 1 (0 turns it off)");
+    if (a.ema < 0.0 || a.ema >= 1.0) throw error("ctnet train: --ema must be in [0, 1) (0 turns it off)");
+    if (a.lr <= 0.0) throw error("ctnet train: --lr must be positive");
+    if (a.lr_decay <= 0.0) throw error("ctnet train: --lr-decay must be positive (1 keeps the rate constant)");
+    if (a.decay_epochs <= 0.0) throw error("ctnet train: --decay-epochs must be positive");
+    if (a.smoothing < 0.0 || a.smoothing >= 1.0) throw error("ctnet train: --smoothing must be in [0, 1)");
+    if (a.momentum < 0.0 || a.clip_norm < 0.0 || a.clip_value < 0.0 || a.weight_decay < 0.0 || a.aux_weight < 0.0)
+        throw error("ctnet train: --momentum, --clip-norm, --clip-value, --weight-decay and --aux-weight must not be negative");
     using fashion::fashion_net;
     if (a.factorized && a.bn_aux) return train_model<fashion_net<fashion::fashion_options{true, true}>>(a);
     if (a.factorized) return train_model<fashion_net<fashion::fashion_options{true, false}>>(a);

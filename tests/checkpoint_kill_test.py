@@ -25,6 +25,7 @@ ck = os.path.join(work, "checkpoint.safetensors")
 rng = random.Random(int.from_bytes(os.urandom(4), "little"))
 print(f"checkpoint kill test: seed {rng.random()}")
 epochs_seen, kills, during_save = [], 0, 0
+ck_tmp = os.path.basename(ck) + ".tmp-"
 r = 0
 while r < rounds:
     r += 1
@@ -34,7 +35,7 @@ while r < rounds:
     time.sleep(rng.uniform(1.0, 2.5) if r % 2 else rng.uniform(0.5, 1.0))
     if r % 2 == 0:
         deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline and not any(".tmp-" in f for f in os.listdir(work)):
+        while time.monotonic() < deadline and not any(f.startswith(ck_tmp) for f in os.listdir(work)):
             time.sleep(0.0002)
         time.sleep(rng.uniform(0.0, 0.003))
     if p.poll() is not None:
@@ -43,8 +44,8 @@ while r < rounds:
     p.send_signal(signal.SIGKILL)
     p.wait()
     kills += 1
-    torn = [f for f in os.listdir(work) if ".tmp-" in f]
-    if torn:  # the kill landed while a file was being written: the evidence this test is after
+    torn = [f for f in os.listdir(work) if ".tmp-" in f]  # log.csv / curve.svg / checkpoint being written
+    if any(f.startswith(ck_tmp) for f in torn):  # killed while the checkpoint was being written: what this test is after
         during_save += 1
         for f in torn:
             os.remove(os.path.join(work, f))
@@ -56,7 +57,7 @@ while r < rounds:
         sys.exit(1)
     epoch = int(q.stderr.split("after epoch ")[1].split()[0])
     epochs_seen.append(epoch)
-print(f"checkpoint kill test: {kills} kills ({during_save} while a file was being written), the checkpoint "
+print(f"checkpoint kill test: {kills} kills ({during_save} while the checkpoint was being written), the checkpoint "
       f"loaded after each; epochs reached {epochs_seen}")
 if during_save < rounds // 4 or epochs_seen != sorted(epochs_seen):
     print("expected kills during a write, and progress that never goes backwards")

@@ -12,6 +12,8 @@
 #include <ctnet/ctnet.hpp>
 #include <ctnet/train/loss.hpp>
 #include <ctnet/train/optim.hpp>
+#include <ctnet/train/checkpoint.hpp>
+#include <ctnet/train/step.hpp>
 #include <ctnet/train/trainer.hpp>
 
 using namespace ctnet;
@@ -167,12 +169,24 @@ using odd_shapes = network<shape{2, 13, 11},
         node<"red", concat<node<"s2", conv<4, k<3>, stride<2>>>, avg_pool<k<3>, stride<2>>>>,
         global_avg_pool, flatten, node<"fc", linear<12, 5>>>>;
 
+// A ReLU reading the network input (no gradient to pass on), and a ReLU that cannot work in
+// place because its input also feeds another branch.
+using relu_on_input = network<shape{2, 5, 4},
+    seq<relu, node<"mix", concat<node<"a", conv<3, k<1>>>, seq<relu, node<"b", conv<2, k<3>, pad<1>>>>>>,
+        global_avg_pool, flatten, node<"fc", linear<5, 3>>>>;
+
+TEST_CASE("training: a ReLU on the network input, and one beside another reader of its input") {
+    check_against_finite_differences<relu_on_input>(3, 41);
+}
+
 TEST_CASE("training: finite differences on odd shapes (5x5, 1x7 / 7x1, stride-2 grid reduction)") {
     check_against_finite_differences<odd_shapes>(4, 21);
 }
 
 TEST_CASE("training: backend::cpu (GEMM convolutions) gives the reference kernels' gradients") {
     check_backends_agree<every_layer>(3, 31, 1);
+    check_backends_agree<every_layer>(4, 34, 2);
+    check_backends_agree<relu_on_input>(3, 35, 2);
     check_backends_agree<odd_shapes>(5, 32, 2);
     using mid = models::inception_v3<10, 75, {.aux_logits = false}>;
     check_backends_agree<mid>(2, 33, 2);
@@ -290,4 +304,81 @@ TEST_CASE("trainer: clear errors for wrong sizes and misuse") {
     trainer<one> t1{w1};
     CHECK_THROWS_WITH_AS(t1.forward(std::vector<float>{1.0F}),
                          doctest::Contains("batch_norm 'bn' needs more than one value per channel"), error);
+    // A forward pass that threw leaves nothing to differentiate.
+    CHECK_THROWS_WITH_AS(t1.backward(std::vector<float>{0.0F}), "ctnet: trainer: backward() needs a forward() first",
+                         error);
+}
+
+TEST_CASE("train_step: an update that makes a parameter non-finite throws, naming the tensor") {
+    weights<relu_on_input> w;
+    init_seeded(w, 5, true);
+    trainer<relu_on_input> t{w};
+    optimizer opt = optimizer::sgd({.momentum = 0.0});
+    const auto ranges = trainable_ranges<relu_on_input>();
+    const auto x = random_vector(2 * input_shape_v<relu_on_input>.size(), 6);
+    const std::vector<int> labels{0, 2};
+    const recipe r{.label_smoothing = 0.1, .aux_weight = 0.0, .weight_decay = 0.0, .clip_norm = 0.0};
+    const step_result ok = train_step(t, opt, ranges, x, labels, r, 0.01);
+    CHECK(std::isfinite(ok.loss));
+    CHECK_THROWS_WITH_AS(train_step(t, opt, ranges, x, labels, r, 1e300),
+                         doctest::Contains("the update made a parameter non-finite: mix.a.weight"), error);
+}
+
+TEST_CASE("checkpoints: saved before the first step, after steps, and hostile counters") {
+    using net = relu_on_input;
+    weights<net> w;
+    init_seeded(w, 7, true);
+    optimizer opt = optimizer::rmsprop();
+    moving_average ema{0.9};
+    train_state s{.epoch = 0, .step = 0, .dropout_rng = 123, .config = std::string(40, 'c')};
+    // No optimizer step and no moving-average update yet: the state tensors are empty.
+    {
+        const auto bytes = checkpoint_bytes(w, opt, &ema, s);
+        weights<net> w2;
+        optimizer o2 = optimizer::rmsprop();
+        moving_average e2{0.9};
+        const train_state got = load_checkpoint(io::safetensors_file{"fresh", bytes}, w2, o2, &e2);
+        CHECK(got.dropout_rng == 123);
+        CHECK(std::equal(w.data().begin(), w.data().end(), w2.data().begin()));
+        CHECK(o2.momentum().empty());
+        CHECK(e2.shadow().empty());
+    }
+    // After two steps: parameters, optimizer state and moving average come back exactly.
+    trainer<net> t{w};
+    const auto ranges = trainable_ranges<net>();
+    const auto x = random_vector(2 * input_shape_v<net>.size(), 8);
+    for (int i = 0; i < 2; ++i) {
+        (void)train_step(t, opt, ranges, x, std::vector<int>{1, 0}, recipe{}, 0.01, &ema);
+    }
+    s.step = 2;
+    const auto bytes = checkpoint_bytes(w, opt, &ema, s);
+    weights<net> w3;
+    optimizer o3 = optimizer::rmsprop();
+    moving_average e3{0.9};
+    CHECK(load_checkpoint(io::safetensors_file{"after", bytes}, w3, o3, &e3).step == 2);
+    CHECK(std::equal(w.data().begin(), w.data().end(), w3.data().begin()));
+    CHECK(o3.momentum() == opt.momentum());
+    CHECK(o3.mean_square() == opt.mean_square());
+    CHECK(o3.steps() == opt.steps());
+    CHECK(e3.shadow() == ema.shadow());
+    // Counters that overflow 64 bits are rejected with the field's name (same-length edits of
+    // the header: the padding config string gives up the characters the number takes).
+    auto edited = [&](const std::string& from, const std::string& to) {
+        std::string text(bytes.begin(), bytes.end());
+        const std::string pad(40, 'c');
+        const auto at = text.find(from);
+        REQUIRE(at != std::string::npos);
+        text.replace(at, from.size(), to);
+        text.replace(text.find(pad), pad.size(), std::string(pad.size() - (to.size() - from.size()), 'c'));
+        return std::vector<std::uint8_t>(text.begin(), text.end());
+    };
+    weights<net> w4 = w3;
+    for (const char* big : {"18446744073709551616", "99999999999999999999"}) {
+        const auto b = edited("\"dropout_rng\":\"123\"", std::string{"\"dropout_rng\":\""} + big + "\"");
+        const std::string want = "metadata field 'dropout_rng' is " + std::string{big} + ", out of range";
+        CHECK_THROWS_WITH_AS(load_checkpoint(io::safetensors_file{"hostile", b}, w4, o3, &e3),
+                             doctest::Contains(want.c_str()), error);
+    }
+    const auto b = edited("\"dropout_rng\":\"123\"", "\"dropout_rng\":\"18446744073709551615\"");
+    CHECK(load_checkpoint(io::safetensors_file{"max", b}, w4, o3, &e3).dropout_rng == ~std::uint64_t{0});
 }

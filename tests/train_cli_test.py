@@ -62,6 +62,12 @@ p = run("--epochs", "3", "--resume", "--lr", "0.1", "--out", b, expect=1)
 check("was made with" in p.stderr and "lr=0.045" in p.stderr and "lr=0.1" in p.stderr,
       "resume with other settings is refused, naming both")
 
+for flag, value, says in [("--decay-epochs", "0", "--decay-epochs must be positive"), ("--lr", "-1", "--lr must be positive"),
+                          ("--ema", "1", "--ema must be in [0, 1)"), ("--lr", "nan", "--lr expects a number")]:
+    p = run(flag, value, "--out", os.path.join(work, "bad"), expect=1)
+    check(says in p.stderr and not os.path.exists(os.path.join(work, "bad", "checkpoint.safetensors")),
+          f"{flag} {value} is refused before training: {says}")
+
 c = os.path.join(work, "c")
 p = run("--epochs", "3", "--lr-decay", "1e30", "--decay-epochs", "1", "--out", c, expect=1)
 check("stopped in epoch 2" in p.stderr and "non-finite" in p.stderr, "exploding run stops with a clear message")

@@ -113,6 +113,7 @@ inline void batch_norm_eval_backward(in_view x, in_view dy, out_view dx, int n, 
 
 // y = max(x, 0): dx = dy where y > 0. In place allowed.
 inline void relu_backward(in_view y, in_view dy, out_view dx, int n) {
+    if (!dx.data) return;  // the network input: no gradient wanted
     const bool in_place = dx.data == dy.data;
     for (int i = 0; i < n; ++i)
         for (std::size_t j = 0; j < y.s.size(); ++j) {

@@ -78,17 +78,23 @@ inline std::uint64_t ck_number(const io::safetensors_file& f, const std::string&
     const std::string text = ck_meta(f, key);
     if (text.empty() || text.size() > 20 || text.find_first_not_of("0123456789") != std::string::npos)
         ck_fail(f.path(), "metadata field '" + key + "' is '" + text + "', expected a non-negative integer");
-    const unsigned long long v = std::stoull(text);  // at most 20 digits: may still overflow
-    if (text.size() == 20 && text > "18446744073709551615")
-        ck_fail(f.path(), "metadata field '" + key + "' is out of range");
+    if (text.size() == 20 && text > "18446744073709551615")  // before stoull, which would throw out_of_range
+        ck_fail(f.path(), "metadata field '" + key + "' is " + text + ", out of range");
+    const unsigned long long v = std::stoull(text);
     if (v > max) ck_fail(f.path(), "metadata field '" + key + "' is " + text + ", above " + std::to_string(max));
     return v;
 }
 
+// A state tensor: `want` F32 values, or none at all (saved before the first optimizer step or
+// moving-average update, which create the state lazily).
 inline void ck_tensor(const io::safetensors_file& f, const std::string& name, std::vector<float>& out, std::size_t want) {
     const auto it = f.entries().find(name);
     if (it == f.entries().end()) ck_fail(f.path(), "tensor '" + name + "' is missing");
     const std::size_t bytes = it->second.end - it->second.begin;
+    if (it->second.dtype == "F32" && bytes == 0) {
+        out.clear();
+        return;
+    }
     if (it->second.dtype != "F32" || bytes != want * 4)
         ck_fail(f.path(), "tensor '" + name + "' has " + std::to_string(bytes) + " bytes of " + it->second.dtype +
                               ", expected " + std::to_string(want) + " F32 values");

@@ -7,8 +7,11 @@
 // same on the aux logits (networks with an aux head) -> backward -> clipping (by global norm,
 // then by value, when set) -> optimizer step with weight decay -> moving average.
 // Requires: labels in [0, classes); the network's output is its logits (no softmax layer).
-// Guarantees: a non-finite loss or gradient throws ctnet::error naming the first tensor (or
-// sample) that is not finite, BEFORE any parameter changes, so the last good state survives.
+// Guarantees: a non-finite logit or gradient throws ctnet::error naming the first sample (or
+// tensor) that is not finite, before the parameters, the optimizer state or the moving average
+// change (the forward pass has already updated the BN running statistics and drawn dropout
+// masks). Parameters that are no longer finite after the update throw too, naming the tensor:
+// that state is unusable and must not be saved; keep the last checkpoint.
 #pragma once
 
 #include <cmath>
@@ -39,7 +42,8 @@ struct step_result {
     int correct = 0;         // main-head top-1 hits in the batch
 };
 
-// The first trainable tensor with a non-finite gradient, or an empty string.
+// The first trainable tensor with a non-finite value in g (gradients or parameters, laid out as
+// weights<Net>), or an empty string.
 template <class Net>
 std::string first_non_finite(std::span<const float> g) {
     for (const tensor_info& t : weights<Net>::tensors()) {
@@ -87,6 +91,9 @@ step_result train_step(trainer<Net, B>& t, optimizer& opt, std::span<const param
     if (r.clip_norm > 0.0) clip_by_global_norm(t.grads(), ranges, r.clip_norm);
     if (r.clip_value > 0.0) clip_by_value(t.grads(), ranges, r.clip_value);
     opt.step(t.params().data(), t.grads(), ranges, lr, r.weight_decay);
+    if (const std::string where = first_non_finite<Net>(t.params().data()); !where.empty())
+        throw error("ctnet: train_step: the update made a parameter non-finite: " + where +
+                    "; this state must not be saved");
     if (ema) ema->update(t.params().data());
     return s;
 }

@@ -124,6 +124,7 @@ public:
             throw error("ctnet: trainer: input has " + std::to_string(x.size()) +
                         " floats, not a positive multiple of one sample's " + std::to_string(input.size()));
         const auto n = static_cast<int>(x.size() / input.size());
+        backward_ready_ = false;  // a forward pass that throws leaves nothing to differentiate
         if (n != n_) resize(n);
         x_ = x.data();
         for (int i = 0; i < p.n_ops; ++i) run_forward(i);
@@ -407,6 +408,7 @@ private:
                 break;
             }
             case op_kind::relu: {
+                if (!dx.data) break;  // a ReLU on the network input: nothing upstream to pass on
                 const in_view y = needed_out(i);
                 split_batch([&](int a, int b) { cpu::ref::relu_backward(from(y, a), from(dy, a), from(dx, a), b - a); });
                 break;
