@@ -7,7 +7,7 @@ set -euo pipefail
 src=$1 work=$2 seconds=${3:-60}
 cxx=$(command -v clang++-14 || command -v clang++)
 mkdir -p "$work/crashes"
-for target in safetensors npy image idx; do
+for target in safetensors npy image idx checkpoint; do
   libs=()
   [ "$target" = image ] && libs=(-lstb)
   [ "$target" = idx ] && libs=(-lz)
