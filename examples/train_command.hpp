@@ -210,10 +210,14 @@ int train_model(const train_args& a) {
     train_state state{.config = a.config()};
     std::vector<epoch_row> rows;
     if (a.resume) {
-        state = load_checkpoint(ck_path, *w, opt, avg);
-        if (state.config != a.config())
-            throw error("ctnet train: --resume: the checkpoint '" + ck_path + "' was made with\n  " + state.config +
+        // The settings first: a checkpoint of another model variant would otherwise fail on a
+        // tensor's name or size, which says less than the two configurations side by side.
+        const io::safetensors_file file{ck_path};
+        const auto saved = file.metadata().find("config");
+        if (saved != file.metadata().end() && saved->second != a.config())
+            throw error("ctnet train: --resume: the checkpoint '" + ck_path + "' was made with\n  " + saved->second +
                         "\nbut this run has\n  " + a.config());
+        state = load_checkpoint(file, *w, opt, avg);
         rows = read_csv(csv_path);
         rows.erase(std::remove_if(rows.begin(), rows.end(), [&](const epoch_row& e) { return e.epoch > state.epoch; }),
                    rows.end());

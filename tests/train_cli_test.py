@@ -61,6 +61,9 @@ check("img/s" in p.stderr and "ETA" in p.stderr and "loss" in p.stderr, "progres
 p = run("--epochs", "3", "--resume", "--lr", "0.1", "--out", b, expect=1)
 check("was made with" in p.stderr and "lr=0.045" in p.stderr and "lr=0.1" in p.stderr,
       "resume with other settings is refused, naming both")
+p = run("--epochs", "3", "--resume", "--no-factorized", "--out", b, expect=1)
+check("was made with" in p.stderr and "factorized=1" in p.stderr and "factorized=0" in p.stderr,
+      "resume as another model variant is refused by its settings, not by a tensor's size")
 
 for flag, value, says in [("--decay-epochs", "0", "--decay-epochs must be positive"), ("--lr", "-1", "--lr must be positive"),
                           ("--ema", "1", "--ema must be in [0, 1)"), ("--lr", "nan", "--lr expects a number")]:
