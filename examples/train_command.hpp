@@ -7,6 +7,20 @@
 // (with the parameters' moving average, and without), a row of OUT/log.csv, the curve
 // OUT/curve.svg and an atomic checkpoint OUT/checkpoint.safetensors; --resume continues from it
 // exactly (weights, optimizer state, moving average, generator states).
+//
+// Data parallel: `mpirun -np N ctnet train ...` (a build with MPI; as root add --allow-run-as-root)
+// runs N ranks, each on its contiguous 1/N slice of every global batch of --batch images (the same
+// shuffled order and augmentation draws on every rank), with the gradients averaged over the
+// ranks (train/distributed.hpp). MPI is initialised only when Open MPI's launcher started the
+// process (OMPI_COMM_WORLD_SIZE set): a plain run is the one-process run, unchanged. Parameters
+// are broadcast from rank 0 at the start and after --resume (every rank reads the checkpoint,
+// so the files must be visible to all ranks: one machine or a shared directory). Only rank 0
+// evaluates, prints and writes log.csv, curve.svg, checkpoints and weights; the other ranks
+// wait in their next collective. Batch norm uses each rank's shard unless --sync-bn. Every rank
+// draws its dropout masks from the same generator stream (so the saved generator state is every
+// rank's and --resume stays exact), which means sample j of each shard gets the same masks: the
+// masks, hence the results, differ from a one-process run of the same global batch. A
+// multi-rank run's settings record the rank count and --sync-bn; resuming needs the same.
 #pragma once
 
 #include <unistd.h>
@@ -16,6 +30,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -28,7 +44,11 @@
 #include <ctnet/cpu/fast_runner.hpp>
 #include <ctnet/io/idx.hpp>
 #include <ctnet/train/checkpoint.hpp>
+#include <ctnet/train/distributed.hpp>
 #include <ctnet/train/step.hpp>
+#if defined(CTNET_WITH_MPI)
+#include <ctnet/train/mpi.hpp>
+#endif
 
 #include "fashion_net.hpp"
 
@@ -43,7 +63,8 @@ struct train_args {
     std::string optim = "rmsprop";  // rmsprop (TF), rmsprop-torch, sgd
     double lr = 0.045, lr_decay = 0.94, decay_epochs = 2.0, momentum = 0.9;
     double smoothing = 0.1, aux_weight = 0.4, clip_norm = 2.0, clip_value = 0.0, weight_decay = 4e-5, ema = 0.999;
-    bool factorized = true, bn_aux = true, augment = true, resume = false;
+    bool factorized = true, bn_aux = true, augment = true, resume = false, sync_bn = false;
+    int ranks = 1;  // data-parallel processes (mpirun -np)
     std::uint64_t seed = 1;
 
     // Everything that must match when resuming (all but --epochs, --out, --resume, --data).
@@ -60,6 +81,7 @@ struct train_args {
           << " clip_norm=" << x(clip_norm) << " clip_value=" << x(clip_value) << " weight_decay=" << x(weight_decay)
           << " ema=" << x(ema)
           << " factorized=" << factorized << " bn_aux=" << bn_aux << " augment=" << augment << " seed=" << seed;
+        if (ranks > 1) s << " ranks=" << ranks << " sync_bn=" << sync_bn;  // one process: as before
         return s.str();
     }
 };
@@ -191,8 +213,10 @@ std::pair<double, double> evaluate(const weights<Net>& p, const io::labelled_ima
 }
 
 template <class Net>
-int train_model(const train_args& a) {
-    std::filesystem::create_directories(a.out);
+int train_model(const train_args& a, communicator& comm) {
+    const bool lead = comm.rank() == 0;  // evaluates, prints and writes
+    const shard part = shard_of(static_cast<std::size_t>(a.batch), comm);
+    if (lead) std::filesystem::create_directories(a.out);
     const std::string ck_path = a.out + "/checkpoint.safetensors", csv_path = a.out + "/log.csv";
     const io::fashion_mnist data = io::load_fashion_mnist(a.data);
     const int n_train = a.limit > 0 ? std::min(a.limit, data.train.count) : data.train.count;
@@ -221,12 +245,13 @@ int train_model(const train_args& a) {
         rows = read_csv(csv_path);
         rows.erase(std::remove_if(rows.begin(), rows.end(), [&](const epoch_row& e) { return e.epoch > state.epoch; }),
                    rows.end());
-        std::fprintf(stderr, "resuming %s after epoch %d (step %lld)\n", ck_path.c_str(), state.epoch,
-                     static_cast<long long>(state.step));
-    } else if (avg) {
-        avg->update(w->data());
+        if (lead)
+            std::fprintf(stderr, "resuming %s after epoch %d (step %lld)\n", ck_path.c_str(), state.epoch,
+                         static_cast<long long>(state.step));
     }
-    trainer<Net, backend::cpu> t{*w, {.threads = a.threads, .seed = a.seed}};
+    broadcast_parameters(comm, *w);  // identical replicas (a no-op on one process)
+    if (!a.resume && avg) avg->update(w->data());
+    trainer<Net, backend::cpu> t{*w, {.threads = a.threads, .seed = a.seed, .sync_bn = a.sync_bn ? &comm : nullptr}};
     if (a.resume) t.generator() = rng{state.dropout_rng};
     const auto ranges = trainable_ranges<Net>();
     const recipe r{.label_smoothing = a.smoothing, .aux_weight = a.aux_weight, .weight_decay = a.weight_decay,
@@ -234,8 +259,8 @@ int train_model(const train_args& a) {
     const exponential_decay schedule{.base = a.lr, .rate = a.lr_decay, .every = a.decay_epochs};
     const bool tty = ::isatty(2) != 0;
     const batch_maker make{&data.train, a.augment};
-    std::vector<float> x(static_cast<std::size_t>(a.batch) * 784);
-    std::vector<int> labels(static_cast<std::size_t>(a.batch));
+    std::vector<float> x(part.count * 784);
+    std::vector<int> labels(part.count);
     std::vector<int> order(static_cast<std::size_t>(n_train));
 
     for (int epoch = state.epoch + 1; epoch <= a.epochs; ++epoch) {
@@ -248,18 +273,22 @@ int train_model(const train_args& a) {
         double loss_sum = 0.0;
         int correct = 0, seen = 0, last_shown = -1;
         for (int s = 0; s < steps_per_epoch; ++s) {
+            // Every rank draws the whole global batch's augmentation and keeps its own slice.
             for (int i = 0; i < a.batch; ++i) {
                 const int idx = order[static_cast<std::size_t>(s) * a.batch + i];
                 const std::uint64_t u = g.next();
+                const auto at = static_cast<std::size_t>(i);
+                if (at < part.begin || at >= part.begin + part.count) continue;
                 const int dy = a.augment ? static_cast<int>(u % 5) - 2 : 0, dx = a.augment ? static_cast<int>(u / 5 % 5) - 2 : 0;
                 const bool flip = a.augment && (u / 25 % 2) == 1;
-                make.image(idx, dy, dx, flip, x.data() + static_cast<std::size_t>(i) * 784);
-                labels[i] = data.train.labels[idx];
+                make.image(idx, dy, dx, flip, x.data() + (at - part.begin) * 784);
+                labels[at - part.begin] = data.train.labels[idx];
             }
             step_result res;
             try {
-                res = train_step(t, opt, ranges, x, labels, r, lr, avg);
+                res = data_parallel_step(t, comm, opt, ranges, x, labels, r, lr, avg);
             } catch (const error& e) {
+                if (comm.size() > 1) throw;  // maybe this rank's alone: the caller ends the job
                 std::fprintf(stderr, "\nctnet train: stopped in epoch %d, step %d: %s\n", epoch, s + 1, e.what());
                 if (epoch > 1)
                     std::fprintf(stderr, "ctnet train: the last good checkpoint is %s (after epoch %d)\n",
@@ -269,6 +298,7 @@ int train_model(const train_args& a) {
                 return 1;
             }
             ++state.step;
+            if (!lead) continue;
             loss_sum += res.loss * a.batch;
             correct += res.correct;
             seen += a.batch;
@@ -284,6 +314,9 @@ int train_model(const train_args& a) {
                              tty ? "" : "\n");
             }
         }
+        state.epoch = epoch;
+        state.dropout_rng = t.generator().state();
+        if (!lead) continue;  // rank 0 evaluates and writes; the others wait in the next step's collectives
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         if (tty) std::fprintf(stderr, "\n");
         const auto [test_loss_raw, acc_raw] = evaluate<Net>(*w, data.test, a.test_limit, a.threads);
@@ -295,8 +328,6 @@ int train_model(const train_args& a) {
         }
         rows.push_back({epoch, state.step, lr, loss_sum / seen, 100.0 * correct / seen, test_loss, acc, acc_raw,
                         seen / seconds, seconds});
-        state.epoch = epoch;
-        state.dropout_rng = t.generator().state();
         // The log first: a kill before the checkpoint lands leaves a row that --resume drops and
         // writes again; the other order could leave a checkpoint whose epoch the log lacks.
         write_csv(csv_path, rows);
@@ -307,6 +338,7 @@ int train_model(const train_args& a) {
                     format_time(seconds).c_str());
         std::fflush(stdout);
     }
+    if (!lead) return 0;
     // The final parameters (the moving average when kept) as plain weights.
     auto final_w = std::make_unique<weights<Net>>(*w);
     if (avg) std::copy(avg->shadow().begin(), avg->shadow().end(), final_w->data().begin());
@@ -325,7 +357,33 @@ inline constexpr const char* train_usage =
     "  --smoothing X --aux-weight X --weight-decay X     (0.1, 0.4, 4e-5)\n"
     "  --clip-norm X --clip-value X --ema X              (2.0, off, 0.999; 0 turns one off)\n"
     "  --no-factorized --no-bn-aux --no-augment           ablation switches\n"
+    "  --sync-bn             under mpirun: batch norm statistics over all ranks' shards (default: each rank's)\n"
     "  --limit N --test-limit N                           use the first N images only\n";
+
+inline int train_variant(train_args a, communicator& comm) {
+    a.ranks = comm.size();
+    using fashion::fashion_net;
+    if (a.factorized && a.bn_aux) return train_model<fashion_net<fashion::fashion_options{true, true}>>(a, comm);
+    if (a.factorized) return train_model<fashion_net<fashion::fashion_options{true, false}>>(a, comm);
+    if (a.bn_aux) return train_model<fashion_net<fashion::fashion_options{false, true}>>(a, comm);
+    return train_model<fashion_net<fashion::fashion_options{false, false}>>(a, comm);
+}
+
+#if defined(CTNET_WITH_MPI)
+// Under mpirun: an error on any rank ends the whole job (the others may be waiting for it in a
+// collective), after the rank prints it.
+inline int train_distributed(const train_args& a, int argc, char** argv) {
+    mpi_session mpi{argc, argv};
+    mpi_communicator comm;
+    try {
+        return train_variant(a, comm);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "ctnet train: rank %d of %d: %s\n", comm.rank(), comm.size(), e.what());
+        if (comm.size() > 1) mpi_abort(1);
+        return 1;
+    }
+}
+#endif
 
 inline int train(int argc, char** argv) {
     train_args a;
@@ -377,6 +435,7 @@ inline int train(int argc, char** argv) {
         else if (k == "--no-bn-aux") a.bn_aux = false;
         else if (k == "--no-augment") a.augment = false;
         else if (k == "--resume") a.resume = true;
+        else if (k == "--sync-bn") a.sync_bn = true;
         else throw error("ctnet train: unknown option '" + std::string{k} + "'");
     }
     if (a.optim != "rmsprop" && a.optim != "rmsprop-torch" && a.optim != "sgd")
@@ -390,11 +449,11 @@ inline int train(int argc, char** argv) {
     if (a.smoothing < 0.0 || a.smoothing >= 1.0) throw error("ctnet train: --smoothing must be in [0, 1)");
     if (a.momentum < 0.0 || a.clip_norm < 0.0 || a.clip_value < 0.0 || a.weight_decay < 0.0 || a.aux_weight < 0.0)
         throw error("ctnet train: --momentum, --clip-norm, --clip-value, --weight-decay and --aux-weight must not be negative");
-    using fashion::fashion_net;
-    if (a.factorized && a.bn_aux) return train_model<fashion_net<fashion::fashion_options{true, true}>>(a);
-    if (a.factorized) return train_model<fashion_net<fashion::fashion_options{true, false}>>(a);
-    if (a.bn_aux) return train_model<fashion_net<fashion::fashion_options{false, true}>>(a);
-    return train_model<fashion_net<fashion::fashion_options{false, false}>>(a);
+#if defined(CTNET_WITH_MPI)
+    if (std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr) return train_distributed(a, argc, argv);
+#endif
+    single_process one;
+    return train_variant(a, one);
 }
 
 }  // namespace train_cli

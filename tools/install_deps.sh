@@ -11,6 +11,7 @@ packages=(
   zlib1g-dev                    # gzip-compressed IDX files (io/idx.hpp)
   dataset-fashion-mnist         # Fashion-MNIST in /usr/share/datasets (tests/test_idx.cpp needs it)
   doctest-dev                   # unit tests
+  libopenmpi-dev openmpi-bin    # data-parallel training over MPI (train/mpi.hpp, the distributed.mpi2 test)
   libbenchmark-dev              # bench/
   clang clang-tidy graphviz     # header warnings under clang 14, lint, `ctnet graph` pictures
   libclang-rt-14-dev            # libFuzzer and the sanitizers' runtimes (tests/fuzz)

@@ -87,6 +87,40 @@ inline void batch_norm_train_backward(in_view xhat, in_view dy, out_view dx, int
     }
 }
 
+// batch_norm_train_backward in two halves, for sums combined across processes (sync batch norm):
+// per-channel sum(dy) and sum(dy * xhat) over this process's values (double), then
+// dx = weight * invstd / m * (m * dy - sum - xhat * dot) with the combined sums and count m.
+// The parameter gradients are the caller's (from the local sums). In place (dx == dy) allowed.
+inline void batch_norm_grad_sums(in_view xhat, in_view dy, int n, double* sum, double* dot) {
+    const std::size_t plane = static_cast<std::size_t>(xhat.s.h) * xhat.s.w;
+    for (int c = 0; c < xhat.s.c; ++c) {
+        double s = 0.0, d = 0.0;
+        for (int i = 0; i < n; ++i)
+            for (std::size_t j = 0; j < plane; ++j) {
+                const double g = dy.sample(i)[c * plane + j];
+                s += g;
+                d += g * xhat.sample(i)[c * plane + j];
+            }
+        sum[c] = s;
+        dot[c] = d;
+    }
+}
+
+inline void batch_norm_input_grad(in_view xhat, in_view dy, out_view dx, int n, const float* weight,
+                                  const float* invstd, double m, const double* sum, const double* dot) {
+    const std::size_t plane = static_cast<std::size_t>(xhat.s.h) * xhat.s.w;
+    const bool in_place = dx.data == dy.data;
+    for (int c = 0; c < xhat.s.c; ++c) {
+        const double k = static_cast<double>(weight[c]) * invstd[c] / m;
+        for (int i = 0; i < n; ++i)
+            for (std::size_t j = 0; j < plane; ++j) {
+                const std::size_t at = c * plane + j;
+                const auto d = static_cast<float>(k * (m * dy.sample(i)[at] - sum[c] - xhat.sample(i)[at] * dot[c]));
+                dx.sample(i)[at] = in_place ? d : dx.sample(i)[at] + d;
+            }
+    }
+}
+
 // Eval-mode batch norm (running statistics, a fixed affine): dx = dy * weight / sqrt(var + eps).
 // The statistics are constants here, so only weight and bias receive gradients. In place allowed.
 inline void batch_norm_eval_backward(in_view x, in_view dy, out_view dx, int n, const float* weight,

@@ -115,6 +115,48 @@ inline void batch_norm_train(in_view x, out_view y, int n, const float* weight, 
     }
 }
 
+// Training mode in pieces, for batch statistics gathered across processes (sync batch norm,
+// train/distributed.hpp): per-channel sums of x, then sums of squared deviations from a given
+// mean (both over this process's N, H, W, in double), then the affine of batch_norm_train from
+// the combined mean and 1 / sqrt(var + eps). On one process the three give batch_norm_train's
+// arithmetic exactly (batch_norm_train itself stays fused for locality).
+inline void channel_sums(in_view x, int n, double* sum) {
+    const std::size_t plane = static_cast<std::size_t>(x.s.h) * x.s.w;
+    for (int c = 0; c < x.s.c; ++c) {
+        double s = 0.0;
+        for (int i = 0; i < n; ++i)
+            for (std::size_t j = 0; j < plane; ++j) s += x.sample(i)[c * plane + j];
+        sum[c] = s;
+    }
+}
+
+inline void channel_squared_deviations(in_view x, int n, const double* mean, double* sq) {
+    const std::size_t plane = static_cast<std::size_t>(x.s.h) * x.s.w;
+    for (int c = 0; c < x.s.c; ++c) {
+        double s = 0.0;
+        for (int i = 0; i < n; ++i)
+            for (std::size_t j = 0; j < plane; ++j) {
+                const double d = x.sample(i)[c * plane + j] - mean[c];
+                s += d * d;
+            }
+        sq[c] = s;
+    }
+}
+
+inline void batch_norm_normalise(in_view x, out_view y, int n, const float* weight, const float* bias,
+                                 const float* mean, const float* invstd) {
+    const std::size_t plane = static_cast<std::size_t>(x.s.h) * x.s.w;
+    for (int c = 0; c < x.s.c; ++c) {
+        const float a = invstd[c] * weight[c];
+        const float b = bias[c] - mean[c] * a;
+        for (int i = 0; i < n; ++i) {
+            const float* xc = x.sample(i) + c * plane;
+            float* yc = y.sample(i) + c * plane;
+            for (std::size_t j = 0; j < plane; ++j) yc[j] = xc[j] * a + b;
+        }
+    }
+}
+
 inline void relu(in_view x, out_view y, int n) {
     for (int i = 0; i < n; ++i)
         for (std::size_t j = 0; j < x.s.size(); ++j) y.sample(i)[j] = std::max(x.sample(i)[j], 0.0F);

@@ -55,17 +55,19 @@ std::string first_non_finite(std::span<const float> g) {
     return {};
 }
 
+// The halves of train_step, shared with data_parallel_step (train/distributed.hpp).
+// step_forward: forward pass, losses and their gradients (dlogits, daux: resized here).
 template <class Net, class B>
-step_result train_step(trainer<Net, B>& t, optimizer& opt, std::span<const param_range> ranges,
-                       std::span<const float> x, std::span<const int> labels, const recipe& r, double lr,
-                       moving_average* ema = nullptr) {
+step_result step_forward(trainer<Net, B>& t, std::span<const float> x, std::span<const int> labels, const recipe& r,
+                         std::vector<float>& dlogits, std::vector<float>& daux) {
     constexpr int classes = static_cast<int>(output_shape_v<Net>.size());
     t.forward(x);
     const std::size_t n = static_cast<std::size_t>(t.batch());
     if (labels.size() != n)
         throw error("ctnet: train_step: " + std::to_string(labels.size()) + " labels for a batch of " + std::to_string(n));
     step_result s;
-    std::vector<float> dlogits(n * classes, 0.0F), daux;
+    dlogits.assign(n * classes, 0.0F);
+    daux.clear();
     const loss_value main = softmax_cross_entropy(t.logits(), labels, classes, {.smoothing = r.label_smoothing}, dlogits);
     s.main_loss = main.loss;
     s.correct = main.correct;
@@ -80,8 +82,14 @@ step_result train_step(trainer<Net, B>& t, optimizer& opt, std::span<const param
             s.loss += aux.loss;
         }
     }
-    t.zero_grads();
-    t.backward(dlogits, daux);
+    return s;
+}
+
+// step_update: given the gradients in t.grads(), their norm into s, the finiteness checks,
+// clipping, the optimizer step and the moving average.
+template <class Net, class B>
+void step_update(trainer<Net, B>& t, optimizer& opt, std::span<const param_range> ranges, const recipe& r, double lr,
+                 moving_average* ema, step_result& s) {
     s.grad_norm = global_norm(t.grads(), ranges);
     if (!std::isfinite(s.grad_norm)) {
         const std::string where = first_non_finite<Net>(t.grads());
@@ -95,6 +103,17 @@ step_result train_step(trainer<Net, B>& t, optimizer& opt, std::span<const param
         throw error("ctnet: train_step: the update made a parameter non-finite: " + where +
                     "; this state must not be saved");
     if (ema) ema->update(t.params().data());
+}
+
+template <class Net, class B>
+step_result train_step(trainer<Net, B>& t, optimizer& opt, std::span<const param_range> ranges,
+                       std::span<const float> x, std::span<const int> labels, const recipe& r, double lr,
+                       moving_average* ema = nullptr) {
+    std::vector<float> dlogits, daux;
+    step_result s = step_forward(t, x, labels, r, dlogits, daux);
+    t.zero_grads();
+    t.backward(dlogits, daux);
+    step_update(t, opt, ranges, r, lr, ema, s);
     return s;
 }
 

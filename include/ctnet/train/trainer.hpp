@@ -15,7 +15,15 @@
 // collects one gradient contribution per reader; concat slices route gradients by construction.
 // Backends: backend::reference runs cpu/reference.hpp + cpu/backward.hpp loops (the oracle);
 // backend::cpu runs convolutions as packed GEMMs (cpu/gemm.hpp) on a thread pool.
-// Requires: the weights outlive the trainer; more than one value per channel at every batch norm.
+// Sync batch norm (options::sync_bn, train/distributed.hpp): the batch statistics are those of
+// the union of every rank's batch (per-channel sums all-reduced, then squared deviations), and
+// backward combines sum(dy) and sum(dy * xhat) the same way for the input gradient, while each
+// batch norm's own weight / bias gradients stay this rank's sums (the gradient all-reduce adds
+// them). The collectives run on the calling thread, between the pool's tasks, in op order, so
+// every rank must run the same ops on the same network. Off (null, the default): each process
+// normalises with its own batch, and nothing changes.
+// Requires: the weights outlive the trainer; more than one value per channel at every batch norm
+// (over all ranks' batches with sync_bn).
 // Guarantees: gradients are those of the forward pass just run (tested against finite
 // differences and torch autograd); allocation only when the batch size changes.
 #pragma once
@@ -38,6 +46,7 @@
 #include "../cpu/thread_pool.hpp"
 #include "../graph/network.hpp"
 #include "../graph/params.hpp"
+#include "communicator.hpp"
 
 namespace ctnet {
 
@@ -51,6 +60,7 @@ public:
         int threads = 1;            // backend::cpu: threads of the GEMMs
         std::uint64_t seed = 0;     // dropout masks
         double bn_momentum = 0.1;   // running = (1 - m) * running + m * batch (torch's default)
+        communicator* sync_bn = nullptr;  // batch statistics over all its ranks; null: this process's batch
     };
 
     using network_type = Net;
@@ -74,7 +84,7 @@ public:
         keep_.assign(static_cast<std::size_t>(p.n_ops), keep::none);
         mean_.resize(static_cast<std::size_t>(p.n_ops));
         invstd_.resize(static_cast<std::size_t>(p.n_ops));
-        std::size_t col = 0, packed_w = 0, packed_dy = 0, partial = 0, act = 0;
+        std::size_t col = 0, packed_w = 0, packed_dy = 0, partial = 0, act = 0, bn_channels = 0;
         for (int i = 0; i < p.n_ops; ++i) {
             const op& q = p.ops[i];
             act = std::max(act, q.out.s.size());
@@ -96,6 +106,7 @@ public:
                     if (q.kind == op_kind::batch_norm) {
                         mean_[i].assign(static_cast<std::size_t>(q.out.s.c), 0.0F);
                         invstd_[i].assign(static_cast<std::size_t>(q.out.s.c), 0.0F);
+                        bn_channels = std::max(bn_channels, static_cast<std::size_t>(q.out.s.c));
                     }
                     break;
                 case op_kind::relu:
@@ -115,6 +126,10 @@ public:
                    partial_.data(), partial};
         }
         per_op_scratch_ = act;
+        if (opt_.sync_bn) {
+            bn_stats_.assign(2 * bn_channels + 1, 0.0);  // sums and count, then squared deviations
+            bn_count_.assign(static_cast<std::size_t>(p.n_ops), 0.0);
+        }
     }
 
     // Training-mode forward pass over x.size() / input.size() samples.
@@ -145,6 +160,13 @@ public:
     // Adds the parameter gradients of the last forward pass, given d loss / d output (N x
     // output.size()) and, for networks with an aux head, d loss / d aux output (may be empty).
     void backward(std::span<const float> dlogits, std::span<const float> daux = {}) {
+        backward(dlogits, daux, [](int) {});
+    }
+    // As above, calling after_op(i) once op i's backward has run (ops run last to first). From
+    // then on the pass writes no gradient of ops i, i + 1, ...: where the storage is in op order
+    // (see distributed.hpp), grads() from program.ops[i].param_offset to the end are final.
+    template <class F>
+    void backward(std::span<const float> dlogits, std::span<const float> daux, F&& after_op) {
         const auto& p = program;
         if (!backward_ready_) throw error("ctnet: trainer: backward() needs a forward() first");
         expect("output gradient", dlogits.size(), static_cast<std::size_t>(n_) * output.size());
@@ -155,7 +177,10 @@ public:
             expect("aux gradient", daux.size(), static_cast<std::size_t>(n_) * p.aux.s.size());
             add_into(p.aux, daux);
         }
-        for (int i = p.n_ops - 1; i >= 0; --i) run_backward(i);
+        for (int i = p.n_ops - 1; i >= 0; --i) {
+            run_backward(i);
+            after_op(i);
+        }
     }
 
     [[nodiscard]] std::span<float> grads() { return grads_; }
@@ -314,6 +339,10 @@ private:
                 break;
             }
             case op_kind::batch_norm: {
+                if (opt_.sync_bn) {
+                    batch_norm_forward_synced(i, x, y, w);
+                    break;
+                }
                 const auto c = static_cast<std::size_t>(c_out);
                 const std::size_t m = static_cast<std::size_t>(n_) * o.in.s.h * o.in.s.w;
                 if (m < 2)
@@ -393,15 +422,13 @@ private:
             }
             case op_kind::batch_norm: {
                 const in_view x = needed_in(i);
+                if (opt_.sync_bn) {
+                    batch_norm_backward_synced(i, x, dy, dx, w, dw);
+                    break;
+                }
                 const auto c = static_cast<std::size_t>(c_out);
-                const std::size_t plane = static_cast<std::size_t>(x.s.h) * x.s.w;
-                const std::size_t k = x.s.size();
                 split_channels(c_out, [&](int c0, int c1) {
-                    for (int s = 0; s < n_; ++s)
-                        for (auto ch = static_cast<std::size_t>(c0); ch < static_cast<std::size_t>(c1); ++ch)
-                            for (std::size_t j = 0; j < plane; ++j)
-                                tmp_[s * k + ch * plane + j] = (x.sample(s)[ch * plane + j] - mean_[i][ch]) * invstd_[i][ch];
-                    const in_view xhat = channels(in_view{tmp_.data(), k, x.s}, c0, c1);
+                    const in_view xhat = normalised(i, x, c0, c1);
                     cpu::ref::batch_norm_train_backward(xhat, channels(dy, c0, c1), channels(dx, c0, c1), n_, w + c0,
                                                         invstd_[i].data() + c0, dw + c0, dw + c + c0);
                 });
@@ -452,6 +479,80 @@ private:
         }
     }
 
+    // xhat = (x - mean) * invstd of channels [c0, c1), written to tmp_ (layout of x's shape).
+    in_view normalised(int i, in_view x, int c0, int c1) {
+        const std::size_t plane = static_cast<std::size_t>(x.s.h) * x.s.w;
+        const std::size_t k = x.s.size();
+        for (int s = 0; s < n_; ++s)
+            for (auto ch = static_cast<std::size_t>(c0); ch < static_cast<std::size_t>(c1); ++ch)
+                for (std::size_t j = 0; j < plane; ++j)
+                    tmp_[s * k + ch * plane + j] = (x.sample(s)[ch * plane + j] - mean_[i][ch]) * invstd_[i][ch];
+        return channels(in_view{tmp_.data(), k, x.s}, c0, c1);
+    }
+
+    // Sync batch norm forward: mean from all ranks' per-channel sums and value count, biased
+    // variance from all ranks' squared deviations (two passes, as batch_norm_train), running
+    // statistics from those (unbiased with the global count). Same arithmetic as the local path.
+    void batch_norm_forward_synced(int i, in_view x, out_view y, float* w) {
+        const op& o = program.ops[i];
+        const int c_out = o.out.s.c;
+        const auto c = static_cast<std::size_t>(c_out);
+        communicator& comm = *opt_.sync_bn;
+        double* mean = bn_stats_.data();  // c sums, then the count; later the means
+        double* sq = mean + c + 1;
+        split_channels(c_out, [&](int c0, int c1) { cpu::ref::channel_sums(channels(x, c0, c1), n_, mean + c0); });
+        mean[c] = static_cast<double>(n_) * o.in.s.h * o.in.s.w;
+        comm.allreduce_sum(std::span<double>{mean, c + 1});
+        const double m = mean[c];
+        if (m < 2.0)
+            throw error("ctnet: trainer: batch_norm '" + std::string{o.path.view()} +
+                        "' needs more than one value per channel over all ranks (got " + std::to_string(m) + ")");
+        bn_count_[i] = m;
+        for (std::size_t k = 0; k < c; ++k) mean[k] /= m;
+        split_channels(c_out, [&](int c0, int c1) {
+            cpu::ref::channel_squared_deviations(channels(x, c0, c1), n_, mean + c0, sq + c0);
+        });
+        comm.allreduce_sum(std::span<double>{sq, c});
+        float* bmean = mean_[i].data();
+        float* invstd = invstd_[i].data();
+        const auto mom = static_cast<float>(opt_.bn_momentum);
+        const float unbias = static_cast<float>(m) / static_cast<float>(m - 1.0);
+        for (std::size_t k = 0; k < c; ++k) {
+            bmean[k] = static_cast<float>(mean[k]);
+            const auto var = static_cast<float>(sq[k] / m);
+            w[2 * c + k] = (1.0F - mom) * w[2 * c + k] + mom * bmean[k];
+            w[3 * c + k] = (1.0F - mom) * w[3 * c + k] + mom * var * unbias;
+            invstd[k] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var) + o.eps));
+        }
+        split_channels(c_out, [&](int c0, int c1) {
+            cpu::ref::batch_norm_normalise(channels(x, c0, c1), channels(y, c0, c1), n_, w + c0, w + c + c0, bmean + c0,
+                                           invstd + c0);
+        });
+    }
+
+    // Sync batch norm backward: weight / bias gradients from this rank's sum(dy * xhat) and
+    // sum(dy); the input gradient from those sums over all ranks and the global count.
+    void batch_norm_backward_synced(int i, in_view x, in_view dy, out_view dx, const float* w, float* dw) {
+        const int c_out = program.ops[i].out.s.c;
+        const auto c = static_cast<std::size_t>(c_out);
+        double* sum = bn_stats_.data();
+        double* dot = sum + c;
+        split_channels(c_out, [&](int c0, int c1) {
+            cpu::ref::batch_norm_grad_sums(normalised(i, x, c0, c1), channels(dy, c0, c1), n_, sum + c0, dot + c0);
+        });
+        for (std::size_t k = 0; k < c; ++k) {
+            dw[k] += static_cast<float>(dot[k]);
+            dw[c + k] += static_cast<float>(sum[k]);
+        }
+        if (!dx.data) return;  // the network input: the same on every rank, so all skip the collective
+        opt_.sync_bn->allreduce_sum(std::span<double>{sum, 2 * c});
+        const in_view xhat{tmp_.data(), x.s.size(), x.s};
+        split_channels(c_out, [&](int c0, int c1) {
+            cpu::ref::batch_norm_input_grad(channels(xhat, c0, c1), channels(dy, c0, c1), channels(dx, c0, c1), n_,
+                                            w + c0, invstd_[i].data() + c0, bn_count_[i], sum + c0, dot + c0);
+        });
+    }
+
     weights<Net>* w_;
     options opt_;
     rng rng_;
@@ -463,6 +564,7 @@ private:
     std::vector<keep> keep_;
     std::vector<char> zeroed_;
     std::vector<float> col_, packed_, scratch_, partial_;
+    std::vector<double> bn_stats_, bn_count_;  // sync batch norm: per-channel sums, global value counts
     cpu::conv_workspace ws_{};
     const float* x_ = nullptr;
     int n_ = 0;
