@@ -270,7 +270,7 @@ int train_model(const train_args& a, communicator& comm) {
         for (int i = n_train - 1; i > 0; --i) std::swap(order[i], order[g.next() % static_cast<std::uint64_t>(i + 1)]);
         const double lr = schedule.at(epoch - 1);
         const auto t0 = std::chrono::steady_clock::now();
-        double loss_sum = 0.0;
+        double loss_sum = 0.0, comm_sum = 0.0;
         int correct = 0, seen = 0, last_shown = -1;
         for (int s = 0; s < steps_per_epoch; ++s) {
             // Every rank draws the whole global batch's augmentation and keeps its own slice.
@@ -300,6 +300,7 @@ int train_model(const train_args& a, communicator& comm) {
             ++state.step;
             if (!lead) continue;
             loss_sum += res.loss * a.batch;
+            comm_sum += res.comm_seconds;
             correct += res.correct;
             seen += a.batch;
             const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -333,9 +334,12 @@ int train_model(const train_args& a, communicator& comm) {
         write_csv(csv_path, rows);
         write_svg(a.out + "/curve.svg", rows, "Fashion-MNIST, " + std::string{Net::name} + " (ctnet train)");
         save_checkpoint(ck_path, *w, opt, avg, state);
-        std::printf("epoch %d: lr %.4g, train loss %.4f, train acc %.2f%%, test acc %.2f%% (raw %.2f%%), %.0f img/s, %s\n",
+        std::printf("epoch %d: lr %.4g, train loss %.4f, train acc %.2f%%, test acc %.2f%% (raw %.2f%%), %.0f img/s, %s",
                     epoch, lr, loss_sum / seen, 100.0 * correct / seen, acc, acc_raw, seen / seconds,
                     format_time(seconds).c_str());
+        if (comm.size() > 1)  // blocked in the all-reduce after backward, per step (rank 0's view)
+            std::printf(", %d ranks, all-reduce wait %.2f ms/step", comm.size(), 1e3 * comm_sum / steps_per_epoch);
+        std::printf("\n");
         std::fflush(stdout);
     }
     if (!lead) return 0;

@@ -25,6 +25,8 @@
 // not in op order (storage_in_op_order, checked at compile time) all buckets start after backward.
 // Requires: every rank runs the same network and recipe with shards of equal size (checked
 // after backward: an error on every rank, before any parameter changes).
+// comm_seconds in the result: the time blocked after backward (the buckets still in flight, the
+// statistics collective), which includes waiting for a slower rank.
 // Guarantees: the returned loss, main_loss and aux_loss are means over the ranks and correct the
 // sum over the global batch, grad_norm that of the averaged gradient: the same on every rank.
 // An error thrown on one rank only (e.g. a non-finite logit in its shard) leaves the others
@@ -32,6 +34,7 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <span>
 #include <string>
@@ -139,11 +142,13 @@ step_result data_parallel_step(trainer<Net, B>& t, communicator& comm, optimizer
     } else {
         t.backward(dlogits, daux);
     }
+    const auto blocked_from = std::chrono::steady_clock::now();
     reducer.finish();
     // One collective for the shard check and the statistics: equal shards iff p * sum(n^2) == sum(n)^2.
     const auto n = static_cast<double>(t.batch());
     std::vector<double> v{n, n * n, s.loss, s.main_loss, s.aux_loss, static_cast<double>(s.correct)};
     comm.allreduce_sum(v);
+    s.comm_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - blocked_from).count();
     const auto p = static_cast<double>(comm.size());
     if (p * v[1] != v[0] * v[0])
         throw error("ctnet: data_parallel_step: the ranks' batches differ in size (" + std::to_string(v[0]) +

@@ -40,6 +40,7 @@ struct step_result {
     double aux_loss = 0.0;   // unweighted
     double grad_norm = 0.0;  // global norm before clipping
     int correct = 0;         // main-head top-1 hits in the batch
+    double comm_seconds = 0.0;  // data_parallel_step: time blocked in collectives after backward
 };
 
 // The first trainable tensor with a non-finite value in g (gradients or parameters, laid out as
