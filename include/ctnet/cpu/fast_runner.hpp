@@ -53,7 +53,7 @@ public:
         for (int i = 0; i < p.n_ops; ++i) {
             const op& o0 = p.ops[i];
             if (o0.train_only) continue;
-            step s{.op = i, .last = i};
+            step s{.op = i, .last = i, .out = o0.out};  // fold() moves .last and .out past a folded BN / ReLU
             if (o0.kind == op_kind::conv) {
                 s.conv = static_cast<int>(convs_.size());
                 convs_.push_back(fold(i, s));
@@ -94,7 +94,7 @@ private:
         int op = 0;     // the program op it runs
         int last = 0;   // last program op it covers (folded batch norm / ReLU)
         int conv = -1;  // index into convs_ for convs
-        value out{};    // where the (last folded) result goes
+        value out{};    // where the (last folded) result goes: every step has one (--check-finite reads it)
     };
 
     // Per thread: a conv's packed block and edge tile, or a pooling row (inputs up to that wide).
