@@ -58,35 +58,6 @@ inline void conv2d_backward(in_view x, in_view dy, out_view dx, int n, const flo
     }
 }
 
-// Training-mode batch norm, given the normalised input xhat = (x - mean) * invstd of the forward
-// pass: dx = weight * invstd / m * (m * dy - sum(dy) - xhat * sum(dy * xhat)), m = N * H * W;
-// dweight += sum(dy * xhat), dbias += sum(dy). In place (dx == dy) allowed.
-inline void batch_norm_train_backward(in_view xhat, in_view dy, out_view dx, int n, const float* weight,
-                                      const float* invstd, float* dweight, float* dbias) {
-    const std::size_t plane = static_cast<std::size_t>(xhat.s.h) * xhat.s.w;
-    const double m = static_cast<double>(plane) * n;
-    const bool in_place = dx.data == dy.data;
-    for (int c = 0; c < xhat.s.c; ++c) {
-        double sum = 0.0, dot = 0.0;
-        for (int i = 0; i < n; ++i)
-            for (std::size_t j = 0; j < plane; ++j) {
-                const double g = dy.sample(i)[c * plane + j];
-                sum += g;
-                dot += g * xhat.sample(i)[c * plane + j];
-            }
-        dweight[c] += static_cast<float>(dot);
-        dbias[c] += static_cast<float>(sum);
-        if (!dx.data) continue;
-        const double k = static_cast<double>(weight[c]) * invstd[c] / m;
-        for (int i = 0; i < n; ++i)
-            for (std::size_t j = 0; j < plane; ++j) {
-                const std::size_t at = c * plane + j;
-                const auto d = static_cast<float>(k * (m * dy.sample(i)[at] - sum - xhat.sample(i)[at] * dot));
-                dx.sample(i)[at] = in_place ? d : dx.sample(i)[at] + d;
-            }
-    }
-}
-
 // batch_norm_train_backward in two halves, for sums combined across processes (sync batch norm):
 // per-channel sum(dy) and sum(dy * xhat) over this process's values (double), then
 // dx = weight * invstd / m * (m * dy - sum - xhat * dot) with the combined sums and count m.
@@ -118,6 +89,27 @@ inline void batch_norm_input_grad(in_view xhat, in_view dy, out_view dx, int n, 
                 const auto d = static_cast<float>(k * (m * dy.sample(i)[at] - sum[c] - xhat.sample(i)[at] * dot[c]));
                 dx.sample(i)[at] = in_place ? d : dx.sample(i)[at] + d;
             }
+    }
+}
+
+// Training-mode batch norm, given the normalised input xhat = (x - mean) * invstd of the forward
+// pass: dx = weight * invstd / m * (m * dy - sum(dy) - xhat * sum(dy * xhat)), m = N * H * W;
+// dweight += sum(dy * xhat), dbias += sum(dy). In place (dx == dy) allowed. One process's
+// sums: the two halves above, channel by channel.
+inline void batch_norm_train_backward(in_view xhat, in_view dy, out_view dx, int n, const float* weight,
+                                      const float* invstd, float* dweight, float* dbias) {
+    const std::size_t plane = static_cast<std::size_t>(xhat.s.h) * xhat.s.w;
+    const shape one{1, xhat.s.h, xhat.s.w};
+    for (int c = 0; c < xhat.s.c; ++c) {
+        const std::size_t at = static_cast<std::size_t>(c) * plane;
+        const in_view xc{xhat.data + at, xhat.stride, one}, gc{dy.data + at, dy.stride, one};
+        double sum = 0.0, dot = 0.0;
+        batch_norm_grad_sums(xc, gc, n, &sum, &dot);
+        dweight[c] += static_cast<float>(dot);
+        dbias[c] += static_cast<float>(sum);
+        if (dx.data)
+            batch_norm_input_grad(xc, gc, {dx.data + at, dx.stride, one}, n, weight + c, invstd + c,
+                                  static_cast<double>(plane) * n, &sum, &dot);
     }
 }
 
