@@ -15,6 +15,7 @@
 #include <vector>
 
 #include <ctnet/io/image.hpp>
+#include <zlib.h>
 
 #ifndef CTNET_IMAGE_REFERENCE_DIR
 #error "define CTNET_IMAGE_REFERENCE_DIR (a string literal): the output folder of tools/image_reference.py"
@@ -289,4 +290,92 @@ TEST_CASE("load_image: failures name the file and the reason") {
     fails(ref("not_an_image.txt"), "unknown image type");
     fails(ref("too_wide_30001x1.png"), "30001 x 1");
     CHECK_THROWS_AS(ctnet::io::imagenet_preprocess(ref("truncated.png")), ctnet::error);
+}
+
+namespace {
+
+// PNG files built here, byte by byte: chunks with zero CRCs (stb_image does not check them).
+void put32(std::vector<std::uint8_t>& v, std::uint32_t x) {
+    for (int i = 3; i >= 0; --i) v.push_back(static_cast<std::uint8_t>(x >> (8 * i)));
+}
+void chunk(std::vector<std::uint8_t>& png, const char* type, const std::vector<std::uint8_t>& data) {
+    put32(png, static_cast<std::uint32_t>(data.size()));
+    png.insert(png.end(), type, type + 4);
+    png.insert(png.end(), data.begin(), data.end());
+    put32(png, 0);
+}
+std::vector<std::uint8_t> make_png(std::uint32_t w, std::uint32_t h, int depth, int colour, bool interlaced,
+                                   const std::vector<std::uint8_t>& filtered) {
+    std::vector<std::uint8_t> png = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    std::vector<std::uint8_t> ihdr;
+    put32(ihdr, w);
+    put32(ihdr, h);
+    ihdr.insert(ihdr.end(), {static_cast<std::uint8_t>(depth), static_cast<std::uint8_t>(colour), 0, 0,
+                             static_cast<std::uint8_t>(interlaced)});
+    chunk(png, "IHDR", ihdr);
+    uLongf n = compressBound(static_cast<uLong>(filtered.size()));
+    std::vector<std::uint8_t> z(n);
+    REQUIRE(compress(z.data(), &n, filtered.data(), static_cast<uLong>(filtered.size())) == Z_OK);
+    z.resize(n);
+    chunk(png, "IDAT", z);
+    chunk(png, "IEND", {});
+    return png;
+}
+
+}  // namespace
+
+TEST_CASE("decode_image: PNG data is checked before stb_image inflates it") {
+    // An input found by tests/fuzz/fuzz_image: a 10 x 4 gray PNG whose deflate stream runs past
+    // its data, which made stb_image 2.27 grow its output buffer to 2-4 GB.
+    const std::vector<std::uint8_t> fuzz_oom = {
+        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00,
+        0x00, 0x0a, 0x00, 0x00, 0x00, 0x04, 0x08, 0x00, 0x00, 0x00, 0x00, 0x7e, 0x00, 0x73, 0x7c, 0x00, 0x00, 0x00,
+        0x1c, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x64, 0x64, 0x86, 0x01, 0x16, 0x39, 0x2a, 0x32, 0x19, 0x3f,
+        0x32, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x00, 0x00, 0x04, 0x08, 0x00, 0x00, 0x00,
+        0x00, 0x7e, 0x00, 0x73, 0x7c, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x64, 0x64, 0x86, 0x01, 0x16, 0x39,
+        0x2a, 0x32, 0x19, 0x3f, 0x32, 0x33, 0x3f, 0x53, 0x85, 0x30, 0x45, 0x08, 0xa8, 0x05, 0x00, 0xfd, 0x83, 0x04,
+        0x00, 0x85, 0xce, 0xc0, 0x8e, 0xc5, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0x4e, 0x47, 0x0d, 0x0a,
+        0x1a, 0x0a, 0x00, 0x00, 0x00, 0x33, 0x3f, 0x53, 0x85, 0x30, 0x45, 0x08, 0xa8, 0x05, 0x00, 0xfd, 0x83, 0x04,
+        0x00, 0x85, 0xce, 0xc0, 0x8e, 0xc5, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0x4e, 0x47, 0x0d, 0x0a,
+        0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x00, 0x00, 0x04,
+        0x08, 0x00, 0x00, 0x00, 0x00, 0x7e, 0x00, 0x73, 0x7c, 0x00, 0x00, 0x00, 0x1c, 0x49, 0x44, 0x41, 0x54, 0x78,
+        0x9c, 0x63, 0x64, 0x64, 0x86, 0x01, 0x16, 0x39, 0x2a, 0x32, 0x19, 0x3f, 0x32, 0x33, 0x3f, 0x53, 0x00, 0x00,
+        0x00, 0x1c, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x64, 0x64, 0x86, 0x01, 0x16, 0x39, 0x2a, 0x32, 0x19,
+        0x3f, 0x32, 0x33, 0x3f, 0x53, 0x85, 0x30, 0x45, 0x08, 0xa8, 0x05, 0x00, 0xfd, 0x83, 0x04, 0x00, 0x85, 0xce,
+        0xc0, 0x8e, 0xc5, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x82};
+    const std::string e = error_of([&] { ctnet::io::decode_image("oom.png", fuzz_oom); });
+    MESSAGE(e);
+    CHECK(e.find("oom.png") != std::string::npos);
+    CHECK(e.find("PNG") != std::string::npos);
+
+    // More data than the declared size needs, and a stream cut short.
+    const std::vector<std::uint8_t> rows(3 * (1 + 2), 7);  // 2 x 3 gray: 3 rows of filter byte + 2
+    std::vector<std::uint8_t> more(rows.size() + 5000, 0);
+    std::copy(rows.begin(), rows.end(), more.begin());
+    CHECK(error_of([&] { ctnet::io::decode_image("big.png", make_png(2, 3, 8, 0, false, more)); })
+              .find("more than the 9 bytes a 2 x 3 image needs") != std::string::npos);
+    std::vector<std::uint8_t> cut = make_png(2, 3, 8, 0, false, rows);
+    cut.erase(cut.end() - 12 - 6, cut.end() - 12);  // the IDAT's last 6 bytes (before IEND's 12)
+    cut[33 + 3] = static_cast<std::uint8_t>(cut[33 + 3] - 6);  // ... and its length field
+    CHECK(error_of([&] { ctnet::io::decode_image("cut.png", cut); }).find("cut.png") != std::string::npos);
+
+    // A pixel budget: a 8192 x 8192 header is refused before anything is decoded.
+    const std::string big = error_of([&] { ctnet::io::decode_image("8k.png", make_png(8192, 8192, 16, 6, false, rows), 1 << 20); });
+    CHECK(big.find("8192 x 8192") != std::string::npos);
+    CHECK(big.find("1048576") != std::string::npos);
+}
+
+TEST_CASE("decode_image: valid PNGs still decode, interlaced ones included (hand-made pixels)") {
+    // 2 x 3 gray, filter 0 (none): rows {10, 20}, {30, 40}, {50, 60}.
+    const rgb_image plain = ctnet::io::decode_image("p.png", make_png(2, 3, 8, 0, false, {0, 10, 20, 0, 30, 40, 0, 50, 60}));
+    REQUIRE(plain.width == 2);
+    REQUIRE(plain.height == 3);
+    for (int i = 0; i < 6; ++i)
+        for (int c = 0; c < 3; ++c) CHECK(plain.pixels[static_cast<std::size_t>(i) * 3 + c] == 10 * (i + 1));
+    // 3 x 3 gray, Adam7: pass 1 holds (0,0); 4 (2,0); 5 (0,2) (2,2); 6 (1,0) (1,2); 7 row 1.
+    // Each pass row starts with its filter byte; the pixel at (x, y) has the value 10 * (3y + x + 1).
+    const std::vector<std::uint8_t> adam7 = {0, 10,  0, 30,  0, 70, 90,  0, 20, 0, 80,  0, 40, 50, 60};
+    const rgb_image inter = ctnet::io::decode_image("i.png", make_png(3, 3, 8, 0, true, adam7));
+    REQUIRE(inter.width == 3);
+    for (int i = 0; i < 9; ++i) CHECK(inter.pixels[static_cast<std::size_t>(i) * 3] == 10 * (i + 1));
 }

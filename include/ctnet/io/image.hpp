@@ -5,8 +5,9 @@
 //            Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])
 // applied to PIL.Image.open(path).convert("RGB").
 //
-// Requires: Debian's libstb-dev for decoding; link with `-lstb` (Debian's compiled stb_image,
-// so this header stays header-only and nobody has to define STB_IMAGE_IMPLEMENTATION).
+// Requires: Debian's libstb-dev for decoding and zlib for checking PNG data first; link with
+// `-lstb -lz` (the CMake target ctnet::io does). Debian's compiled stb_image keeps this header
+// header-only: nobody has to define STB_IMAGE_IMPLEMENTATION.
 // Guarantees:
 //   - load_image decodes JPEG and PNG (and whatever else stb_image reads) to 8-bit RGB; gray is
 //     replicated and alpha dropped, as PIL's convert("RGB"). PNG pixels equal PIL's exactly; JPEG
@@ -27,9 +28,11 @@
 #include <memory>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include <stb/stb_image.h>
+#include <zlib.h>
 
 #include "../core/error.hpp"
 #include "file.hpp"
@@ -45,7 +48,13 @@ struct rgb_image {
 
 // Larger sides are refused before decoding: a 30000 x 30000 RGB image is already 2.7 GB.
 inline constexpr int max_image_side = 30000;
-inline constexpr long long max_image_pixels = 1LL << 26;  // 64 Mpx: 192 MB of RGB
+// The default pixel budget of decode_image / load_image: 64 Mpx, 192 MB of RGB. Decoding needs
+// more than the result while it runs: stb_image keeps the inflated PNG data (up to 8 bytes a pixel
+// for 16-bit RGBA), the decoded image at its own depth and the 8-bit RGB copy alive together, so a
+// file of a few kilobytes that declares 64 Mpx of 16-bit RGBA makes the decoder allocate about
+// 1.3 GB before it finds the data missing. A service decoding untrusted uploads passes a smaller
+// budget (peak memory is about 20 bytes per allowed pixel).
+inline constexpr long long max_image_pixels = 1LL << 26;
 
 namespace detail {
 
@@ -56,6 +65,91 @@ inline void check_image(const rgb_image& img, const char* fn) {
                     std::to_string(img.height) + " with " + std::to_string(img.pixels.size()) +
                     " bytes; expected a non-empty image of width * height * 3 bytes");
     }
+}
+
+// stb_image 2.27 (Debian's) reads zero bits once a PNG's deflate stream runs past the end of its
+// data, and with some Huffman tables those decode as back-references forever: a 150-byte PNG made
+// it grow its output buffer to 4 GB (found by tests/fuzz/fuzz_image). So a PNG's image data is
+// inflated here first with zlib, into no buffer at all, and must end (Z_STREAM_END, checksum
+// included) within the bytes its header's size needs; only then is stb_image given the file.
+// A file that is not a PNG, or whose chunk layout stb_image would reject anyway, passes through.
+inline void check_png_stream(const std::string& path, const std::vector<std::uint8_t>& bytes) {
+    static constexpr std::uint8_t signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    if (bytes.size() < 8 || !std::equal(signature, signature + 8, bytes.begin())) return;
+    const auto be32 = [&](std::size_t at) {
+        return (std::uint32_t{bytes[at]} << 24) | (std::uint32_t{bytes[at + 1]} << 16) |
+               (std::uint32_t{bytes[at + 2]} << 8) | std::uint32_t{bytes[at + 3]};
+    };
+    std::uint64_t width = 0, height = 0, depth = 0, channels = 0;
+    bool interlaced = false, apple = false, have_header = false;
+    std::vector<std::pair<std::size_t, std::size_t>> idat;  // (offset, length) of each IDAT chunk
+    for (std::size_t at = 8; at + 8 <= bytes.size();) {
+        const std::size_t len = be32(at);
+        const std::uint32_t type = be32(at + 4);
+        if (len > bytes.size() - at - 8) break;  // stb_image reports the truncated chunk
+        const std::size_t data = at + 8;
+        if (type == 0x43674249) apple = true;  // "CgBI": Apple's PNG, raw deflate without zlib header
+        if (type == 0x49484452 && len >= 13) {  // "IHDR"
+            have_header = true;
+            width = be32(data);
+            height = be32(data + 4);
+            depth = bytes[data + 8];
+            const std::uint8_t colour = bytes[data + 9];
+            channels = colour == 2 ? 3 : colour == 4 ? 2 : colour == 6 ? 4 : 1;
+            interlaced = bytes[data + 12] != 0;
+        }
+        if (type == 0x49444154) idat.emplace_back(data, len);  // "IDAT"
+        if (type == 0x49454E44) break;                          // "IEND"
+        at = data + len + 4;                                    // + CRC
+    }
+    if (!have_header || idat.empty() || depth == 0 || depth > 16) return;
+    // Filtered bytes the image needs: a filter byte per row, per Adam7 pass when interlaced.
+    const auto scanlines = [&](std::uint64_t w, std::uint64_t h) {
+        return w == 0 || h == 0 ? 0 : h * (1 + (w * channels * depth + 7) / 8);
+    };
+    std::uint64_t needed = 0;
+    if (!interlaced) {
+        needed = scanlines(width, height);
+    } else {
+        static constexpr int x0[7] = {0, 4, 0, 2, 0, 1, 0}, y0[7] = {0, 0, 4, 0, 2, 0, 1};
+        static constexpr int dx[7] = {8, 8, 4, 4, 2, 2, 1}, dy[7] = {8, 8, 8, 4, 4, 2, 2};
+        for (int p = 0; p < 7; ++p) {
+            const std::uint64_t w = width > static_cast<std::uint64_t>(x0[p]) ? (width - x0[p] + dx[p] - 1) / dx[p] : 0;
+            const std::uint64_t h = height > static_cast<std::uint64_t>(y0[p]) ? (height - y0[p] + dy[p] - 1) / dy[p] : 0;
+            needed += scanlines(w, h);
+        }
+    }
+    z_stream zs{};
+    if (inflateInit2(&zs, apple ? -15 : 15) != Z_OK)
+        throw error("load_image: " + path + ": zlib could not start (out of memory)");
+    struct guard {
+        z_stream* z;
+        ~guard() { inflateEnd(z); }
+    } const end_inflate{&zs};
+    std::uint8_t sink[16384];
+    std::uint64_t produced = 0;
+    int rc = Z_OK;
+    for (const auto& [offset, length] : idat) {
+        zs.next_in = const_cast<Bytef*>(bytes.data() + offset);  // zlib's API is not const; it only reads
+        zs.avail_in = static_cast<uInt>(length);
+        while (zs.avail_in > 0 && rc != Z_STREAM_END) {
+            zs.next_out = sink;
+            zs.avail_out = sizeof sink;
+            rc = inflate(&zs, Z_NO_FLUSH);
+            produced += sizeof sink - zs.avail_out;
+            if (rc != Z_OK && rc != Z_STREAM_END)
+                throw error("load_image: " + path + ": corrupt PNG image data (zlib: " +
+                            (zs.msg != nullptr ? zs.msg : "error " + std::to_string(rc)) + ")");
+            if (produced > needed)
+                throw error("load_image: " + path + ": corrupt PNG: the image data inflates to more than the " +
+                            std::to_string(needed) + " bytes a " + std::to_string(width) + " x " +
+                            std::to_string(height) + " image needs");
+        }
+        if (rc == Z_STREAM_END) break;
+    }
+    if (rc != Z_STREAM_END)
+        throw error("load_image: " + path + ": truncated PNG: the image data stream stops after " +
+                    std::to_string(produced) + " of " + std::to_string(needed) + " bytes");
 }
 
 // Pillow's fixed-point resampling: coefficients have PRECISION_BITS fractional bits, and the
@@ -126,8 +220,10 @@ inline constexpr std::int32_t half = std::int32_t{1} << (precision_bits - 1);
 
 // Decodes an image file (or its bytes, decode_image) to 8-bit RGB. Throws ctnet::error naming
 // the file and stb_image's reason (missing file, not an image, truncated data) or the size (a
-// side above max_image_side).
-inline rgb_image decode_image(const std::string& path, const std::vector<std::uint8_t>& bytes) {
+// side above max_image_side, or more than max_pixels pixels), the size being read from the header
+// before anything is decoded.
+inline rgb_image decode_image(const std::string& path, const std::vector<std::uint8_t>& bytes,
+                              long long max_pixels = max_image_pixels) {
     if (bytes.size() > static_cast<std::size_t>(INT_MAX))  // stb takes an int length
         throw error("load_image: " + path + " is larger than " + std::to_string(INT_MAX) + " bytes");
     const int len = static_cast<int>(bytes.size());
@@ -138,12 +234,13 @@ inline rgb_image decode_image(const std::string& path, const std::vector<std::ui
                     stbi_failure_reason() + ")");
     }
     if (w <= 0 || h <= 0 || w > max_image_side || h > max_image_side ||
-        static_cast<long long>(w) * h > max_image_pixels) {
+        static_cast<long long>(w) * h > max_pixels) {
         throw error("load_image: " + path + " is " + std::to_string(w) + " x " +
                     std::to_string(h) + " pixels; each side must be between 1 and " +
-                    std::to_string(max_image_side) + ", and at most " + std::to_string(max_image_pixels) +
+                    std::to_string(max_image_side) + ", and at most " + std::to_string(max_pixels) +
                     " pixels in all");
     }
+    detail::check_png_stream(path, bytes);
     struct stb_free {
         void operator()(unsigned char* p) const { stbi_image_free(p); }
     };
@@ -158,8 +255,8 @@ inline rgb_image decode_image(const std::string& path, const std::vector<std::ui
     return img;
 }
 
-inline rgb_image load_image(const std::string& path) {
-    return decode_image(path, read_file(path, static_cast<std::size_t>(INT_MAX) + 1));
+inline rgb_image load_image(const std::string& path, long long max_pixels = max_image_pixels) {
+    return decode_image(path, read_file(path, static_cast<std::size_t>(INT_MAX) + 1), max_pixels);
 }
 
 // Pillow's Image.resize((width, height), Image.BILINEAR) for an RGB image, byte-exact.
