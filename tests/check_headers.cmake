@@ -1,9 +1,16 @@
 # Every public header compiles on its own, warning-free, with -Wall -Wextra -Wpedantic -Werror.
-#   cmake -DCXX=... -DINCLUDE=... [-DMPI_INCLUDE=...] -DWORK=... -P check_headers.cmake
+#   cmake -DCXX=... -DINCLUDE=... [-DMPI_INCLUDE=...] [-DCUDA_INCLUDE=...] -DWORK=... -P check_headers.cmake
+# (.cuh files are nvcc's; cuda/*.hpp are host C++ that include the CUDA runtime API.)
 file(GLOB_RECURSE headers RELATIVE "${INCLUDE}" "${INCLUDE}/ctnet/*.hpp")
-list(FILTER headers EXCLUDE REGEX "/cuda/")  # nvcc-only
-# train/mpi.hpp includes <mpi.h>: checked with MPI's include directories (-DMPI_INCLUDE=a;b), else skipped.
 set(extra "")
+if(CUDA_INCLUDE)
+  foreach(dir IN LISTS CUDA_INCLUDE)
+    list(APPEND extra -isystem "${dir}")
+  endforeach()
+else()
+  list(FILTER headers EXCLUDE REGEX "/cuda/")
+endif()
+# train/mpi.hpp includes <mpi.h>: checked with MPI's include directories (-DMPI_INCLUDE=a;b), else skipped.
 if(MPI_INCLUDE)
   foreach(dir IN LISTS MPI_INCLUDE)
     list(APPEND extra -isystem "${dir}")

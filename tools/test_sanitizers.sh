@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 build="${1:-build-asan}"
 bash tools/install_deps.sh
 flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCTNET_BUILD_BENCHMARKS=OFF \
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCTNET_BUILD_BENCHMARKS=OFF -DCTNET_CUDA=OFF \
       -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined"
 cmake --build "$build" -j "$(nproc)"
 ctest --test-dir "$build" --output-on-failure -j "$(nproc)" -E "fuzz|clang_tidy|headers|consumer|compile_fail|checkpoint_kill|distributed|mpi2"

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build="${1:-build-tsan}"
 bash tools/install_deps.sh
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCTNET_BUILD_BENCHMARKS=OFF -DCTNET_BUILD_EXAMPLES=OFF \
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCTNET_BUILD_BENCHMARKS=OFF -DCTNET_BUILD_EXAMPLES=OFF -DCTNET_CUDA=OFF \
       -DCMAKE_CXX_FLAGS="-fsanitize=thread -fno-omit-frame-pointer" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" > /dev/null
 cmake --build "$build" -j "$(nproc)" --target ctnet_tests ctnet_train_tests
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"

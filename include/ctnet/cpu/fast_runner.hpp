@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "../core/error.hpp"
+#include "../graph/fold.hpp"
 #include "../graph/network.hpp"
 #include "../graph/params.hpp"
 #include "arena.hpp"
@@ -101,41 +102,16 @@ private:
     static constexpr std::size_t conv_scratch_floats() { return cpu::conv_scratch_floats; }
     static_assert(input.w <= static_cast<int>(cpu::conv_scratch_floats), "ctnet: backend::cpu pooling rows are limited to the scratch size");
 
-    // Conv op i, with the in-place batch norm and ReLU after it folded in.
+    // Conv op i, with the in-place batch norm and ReLU after it folded in (graph/fold.hpp).
     cpu::packed_conv fold(int i, step& s) {
-        const auto& p = Net::program;
-        const op& c = p.ops[i];
-        const int m = c.out.s.c, k = c.in.s.c * c.win.kh * c.win.kw;
-        std::vector<float> w(params_.begin() + static_cast<std::ptrdiff_t>(c.param_offset),
-                             params_.begin() + static_cast<std::ptrdiff_t>(c.param_offset + static_cast<std::size_t>(m) * k));
-        std::vector<float> bias(static_cast<std::size_t>(m), 0.0F);
-        if (c.bias)
-            for (int o = 0; o < m; ++o) bias[o] = params_[c.param_offset + static_cast<std::size_t>(m) * k + o];
-        s.last = i;
-        s.out = c.out;
-        bool relu = false;
-        auto same = [](const value& a, const value& b) { return a.buf == b.buf && a.offset == b.offset && a.s == b.s; };
-        if (i + 1 < p.n_ops && p.ops[i + 1].kind == op_kind::batch_norm && same(p.ops[i + 1].in, c.out) &&
-            same(p.ops[i + 1].out, c.out) && !p.ops[i + 1].train_only) {
-            const op& bn = p.ops[i + 1];
-            const float* g = params_.data() + bn.param_offset;
-            const auto mc = static_cast<std::size_t>(m);
-            for (int o = 0; o < m; ++o) {  // y = (conv + b - mean) * gamma / sqrt(var + eps) + beta
-                const double a = g[o] / std::sqrt(static_cast<double>(g[3 * mc + o]) + bn.eps);
-                for (int kk = 0; kk < k; ++kk) w[static_cast<std::size_t>(o) * k + kk] = static_cast<float>(w[static_cast<std::size_t>(o) * k + kk] * a);
-                bias[o] = static_cast<float>((bias[o] - g[2 * mc + o]) * a + g[mc + o]);
-            }
-            s.last = i + 1;
-            if (i + 2 < p.n_ops && p.ops[i + 2].kind == op_kind::relu && same(p.ops[i + 2].in, c.out) &&
-                same(p.ops[i + 2].out, c.out) && !p.ops[i + 2].train_only) {
-                relu = true;
-                s.last = i + 2;
-            }
-        }
+        const op& c = Net::program.ops[i];
+        folded_conv f = fold_conv(Net::program, params_, i);
+        s.last = f.last;
+        s.out = f.out;
         cpu::packed_conv pc;
-        pc.pack(w.data(), m, k);
-        pc.bias = std::move(bias);
-        pc.relu = relu;
+        pc.pack(f.w.data(), c.out.s.c, c.in.s.c * c.win.kh * c.win.kw);
+        pc.bias = std::move(f.bias);
+        pc.relu = f.relu;
         pc.win = c.win;
         pc.in = c.in.s;
         pc.out = c.out.s;

@@ -36,6 +36,7 @@ enum class mode : unsigned char { eval, train };
 namespace backend {
 struct reference {};  // plain loops (cpu/reference.hpp): the oracle
 struct cpu {};        // SIMD kernels (xsimd), folded batch norm, fused ReLU, threads (cpu/fast_runner.hpp)
+struct cuda {};       // CUDA kernels: tensor-core implicit GEMM, device arena, CUDA Graphs (cuda/runner.hpp)
 }  // namespace backend
 
 template <class Net, class Backend = backend::reference>

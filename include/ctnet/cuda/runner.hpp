@@ -1,0 +1,192 @@
+// ctnet/cuda/runner.hpp — inference on the GPU: runner<Net, backend::cuda>.
+//
+//   runner<net, backend::cuda> gpu{w};                               // TF32 tensor cores, CUDA Graphs
+//   runner<net, backend::cuda> exact{w, {.precision = cuda::precision::fp32}};
+//   std::vector<float> logits = gpu(image);                          // N x C x H x W floats
+//
+// The same model type as on the CPU; only the backend tag differs. At construction the program
+// is transformed as for backend::cpu (graph/fold.hpp: batch norm folded into conv weights and
+// bias, ReLU into the conv epilogue) and every parameter is uploaded once. Per batch size the
+// runner allocates one device arena laid out by the network's static memory plan, pinned host
+// buffers for input and output, and (with options::graphs) captures the whole pass (input copy,
+// every kernel, output copy) as one CUDA Graph; later passes at that size launch the graph.
+// Concat costs nothing: each branch's conv writes into its channel slice.
+// Requires: a CUDA device (construction throws ctnet::error saying why when there is none, the
+// driver is missing or memory is short); link ctnet::cuda (the kernels, cuda/kernels.cu) and
+// CUDA::cudart. This header is host C++: include it from any .cpp. One runner per host thread.
+// Guarantees: results within 1e-5 relative of the reference runner with precision::fp32 and
+// within 1e-2 with precision::tf32 (tests/test_cuda.cpp, on a machine with a GPU); every CUDA
+// call is checked; eval mode only (training runs on the CPU backends).
+#pragma once
+
+#include <cstddef>
+#include <cstring>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "../cpu/arena.hpp"
+#include "../cpu/runner.hpp"
+#include "../graph/fold.hpp"
+#include "../graph/network.hpp"
+#include "../graph/params.hpp"
+#include "launch.hpp"
+#include "runtime.hpp"
+
+namespace ctnet {
+
+template <class Net>
+class runner<Net, backend::cuda> {
+public:
+    struct options {
+        cuda::precision precision = cuda::precision::tf32;
+        bool graphs = true;  // capture each batch size's pass as a CUDA Graph
+        int device = 0;
+    };
+
+    using network_type = Net;
+    static constexpr shape input = input_shape_v<Net>;
+    static constexpr shape output = output_shape_v<Net>;
+
+    explicit runner(const weights<Net>& w) : runner(w, options{}) {}
+    runner(const weights<Net>& w, options o) : opt_{o}, device_{(cuda::require_device(o.device), o.device)} {
+        const auto& p = Net::program;
+        // Host image of the device parameters: the weights as stored, then each folded conv.
+        std::vector<float> host(w.data().begin(), w.data().end());
+        for (int i = 0; i < p.n_ops; ++i) {
+            const op& o0 = p.ops[i];
+            if (o0.train_only) continue;
+            step s{.op = i, .last = i, .out = o0.out};
+            if (o0.kind == op_kind::conv) {
+                folded_conv f = fold_conv(p, w.data(), i);
+                s.last = f.last;
+                s.out = f.out;
+                s.relu = f.relu;
+                s.w = host.size();
+                host.insert(host.end(), f.w.begin(), f.w.end());
+                s.bias = host.size();
+                host.insert(host.end(), f.bias.begin(), f.bias.end());
+            }
+            steps_.push_back(s);
+            i = s.last;
+        }
+        params_ = cuda::device_buffer<float>{host.size()};
+        CTNET_CUDA(cudaMemcpy(params_.data(), host.data(), host.size() * sizeof(float), cudaMemcpyHostToDevice));
+        for (int b = 0; b < p.n_bufs; ++b) offsets_.push_back(p.bufs[b].offset);
+    }
+
+    [[nodiscard]] std::vector<float> operator()(std::span<const float> x) {
+        std::vector<float> y(arena::batch_of(x) * output.size());
+        forward(x, y);
+        return y;
+    }
+
+    void forward(std::span<const float> x, std::span<float> y) {
+        const std::size_t n = arena::batch_of(x);
+        arena::expect_size("output", y.size(), n * output.size());
+        if (n != n_) resize(n);
+        std::memcpy(in_host_.data(), x.data(), x.size_bytes());
+        if (opt_.graphs) {
+            if (!graph_.ready()) graph_.capture(stream_.get(), [&] { enqueue(); });
+            graph_.launch(stream_.get());
+        } else {
+            enqueue();
+        }
+        stream_.synchronize();  // also reports a kernel's failure during execution
+        std::memcpy(y.data(), out_host_.data(), y.size_bytes());
+    }
+
+    // Floats of device activation memory at the current batch size (arena + input).
+    [[nodiscard]] std::size_t device_floats() const { return arena_.size() + in_dev_.size(); }
+    [[nodiscard]] std::size_t fused_convs() const {
+        std::size_t c = 0;
+        for (const step& s : steps_) c += Net::program.ops[s.op].kind == op_kind::conv ? 1 : 0;
+        return c;
+    }
+
+private:
+    using arena = cpu::activation_arena<Net>;
+
+    struct step {
+        int op = 0, last = 0;
+        value out{};
+        bool relu = false;
+        std::size_t w = 0, bias = 0;  // folded conv: offsets in params_
+    };
+
+    void resize(std::size_t n) {
+        graph_.reset();
+        n_ = 0;  // stays 0 if an allocation below throws
+        arena_ = cuda::device_buffer<float>{};
+        arena_ = cuda::device_buffer<float>{Net::program.arena * n};
+        in_dev_ = cuda::device_buffer<float>{input.size() * n};
+        in_host_ = cuda::pinned_buffer<float>{input.size() * n};
+        out_host_ = cuda::pinned_buffer<float>{output.size() * n};
+        n_ = n;
+    }
+
+    [[nodiscard]] cuda::view view_of(const value& v) const {
+        const buffer& b = Net::program.bufs[v.buf];
+        float* base = b.input ? in_dev_.data() : arena_.data() + offsets_[static_cast<std::size_t>(v.buf)] * n_;
+        return {base + v.offset, static_cast<long long>(b.s.size()), v.s.c, v.s.h, v.s.w};
+    }
+
+    static cuda::geometry geometry_of(const window& g) { return {g.kh, g.kw, g.sh, g.sw, g.pt, g.pb, g.pl, g.pr}; }
+
+    // The whole pass on stream_: input copy, every step, output copy.
+    void enqueue() {
+        const auto& p = Net::program;
+        const cudaStream_t s = stream_.get();
+        const int n = static_cast<int>(n_);
+        CTNET_CUDA(cudaMemcpyAsync(in_dev_.data(), in_host_.data(), in_host_.size() * sizeof(float), cudaMemcpyHostToDevice, s));
+        for (const step& st : steps_) {
+            const op& o = p.ops[st.op];
+            const cuda::view x = view_of(o.in), y = view_of(o.kind == op_kind::conv ? st.out : o.out);
+            const float* w = params_.data() + o.param_offset;
+            switch (o.kind) {
+                case op_kind::conv:
+                    cuda::conv2d(params_.data() + st.w, params_.data() + st.bias, st.relu, geometry_of(o.win), x, y, n,
+                                 opt_.precision, s);
+                    break;
+                case op_kind::batch_norm: cuda::batch_norm(w, o.eps, x, y, n, s); break;
+                case op_kind::relu: cuda::relu(x, y, n, s); break;
+                case op_kind::max_pool: cuda::max_pool(geometry_of(o.win), x, y, n, s); break;
+                case op_kind::avg_pool: cuda::avg_pool(geometry_of(o.win), o.count_pad, x, y, n, s); break;
+                case op_kind::global_avg_pool: cuda::global_avg_pool(x, y, n, s); break;
+                case op_kind::linear:
+                    cuda::linear(w, o.bias ? w + static_cast<std::size_t>(o.out.s.c) * o.in.s.c : nullptr, x, y, n, s);
+                    break;
+                case op_kind::softmax: cuda::softmax(x, y, n, s); break;
+                case op_kind::dropout:
+                    if (x.data != y.data) cuda::copy(x, y, n, s);
+                    break;
+                case op_kind::channel_affine: {
+                    cuda::affine4 a;
+                    for (int c = 0; c < 4; ++c) {
+                        a.scale[c] = o.scale[c];
+                        a.shift[c] = o.shift[c];
+                    }
+                    cuda::channel_affine(a, x, y, n, s);
+                    break;
+                }
+            }
+        }
+        const cuda::view out = view_of(p.output);
+        CTNET_CUDA(cudaMemcpy2DAsync(out_host_.data(), output.size() * sizeof(float), out.data,
+                                     static_cast<std::size_t>(out.stride) * sizeof(float), output.size() * sizeof(float), n_,
+                                     cudaMemcpyDeviceToHost, s));
+    }
+
+    options opt_;
+    int device_;  // checked (and made current) before any member below touches CUDA
+    cuda::device_buffer<float> params_;
+    std::vector<std::size_t> offsets_;
+    std::vector<step> steps_;
+    cuda::stream stream_;
+    cuda::graph graph_;
+    cuda::device_buffer<float> arena_, in_dev_;
+    cuda::pinned_buffer<float> in_host_, out_host_;
+    std::size_t n_ = 0;
+};
+
+}  // namespace ctnet

@@ -1,0 +1,104 @@
+// backend::cuda against the reference runner: random networks (strides, asymmetric padding,
+// 1xn / nx1, concat slices, standalone batch norm, linear, softmax) and Inception v3, in FP32
+// (<= 1e-5 relative) and TF32 (<= 1e-2), with and without CUDA Graphs, batch 1 and 3.
+// Without a GPU (CI) only the error path runs: constructing a runner must say that no usable
+// device exists; the parity cases report that they were skipped.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ctnet/ctnet.hpp>
+#include <ctnet/cuda/runner.hpp>
+
+using namespace ctnet;
+
+namespace {
+
+std::vector<float> random_vector(std::size_t n, rng& g) {
+    std::vector<float> v(n);
+    for (float& x : v) x = static_cast<float>(g.normal());
+    return v;
+}
+
+double relative_error(const std::vector<float>& got, const std::vector<float>& want) {
+    double d = 0.0, s = 0.0;
+    for (std::size_t i = 0; i < got.size(); ++i) {
+        d = std::max(d, static_cast<double>(std::fabs(got[i] - want[i])));
+        s = std::max(s, static_cast<double>(std::fabs(want[i])));
+    }
+    return d / s;
+}
+
+bool have_gpu() {
+    if (cuda::device_count() > 0) return true;
+    MESSAGE("skipped: no CUDA device on this machine");
+    return false;
+}
+
+using small_net =
+    network<shape{3, 19, 17},
+            seq<node<"c1", conv<8, k<3>, stride<2>, pad<1, 0>, bias<true>>>, node<"bn", batch_norm<>>,
+                node<"mixed", concat<node<"a", models::basic_conv<5, k<1, 3>, pad<0, 1>>>, max_pool<k<3>, stride<1>, pad<1>>,
+                                     seq<node<"b", models::basic_conv<70, k<3>, pad<1>>>, relu>,
+                                     seq<avg_pool<k<3>, stride<1>, pad<1>>, node<"p", models::basic_conv<4, k<7, 1>, pad<3, 0>>>>>>,
+                node<"c2", conv<6, k<2>, stride<2>>>, global_avg_pool, flatten, node<"fc", linear<6, 3>>, softmax>>;
+
+template <class Net>
+void compare(const weights<Net>& w, const std::vector<float>& x, double fp32_tol, double tf32_tol) {
+    runner<Net> ref{w};
+    const std::vector<float> want = ref(x);
+    for (const bool graphs : {false, true}) {
+        runner<Net, backend::cuda> exact{w, {.precision = cuda::precision::fp32, .graphs = graphs}};
+        runner<Net, backend::cuda> fast{w, {.precision = cuda::precision::tf32, .graphs = graphs}};
+        const std::vector<float> a = exact(x), b = fast(x);
+        MESSAGE("graphs " << graphs << ": fp32 " << relative_error(a, want) << ", tf32 " << relative_error(b, want));
+        CHECK(relative_error(a, want) < fp32_tol);
+        CHECK(relative_error(b, want) < tf32_tol);
+        CHECK(exact(x) == a);  // a second pass at the same size (the captured graph) repeats the first
+        const std::vector<float> one(x.begin(), x.begin() + static_cast<std::ptrdiff_t>(input_shape_v<Net>.size()));
+        const std::vector<float> a1 = exact(one);  // another batch size: a new arena (and graph)
+        CHECK(relative_error(a1, std::vector<float>(want.begin(), want.begin() + static_cast<std::ptrdiff_t>(a1.size()))) < fp32_tol);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("backend::cuda: without a usable device, constructing a runner says so") {
+    if (cuda::device_count() > 0) {
+        MESSAGE("a CUDA device is present: the no-device error cannot be shown on this machine");
+        return;
+    }
+    weights<small_net> w;
+    init_seeded(w, 3, true);
+    std::string e;
+    try {
+        runner<small_net, backend::cuda> r{w};
+    } catch (const ctnet::error& x) {
+        e = x.what();
+    }
+    MESSAGE(e);
+    CHECK(e.find("no usable CUDA device") != std::string::npos);
+}
+
+TEST_CASE("backend::cuda equals the reference runner on a random network (fp32 and tf32)") {
+    if (!have_gpu()) return;
+    weights<small_net> w;
+    init_seeded(w, 3, true);
+    rng g{4};
+    compare(w, random_vector(3 * input_shape_v<small_net>.size(), g), 1e-5, 1e-2);
+}
+
+TEST_CASE("backend::cuda equals the reference runner on Inception v3 (fp32 and tf32)") {
+    if (!have_gpu()) return;
+    using net = models::inception_v3<1000, 107, models::inception_options{.aux_logits = false, .transform_input = true}>;
+    auto w = std::make_unique<weights<net>>();
+    init_seeded(*w, 17, true);
+    rng g{5};
+    compare(*w, random_vector(3 * input_shape_v<net>.size(), g), 1e-5, 1e-2);
+    runner<net, backend::cuda> r{*w};
+    CHECK(r.fused_convs() == 94);
+}
