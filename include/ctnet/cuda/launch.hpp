@@ -39,6 +39,17 @@ enum class precision : unsigned char {
 // w is (M, K) row-major in device memory.
 void conv2d(const float* w, const float* bias, bool relu, geometry g, view x, view y, int n, precision p,
             cudaStream_t s);
+// One conv as the runner enqueues it, for a replacement engine (runner options::conv; the GPU
+// benchmark plugs cuDNN in here to compare against it).
+struct conv_call {
+    const float* w;
+    const float* bias;
+    bool relu;
+    geometry g;
+    view x, y;
+    int n;
+    cudaStream_t stream;
+};
 void max_pool(geometry g, view x, view y, int n, cudaStream_t s);
 void avg_pool(geometry g, bool count_pad, view x, view y, int n, cudaStream_t s);
 void global_avg_pool(view x, view y, int n, cudaStream_t s);

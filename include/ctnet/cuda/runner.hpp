@@ -21,6 +21,7 @@
 
 #include <cstddef>
 #include <cstring>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -42,6 +43,9 @@ public:
         cuda::precision precision = cuda::precision::tf32;
         bool graphs = true;  // capture each batch size's pass as a CUDA Graph
         int device = 0;
+        // Replaces ctnet's conv kernels (gets the folded weights and bias): a comparison engine
+        // such as cuDNN in bench/gpu_bench.cpp. Empty: ctnet's kernels.
+        std::function<void(const cuda::conv_call&)> conv{};
     };
 
     using network_type = Net;
@@ -145,6 +149,10 @@ private:
             const float* w = params_.data() + o.param_offset;
             switch (o.kind) {
                 case op_kind::conv:
+                    if (opt_.conv) {
+                        opt_.conv({params_.data() + st.w, params_.data() + st.bias, st.relu, geometry_of(o.win), x, y, n, s});
+                        break;
+                    }
                     cuda::conv2d(params_.data() + st.w, params_.data() + st.bias, st.relu, geometry_of(o.win), x, y, n,
                                  opt_.precision, s);
                     break;

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# bench/gpu_check.sh — on a machine with an NVIDIA GPU: build the CUDA backend, run its tests
+# (parity with the CPU reference runner: FP32 <= 1e-5, TF32 <= 1e-2 relative), and benchmark
+# Inception v3 at batch 1, 32 and 128 against cuDNN (and PyTorch when it imports with CUDA).
+# Prints a short table last. Needs the CUDA Toolkit (nvcc, cuDNN), cmake, g++ and doctest;
+# meant to finish in a few minutes on an H100 with 16 cores.
+#   bash bench/gpu_check.sh [BUILD_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build-gpu}
+jobs=$(nproc)
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCTNET_CUDA=ON -DCTNET_BUILD_EXAMPLES=OFF \
+      -DCMAKE_CUDA_ARCHITECTURES="80;90" > "$build.cmake.log" 2>&1 || { tail -30 "$build.cmake.log"; exit 1; }
+cmake --build "$build" -j "$jobs" --target ctnet_cuda_tests gpu_bench
+echo "== tests"
+"$build/tests/ctnet_cuda_tests" -s 2>&1 | grep -E "MESSAGE|skipped|test cases|assertions|FAILED|ERROR" || true
+"$build/tests/ctnet_cuda_tests"
+echo "== benchmark (ctnet vs cuDNN)"
+"$build/bench/gpu_bench" --iters "${ITERS:-30}" | tee "$build/gpu_bench.txt"
+if /usr/bin/python3 -c "import torch, torchvision; assert torch.cuda.is_available()" 2> /dev/null; then
+  echo "== PyTorch $( /usr/bin/python3 -c 'import torch; print(torch.__version__)' ) (eval, channels_last, TF32 allowed, same copies)"
+  /usr/bin/python3 - << 'PY'
+import time, torch, torchvision
+torch.backends.cuda.matmul.allow_tf32 = True
+torch.backends.cudnn.allow_tf32 = True
+torch.backends.cudnn.benchmark = True
+m = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False).eval().cuda()
+m = m.to(memory_format=torch.channels_last)
+for n in (1, 32, 128):
+    x = torch.randn(n, 3, 299, 299).pin_memory()
+    with torch.inference_mode():
+        for _ in range(5):
+            m(x.cuda(non_blocking=True)).cpu()
+        ms = []
+        for _ in range(30):
+            torch.cuda.synchronize(); t = time.perf_counter()
+            m(x.cuda(non_blocking=True).contiguous(memory_format=torch.channels_last)).cpu()
+            torch.cuda.synchronize(); ms.append((time.perf_counter() - t) * 1e3)
+    ms.sort()
+    print(f"| {n:5d} | pytorch tf32        | {ms[len(ms)//2]:9.3f} | {ms[0]:9.3f} | {n * 1e3 / ms[len(ms)//2]:9.1f} |")
+PY
+else
+  echo "== PyTorch with CUDA not importable: skipped"
+fi
+echo "== table (also in $build/gpu_bench.txt)"
+sed -n '/^| batch/,$p' "$build/gpu_bench.txt"
