@@ -43,12 +43,12 @@ class FashionNet(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.stem = basic(1, 24, 3, 1, 1)
-        self.reduce_28_14 = Concat(basic(24, 40, 3, 2, 1), nn.MaxPool2d(3, 2, 1))
-        self.mixed_14 = Concat(basic(64, 32, 1),
-                               nn.Sequential(basic(64, 24, 1), basic(24, 32, 3, 1, 1)),
-                               nn.Sequential(basic(64, 24, 1), basic(24, 24, 3, 1, 1), basic(24, 32, 3, 1, 1)),
-                               nn.Sequential(nn.AvgPool2d(3, 1, 1), basic(64, 16, 1)))
+        self.stem = nn.Sequential(basic(1, 32, 3, 1, 1), basic(32, 32, 3, 1, 1))
+        self.reduce_28_14 = Concat(basic(32, 48, 3, 2, 1), nn.MaxPool2d(3, 2, 1))
+        self.mixed_14 = Concat(basic(80, 32, 1),
+                               nn.Sequential(basic(80, 24, 1), basic(24, 32, 3, 1, 1)),
+                               nn.Sequential(basic(80, 24, 1), basic(24, 24, 3, 1, 1), basic(24, 32, 3, 1, 1)),
+                               nn.Sequential(nn.AvgPool2d(3, 1, 1), basic(80, 16, 1)))
         self.aux = nn.Sequential(nn.AvgPool2d(5, 3), basic(112, 64, 1), basic(64, 128, 4), nn.Flatten(),
                                  nn.Linear(128, 10, bias=False), nn.BatchNorm1d(10, eps=0.001))
         self.reduce_14_7 = Concat(nn.Sequential(basic(112, 64, 1), basic(64, 96, 3, 2, 1)), nn.MaxPool2d(3, 2, 1))

@@ -13,9 +13,11 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader ||
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCTNET_CUDA=ON -DCTNET_BUILD_EXAMPLES=OFF \
       -DCMAKE_CUDA_ARCHITECTURES="80;90" > "$build.cmake.log" 2>&1 || { tail -30 "$build.cmake.log"; exit 1; }
 cmake --build "$build" -j "$jobs" --target ctnet_cuda_tests gpu_bench
+cmake --build "$build" -j "$jobs" --target ctnet_nccl_tests || echo "(no NCCL: its test is not built)"
 echo "== tests"
 "$build/tests/ctnet_cuda_tests" -s 2>&1 | grep -E "MESSAGE|skipped|test cases|assertions|FAILED|ERROR" || true
 "$build/tests/ctnet_cuda_tests"
+if [ -x "$build/tests/ctnet_nccl_tests" ]; then "$build/tests/ctnet_nccl_tests"; fi
 echo "== benchmark (ctnet vs cuDNN)"
 "$build/bench/gpu_bench" --iters "${ITERS:-30}" | tee "$build/gpu_bench.txt"
 if /usr/bin/python3 -c "import torch, torchvision; assert torch.cuda.is_available()" 2> /dev/null; then

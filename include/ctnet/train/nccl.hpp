@@ -1,0 +1,103 @@
+// ctnet/train/nccl.hpp — the communicator (train/communicator.hpp) over NCCL, for GPU memory.
+//
+//   ctnet::mpi_session mpi{argc, argv};
+//   ctnet::mpi_communicator host;                       // or any communicator: it only bootstraps
+//   ctnet::nccl_communicator comm{host, local_rank};    // one GPU per rank
+//   comm.allreduce_sum(device_gradients);               // spans of device memory
+//
+// Rank 0 creates the NCCL id and the bootstrap communicator broadcasts it; rank and size are the
+// bootstrap's. Collectives are in place on one stream of the communicator's own: the blocking
+// ones synchronise it; start_allreduce_sum only enqueues (NCCL runs it while the caller goes on)
+// and wait_all synchronises. So the same gradient_reducer / data_parallel_step code that buckets
+// host gradients over MPI buckets device gradients over NCCL.
+// Requires: NCCL and the CUDA runtime (link nccl and CUDA::cudart); every span points to device
+// memory on this rank's device; the caller's own kernels that produce a span have finished (or
+// ran on this communicator's stream(), which it may use). Host C++ only.
+// Guarantees: every NCCL and CUDA status is checked: a failure throws ctnet::error naming the
+// call and NCCL's or CUDA's message (no device, no driver, a peer that vanished).
+// Status (2026-11-28): compiled and linked in CI; not yet run on a GPU (see docs/distributed.md).
+#pragma once
+
+#include <array>
+#include <cstring>
+#include <span>
+#include <string>
+
+#include <cuda_runtime_api.h>
+#include <nccl.h>
+
+#include "../core/error.hpp"
+#include "../cuda/runtime.hpp"
+#include "communicator.hpp"
+
+namespace ctnet {
+
+namespace detail {
+inline void nccl_check(ncclResult_t r, const char* call) {
+    if (r != ncclSuccess) throw error(std::string{"ctnet: nccl: "} + call + " failed: " + ncclGetErrorString(r));
+}
+}  // namespace detail
+
+class nccl_communicator final : public communicator {
+public:
+    // Collective over the bootstrap's ranks: every rank constructs one, each with its device.
+    nccl_communicator(communicator& bootstrap, int device) : rank_{bootstrap.rank()}, size_{bootstrap.size()} {
+        cuda::require_device(device);
+        ncclUniqueId id{};
+        if (rank_ == 0) detail::nccl_check(ncclGetUniqueId(&id), "ncclGetUniqueId");
+        // The id is opaque bytes; the bootstrap broadcasts floats, which it copies bit for bit.
+        static_assert(sizeof(ncclUniqueId) % sizeof(float) == 0, "ctnet: ncclUniqueId is not a whole number of floats");
+        std::array<float, sizeof(ncclUniqueId) / sizeof(float)> words{};
+        std::memcpy(words.data(), &id, sizeof id);
+        bootstrap.broadcast(words, 0);
+        std::memcpy(&id, words.data(), sizeof id);
+        CTNET_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+        const ncclResult_t r = ncclCommInitRank(&comm_, size_, id, rank_);
+        if (r != ncclSuccess) {
+            static_cast<void>(cudaStreamDestroy(stream_));
+            detail::nccl_check(r, "ncclCommInitRank");
+        }
+    }
+    nccl_communicator(const nccl_communicator&) = delete;
+    nccl_communicator& operator=(const nccl_communicator&) = delete;
+    ~nccl_communicator() override {
+        static_cast<void>(cudaStreamSynchronize(stream_));
+        static_cast<void>(ncclCommDestroy(comm_));
+        static_cast<void>(cudaStreamDestroy(stream_));
+    }
+
+    [[nodiscard]] int rank() const override { return rank_; }
+    [[nodiscard]] int size() const override { return size_; }
+    [[nodiscard]] cudaStream_t stream() const { return stream_; }
+
+    void allreduce_sum(std::span<float> v) override {
+        start(v.data(), v.size(), ncclFloat32);
+        wait_all();
+    }
+    void allreduce_sum(std::span<double> v) override {
+        start(v.data(), v.size(), ncclFloat64);
+        wait_all();
+    }
+    void broadcast(std::span<float> v, int root) override {
+        detail::nccl_check(ncclBroadcast(v.data(), v.data(), v.size(), ncclFloat32, root, comm_, stream_), "ncclBroadcast");
+        wait_all();
+    }
+    void start_allreduce_sum(std::span<float> v) override { start(v.data(), v.size(), ncclFloat32); }
+    void wait_all() override {
+        CTNET_CUDA(cudaStreamSynchronize(stream_));
+        ncclResult_t async = ncclSuccess;
+        detail::nccl_check(ncclCommGetAsyncError(comm_, &async), "ncclCommGetAsyncError");
+        detail::nccl_check(async, "a collective (asynchronous error)");
+    }
+
+private:
+    void start(void* data, std::size_t count, ncclDataType_t type) {
+        detail::nccl_check(ncclAllReduce(data, data, count, type, ncclSum, comm_, stream_), "ncclAllReduce");
+    }
+
+    int rank_, size_;
+    cudaStream_t stream_ = nullptr;
+    ncclComm_t comm_ = nullptr;
+};
+
+}  // namespace ctnet

@@ -1,0 +1,52 @@
+// train/nccl.hpp: the NCCL communicator behind the same interface as MPI's. Without a GPU (CI)
+// only the error path runs: construction must say that no usable device exists. With one GPU,
+// a one-rank communicator (bootstrapped by single_process) must leave device data unchanged
+// through every collective, blocking and started; with more GPUs, run the MPI test's pattern.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include <ctnet/cuda/runtime.hpp>
+#include <ctnet/train/nccl.hpp>
+
+using namespace ctnet;
+
+TEST_CASE("nccl_communicator: without a usable device, construction says so") {
+    if (cuda::device_count() > 0) {
+        MESSAGE("a CUDA device is present: the no-device error cannot be shown on this machine");
+        return;
+    }
+    single_process host;
+    std::string e;
+    try {
+        nccl_communicator comm{host, 0};
+    } catch (const ctnet::error& x) {
+        e = x.what();
+    }
+    MESSAGE(e);
+    CHECK(e.find("no usable CUDA device") != std::string::npos);
+}
+
+TEST_CASE("nccl_communicator: one rank keeps device data through every collective") {
+    if (cuda::device_count() == 0) {
+        MESSAGE("skipped: no CUDA device on this machine");
+        return;
+    }
+    single_process host;
+    nccl_communicator comm{host, 0};
+    CHECK(comm.rank() == 0);
+    CHECK(comm.size() == 1);
+    std::vector<float> h(1000);
+    for (std::size_t i = 0; i < h.size(); ++i) h[i] = static_cast<float>(i) * 0.5F - 7.0F;
+    cuda::device_buffer<float> d{h.size()};
+    CTNET_CUDA(cudaMemcpy(d.data(), h.data(), h.size() * sizeof(float), cudaMemcpyHostToDevice));
+    comm.allreduce_sum(std::span<float>{d.data(), d.size()});
+    comm.broadcast(std::span<float>{d.data(), d.size()}, 0);
+    comm.start_allreduce_sum(std::span<float>{d.data(), 500});
+    comm.start_allreduce_sum(std::span<float>{d.data() + 500, 500});
+    comm.wait_all();
+    std::vector<float> back(h.size());
+    CTNET_CUDA(cudaMemcpy(back.data(), d.data(), h.size() * sizeof(float), cudaMemcpyDeviceToHost));
+    CHECK(back == h);
+}
