@@ -2,7 +2,7 @@
 //
 //   ctnet demo [--seed S] [--batch N]      Inception v3 summary, then a timed forward pass of an
 //                                          embedded sample image through seeded random weights
-//   ctnet summary MODEL [--no-aux]         per-block table; MODEL: inception_v3 | inception_v2
+//   ctnet summary MODEL [--no-aux]         per-block table; MODEL: inception_v3 | inception_v2 | fashion
 //   ctnet infer --model inception_v3 --weights W.safetensors --input X.npy --output Y.npy
 //               [--transform-input] [--num-classes K] [--threads N] [--dump-blocks DIR] [--check-finite]
 //   ctnet classify --weights W.safetensors [--no-transform-input] IMAGE...
@@ -47,7 +47,7 @@ constexpr const char imagenet_classes[] = {
 int usage(int code) {
     std::fputs(
         "usage: ctnet demo [--seed S] [--batch N]\n"
-        "       ctnet summary inception_v3|inception_v2 [--no-aux]\n"
+        "       ctnet summary inception_v3|inception_v2 [--no-aux] | ctnet summary fashion\n"
         "       ctnet infer --model inception_v3 --weights W.safetensors --input X.npy --output Y.npy\n"
         "                   [--transform-input] [--num-classes K] [--threads N] [--dump-blocks DIR] [--check-finite]\n"
         "       ctnet classify --weights W.safetensors [--no-transform-input] IMAGE...\n"
@@ -473,8 +473,9 @@ int summary(int argc, char** argv) {
     if (argc > 3 + (no_aux ? 1 : 0)) return usage(2);
     if (model == "inception_v3") no_aux ? print_summary<v3_noaux>(std::cout, model) : print_summary<v3>(std::cout, model);
     else if (model == "inception_v2") no_aux ? print_summary<v2_noaux>(std::cout, model) : print_summary<v2>(std::cout, model);
+    else if (model == "fashion" && !no_aux) print_summary<fashion::fashion_net<>>(std::cout, model);
     else {
-        std::fprintf(stderr, "ctnet summary: unknown model '%s' (known: inception_v3, inception_v2)\n", argv[2]);
+        std::fprintf(stderr, "ctnet summary: unknown model '%s' (known: inception_v3, inception_v2, fashion)\n", argv[2]);
         return 2;
     }
     return 0;

@@ -63,7 +63,7 @@ struct train_args {
     std::string optim = "rmsprop";  // rmsprop (TF), rmsprop-torch, sgd
     double lr = 0.045, lr_decay = 0.94, decay_epochs = 2.0, momentum = 0.9;
     double smoothing = 0.1, aux_weight = 0.4, clip_norm = 2.0, clip_value = 0.0, weight_decay = 4e-5, ema = 0.999;
-    bool factorized = true, bn_aux = true, augment = true, resume = false, sync_bn = false;
+    bool factorized = true, bn_aux = true, wide = false, augment = true, resume = false, sync_bn = false;
     int ranks = 1;  // data-parallel processes (mpirun -np)
     std::uint64_t seed = 1;
 
@@ -80,7 +80,8 @@ struct train_args {
           << " momentum=" << x(momentum) << " smoothing=" << x(smoothing) << " aux_weight=" << x(aux_weight)
           << " clip_norm=" << x(clip_norm) << " clip_value=" << x(clip_value) << " weight_decay=" << x(weight_decay)
           << " ema=" << x(ema)
-          << " factorized=" << factorized << " bn_aux=" << bn_aux << " augment=" << augment << " seed=" << seed;
+          << " factorized=" << factorized << " bn_aux=" << bn_aux << " wide=" << wide << " augment=" << augment
+          << " seed=" << seed;
         if (ranks > 1) s << " ranks=" << ranks << " sync_bn=" << sync_bn;  // one process: as before
         return s.str();
     }
@@ -361,12 +362,17 @@ inline constexpr const char* train_usage =
     "  --smoothing X --aux-weight X --weight-decay X     (0.1, 0.4, 4e-5)\n"
     "  --clip-norm X --clip-value X --ema X              (2.0, off, 0.999; 0 turns one off)\n"
     "  --no-factorized --no-bn-aux --no-augment           ablation switches\n"
+    "  --wide                1.5x the channels after the stem (factorized, BN-aux network only)\n"
     "  --sync-bn             under mpirun: batch norm statistics over all ranks' shards (default: each rank's)\n"
     "  --limit N --test-limit N                           use the first N images only\n";
 
 inline int train_variant(train_args a, communicator& comm) {
     a.ranks = comm.size();
     using fashion::fashion_net;
+    if (a.wide) {
+        if (!a.factorized || !a.bn_aux) throw error("ctnet train: --wide is only built for the factorized, BN-auxiliary network");
+        return train_model<fashion_net<fashion::fashion_options{true, true, true}>>(a, comm);
+    }
     if (a.factorized && a.bn_aux) return train_model<fashion_net<fashion::fashion_options{true, true}>>(a, comm);
     if (a.factorized) return train_model<fashion_net<fashion::fashion_options{true, false}>>(a, comm);
     if (a.bn_aux) return train_model<fashion_net<fashion::fashion_options{false, true}>>(a, comm);
@@ -436,6 +442,7 @@ inline int train(int argc, char** argv) {
         else if (k == "--ema") a.ema = num();
         else if (k == "--seed") a.seed = static_cast<std::uint64_t>(count());
         else if (k == "--no-factorized") a.factorized = false;
+        else if (k == "--wide") a.wide = true;
         else if (k == "--no-bn-aux") a.bn_aux = false;
         else if (k == "--no-augment") a.augment = false;
         else if (k == "--resume") a.resume = true;
