@@ -165,6 +165,8 @@ TEST_CASE("safetensors: bad files are clear errors and leave the weights untouch
         {past, "runs past the end of the file"},
         {st_bytes("{not json", data), "header is not valid JSON"},
         {st_bytes("[1, 2]", data), "header is not a JSON object"},
+        {st_bytes(std::string(100000, '[') + std::string(100000, ']'), data), "header nests deeper than 8 levels"},
+        {st_bytes(R"({"__metadata__":{"a":[[[[[[[[[1]]]]]]]]]}})", data), "header nests deeper than 8 levels"},
         {st_bytes("{" + ok_tensors.substr(0, ok_tensors.find(",\"fc.bias")) + "}", data), "missing tensor 'fc.bias'"},
         {st_bytes(R"({"fc.weight":{"dtype":"F32","shape":[2,1],"data_offsets":[0,8]},)"
                   R"("fc.bias":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",

@@ -50,6 +50,9 @@ struct load_report {
 namespace detail {
 
 inline constexpr std::size_t max_header_bytes = 100u << 20;
+// A safetensors header nests three levels ({name: {shape: [...]}}); a hostile one could nest
+// millions, which costs memory per level. Deeper than this is refused while parsing.
+inline constexpr int max_header_depth = 8;
 
 [[noreturn]] inline void st_fail(const std::string& path, const std::string& what) {
     throw error("ctnet: safetensors file '" + path + "': " + what);
@@ -107,7 +110,17 @@ public:
         data_at_ = 8 + static_cast<std::size_t>(n);
         nlohmann::json header;
         try {
-            header = nlohmann::json::parse(bytes_.begin() + 8, bytes_.begin() + static_cast<std::ptrdiff_t>(data_at_));
+            const auto depth_guard = [this](int depth, nlohmann::json::parse_event_t event, const nlohmann::json&) {
+                if (event == nlohmann::json::parse_event_t::object_start ||
+                    event == nlohmann::json::parse_event_t::array_start) {
+                    if (depth >= detail::max_header_depth)
+                        detail::st_fail(path_, "header nests deeper than " + std::to_string(detail::max_header_depth) +
+                                                   " levels of objects and arrays");
+                }
+                return true;
+            };
+            header = nlohmann::json::parse(bytes_.begin() + 8, bytes_.begin() + static_cast<std::ptrdiff_t>(data_at_),
+                                           depth_guard);
         } catch (const nlohmann::json::exception& e) {
             detail::st_fail(path_, std::string{"header is not valid JSON: "} + e.what());
         }
