@@ -12,14 +12,27 @@ jobs=$(nproc)
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCTNET_CUDA=ON -DCTNET_BUILD_EXAMPLES=OFF \
       -DCMAKE_CUDA_ARCHITECTURES="80;90" > "$build.cmake.log" 2>&1 || { tail -30 "$build.cmake.log"; exit 1; }
-cmake --build "$build" -j "$jobs" --target ctnet_cuda_tests gpu_bench
+# Tests first, on their own: gpu_bench exists only where cuDNN was found.
+cmake --build "$build" -j "$jobs" --target ctnet_cuda_tests
 cmake --build "$build" -j "$jobs" --target ctnet_nccl_tests || echo "(no NCCL: its test is not built)"
+have_bench=0
+if cmake --build "$build" --target help | grep -q "gpu_bench"; then
+  cmake --build "$build" -j "$jobs" --target gpu_bench && have_bench=1
+else
+  echo "(no cuDNN: bench/gpu_bench is not built)"
+fi
 echo "== tests"
-"$build/tests/ctnet_cuda_tests" -s 2>&1 | grep -E "MESSAGE|skipped|test cases|assertions|FAILED|ERROR" || true
-"$build/tests/ctnet_cuda_tests"
-if [ -x "$build/tests/ctnet_nccl_tests" ]; then "$build/tests/ctnet_nccl_tests"; fi
+status=0
+# Once, with every MESSAGE (the measured errors) kept in a log; its summary and failures shown.
+"$build/tests/ctnet_cuda_tests" -s > "$build/cuda_tests.log" 2>&1 || status=1
+grep -E "MESSAGE|skipped|test cases|assertions|FAILED|ERROR" -A1 "$build/cuda_tests.log" | grep -v "^--$" || true
+if [ -x "$build/tests/ctnet_nccl_tests" ]; then "$build/tests/ctnet_nccl_tests" || status=1; fi
+if [ "$have_bench" = 0 ]; then
+  echo "== no benchmark (no cuDNN)"
+  exit "$status"
+fi
 echo "== benchmark (ctnet vs cuDNN)"
-"$build/bench/gpu_bench" --iters "${ITERS:-30}" | tee "$build/gpu_bench.txt"
+"$build/bench/gpu_bench" --iters "${ITERS:-30}" | tee "$build/gpu_bench.txt" || status=1
 if /usr/bin/python3 -c "import torch, torchvision; assert torch.cuda.is_available()" 2> /dev/null; then
   echo "== PyTorch $( /usr/bin/python3 -c 'import torch; print(torch.__version__)' ) (eval, channels_last, TF32 allowed, same copies)"
   /usr/bin/python3 - << 'PY'
@@ -47,3 +60,4 @@ else
 fi
 echo "== table (also in $build/gpu_bench.txt)"
 sed -n '/^| batch/,$p' "$build/gpu_bench.txt"
+exit "$status"

@@ -1,12 +1,15 @@
 // backend::cuda against the reference runner: random networks (strides, asymmetric padding,
-// 1xn / nx1, concat slices, standalone batch norm, linear, softmax) and Inception v3, in FP32
-// (<= 1e-5 relative) and TF32 (<= 1e-2), with and without CUDA Graphs, batch 1 and 3.
+// 1xn / nx1, concat slices, a batch norm after a pool that cannot be folded, linear, softmax), a
+// conv-only network compared element by element, and Inception v3, in FP32 (<= 1e-5 relative)
+// and TF32 (<= 1e-2), with and without CUDA Graphs, at batch 3, then 1, then 3 again. A
+// non-finite output fails every comparison.
 // Without a GPU (CI) only the error path runs: constructing a runner must say that no usable
 // device exists; the parity cases report that they were skipped.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,9 +27,13 @@ std::vector<float> random_vector(std::size_t n, rng& g) {
     return v;
 }
 
+// max |got - want| / max |want|; infinite when sizes differ or got holds a NaN or an infinity
+// (std::max would drop a NaN and let an all-NaN output pass).
 double relative_error(const std::vector<float>& got, const std::vector<float>& want) {
+    if (got.size() != want.size()) return std::numeric_limits<double>::infinity();
     double d = 0.0, s = 0.0;
     for (std::size_t i = 0; i < got.size(); ++i) {
+        if (!std::isfinite(got[i])) return std::numeric_limits<double>::infinity();
         d = std::max(d, static_cast<double>(std::fabs(got[i] - want[i])));
         s = std::max(s, static_cast<double>(std::fabs(want[i])));
     }
@@ -39,13 +46,23 @@ bool have_gpu() {
     return false;
 }
 
-using small_net =
+// Tail: nothing (the logits are compared) or softmax.
+template <class... Tail>
+using small_net_t =
     network<shape{3, 19, 17},
             seq<node<"c1", conv<8, k<3>, stride<2>, pad<1, 0>, bias<true>>>, node<"bn", batch_norm<>>,
-                node<"mixed", concat<node<"a", models::basic_conv<5, k<1, 3>, pad<0, 1>>>, max_pool<k<3>, stride<1>, pad<1>>,
+                node<"mixed", concat<node<"a", models::basic_conv<5, k<1, 3>, pad<0, 1>>>,
+                                     seq<max_pool<k<3>, stride<1>, pad<1>>, node<"bnp", batch_norm<>>>,
                                      seq<node<"b", models::basic_conv<70, k<3>, pad<1>>>, relu>,
                                      seq<avg_pool<k<3>, stride<1>, pad<1>>, node<"p", models::basic_conv<4, k<7, 1>, pad<3, 0>>>>>>,
-                node<"c2", conv<6, k<2>, stride<2>>>, global_avg_pool, flatten, node<"fc", linear<6, 3>>, softmax>>;
+                node<"c2", conv<6, k<2>, stride<2>>>, global_avg_pool, flatten, node<"fc", linear<6, 3>>, Tail...>>;
+using small_net = small_net_t<>;
+using small_softmax = small_net_t<softmax>;
+
+// No pooling after the convs, so an error at an image edge is not averaged away.
+using conv_net = network<shape{5, 13, 11},
+                         seq<concat<node<"a", conv<70, k<1, 7>, stride<2, 1>, pad<0, 3>, bias<true>>>,
+                                    node<"b", models::basic_conv<9, k<3>, stride<2, 1>, pad<1, 1>>>>>>;
 
 template <class Net>
 void compare(const weights<Net>& w, const std::vector<float>& x, double fp32_tol, double tf32_tol) {
@@ -58,10 +75,16 @@ void compare(const weights<Net>& w, const std::vector<float>& x, double fp32_tol
         MESSAGE("graphs " << graphs << ": fp32 " << relative_error(a, want) << ", tf32 " << relative_error(b, want));
         CHECK(relative_error(a, want) < fp32_tol);
         CHECK(relative_error(b, want) < tf32_tol);
-        CHECK(exact(x) == a);  // a second pass at the same size (the captured graph) repeats the first
+        // The second and third passes at a size (with graphs: the capture, then its launch) repeat the first.
+        for (int pass = 0; pass < 2; ++pass) {
+            CHECK(exact(x) == a);
+            CHECK(fast(x) == b);
+        }
         const std::vector<float> one(x.begin(), x.begin() + static_cast<std::ptrdiff_t>(input_shape_v<Net>.size()));
         const std::vector<float> a1 = exact(one);  // another batch size: a new arena (and graph)
         CHECK(relative_error(a1, std::vector<float>(want.begin(), want.begin() + static_cast<std::ptrdiff_t>(a1.size()))) < fp32_tol);
+        CHECK(exact(one) == a1);
+        CHECK(exact(x) == a);  // and back to the first size
     }
 }
 
@@ -89,7 +112,19 @@ TEST_CASE("backend::cuda equals the reference runner on a random network (fp32 a
     weights<small_net> w;
     init_seeded(w, 3, true);
     rng g{4};
-    compare(w, random_vector(3 * input_shape_v<small_net>.size(), g), 1e-5, 1e-2);
+    const std::vector<float> x = random_vector(3 * input_shape_v<small_net>.size(), g);
+    compare(w, x, 1e-5, 1e-2);
+    weights<small_softmax> ws;  // the same parameters, then a softmax
+    std::copy(w.data().begin(), w.data().end(), ws.data().begin());
+    compare(ws, x, 1e-5, 1e-2);
+}
+
+TEST_CASE("backend::cuda equals the reference runner element by element on a conv-only network") {
+    if (!have_gpu()) return;
+    weights<conv_net> w;
+    init_seeded(w, 6, true);
+    rng g{7};
+    compare(w, random_vector(3 * input_shape_v<conv_net>.size(), g), 1e-5, 1e-2);
 }
 
 TEST_CASE("backend::cuda equals the reference runner on Inception v3 (fp32 and tf32)") {

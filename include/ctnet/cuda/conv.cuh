@@ -63,7 +63,7 @@ __device__ __forceinline__ void load_tiles(const conv_args& a, const float* xs, 
 __device__ __forceinline__ void store_output(const conv_args& a, float* ys, int m, int j, int pixels, float acc) {
     if (m >= a.y.c || j >= pixels) return;
     float v = acc + a.bias[m];
-    if (a.relu) v = fmaxf(v, 0.0F);
+    if (a.relu && v <= 0.0F) v = 0.0F;  // not fmaxf: NaN stays NaN, as in torch and backend::cpu
     ys[static_cast<long long>(m) * pixels + j] = v;
 }
 

@@ -9,7 +9,8 @@
 // bias, ReLU into the conv epilogue) and every parameter is uploaded once. Per batch size the
 // runner allocates one device arena laid out by the network's static memory plan, pinned host
 // buffers for input and output, and (with options::graphs) captures the whole pass (input copy,
-// every kernel, output copy) as one CUDA Graph; later passes at that size launch the graph.
+// every kernel, output copy) as one CUDA Graph on the second pass at a size (the first runs
+// eagerly); later passes at that size launch the graph.
 // Concat costs nothing: each branch's conv writes into its channel slice.
 // Requires: a CUDA device (construction throws ctnet::error saying why when there is none, the
 // driver is missing or memory is short); link ctnet::cuda (the kernels, cuda/kernels.cu) and
@@ -75,7 +76,11 @@ public:
             i = s.last;
         }
         params_ = cuda::device_buffer<float>{host.size()};
-        CTNET_CUDA(cudaMemcpy(params_.data(), host.data(), host.size() * sizeof(float), cudaMemcpyHostToDevice));
+        // On the runner's own stream, then waited for: a plain cudaMemcpy from pageable memory may
+        // return before the copy lands, and stream_ (non-blocking) would not wait for it.
+        CTNET_CUDA(cudaMemcpyAsync(params_.data(), host.data(), host.size() * sizeof(float), cudaMemcpyHostToDevice,
+                                   stream_.get()));
+        stream_.synchronize();
         for (int b = 0; b < p.n_bufs; ++b) offsets_.push_back(p.bufs[b].offset);
     }
 
@@ -88,13 +93,17 @@ public:
     void forward(std::span<const float> x, std::span<float> y) {
         const std::size_t n = arena::batch_of(x);
         arena::expect_size("output", y.size(), n * output.size());
+        CTNET_CUDA(cudaSetDevice(device_));  // the caller's thread may have made another device current
         if (n != n_) resize(n);
         std::memcpy(in_host_.data(), x.data(), x.size_bytes());
-        if (opt_.graphs) {
+        // The first pass at a batch size runs eagerly, and the second is captured: an options::conv
+        // engine (cuDNN) allocates and synchronises on its first call, which a capture cannot hold.
+        if (opt_.graphs && warm_) {
             if (!graph_.ready()) graph_.capture(stream_.get(), [&] { enqueue(); });
             graph_.launch(stream_.get());
         } else {
             enqueue();
+            warm_ = true;
         }
         stream_.synchronize();  // also reports a kernel's failure during execution
         std::memcpy(y.data(), out_host_.data(), y.size_bytes());
@@ -120,6 +129,7 @@ private:
 
     void resize(std::size_t n) {
         graph_.reset();
+        warm_ = false;
         n_ = 0;  // stays 0 if an allocation below throws
         arena_ = cuda::device_buffer<float>{};
         arena_ = cuda::device_buffer<float>{Net::program.arena * n};
@@ -195,6 +205,7 @@ private:
     cuda::device_buffer<float> arena_, in_dev_;
     cuda::pinned_buffer<float> in_host_, out_host_;
     std::size_t n_ = 0;
+    bool warm_ = false;  // a pass at this batch size has run (the next one may be captured)
 };
 
 }  // namespace ctnet

@@ -7,9 +7,12 @@
 //
 // Rank 0 creates the NCCL id and the bootstrap communicator broadcasts it; rank and size are the
 // bootstrap's. Collectives are in place on one stream of the communicator's own: the blocking
-// ones synchronise it; start_allreduce_sum only enqueues (NCCL runs it while the caller goes on)
-// and wait_all synchronises. So the same gradient_reducer / data_parallel_step code that buckets
-// host gradients over MPI buckets device gradients over NCCL.
+// ones wait for it; start_allreduce_sum only enqueues (NCCL runs it while the caller goes on) and
+// wait_all waits. Waiting polls the stream and NCCL's asynchronous error together, so a peer that
+// failed aborts the communicator and throws instead of spinning forever in a collective.
+// Not yet: gradient_reducer and data_parallel_step (train/distributed.hpp) work on host memory
+// (they scale gradients and reduce their metrics on the host), and there is no GPU trainer, so
+// this communicator is the transport a GPU trainer will use, tested on its own.
 // Requires: NCCL and the CUDA runtime (link nccl and CUDA::cudart); every span points to device
 // memory on this rank's device; the caller's own kernels that produce a span have finished (or
 // ran on this communicator's stream(), which it may use). Host C++ only.
@@ -22,6 +25,7 @@
 #include <cstring>
 #include <span>
 #include <string>
+#include <thread>
 
 #include <cuda_runtime_api.h>
 #include <nccl.h>
@@ -61,8 +65,9 @@ public:
     nccl_communicator(const nccl_communicator&) = delete;
     nccl_communicator& operator=(const nccl_communicator&) = delete;
     ~nccl_communicator() override {
-        static_cast<void>(cudaStreamSynchronize(stream_));
-        static_cast<void>(ncclCommDestroy(comm_));
+        if (comm_ != nullptr) {
+            if (drain() == ncclSuccess) static_cast<void>(ncclCommDestroy(comm_));  // drain aborted it otherwise
+        }
         static_cast<void>(cudaStreamDestroy(stream_));
     }
 
@@ -79,19 +84,41 @@ public:
         wait_all();
     }
     void broadcast(std::span<float> v, int root) override {
+        live();
         detail::nccl_check(ncclBroadcast(v.data(), v.data(), v.size(), ncclFloat32, root, comm_, stream_), "ncclBroadcast");
         wait_all();
     }
     void start_allreduce_sum(std::span<float> v) override { start(v.data(), v.size(), ncclFloat32); }
     void wait_all() override {
-        CTNET_CUDA(cudaStreamSynchronize(stream_));
-        ncclResult_t async = ncclSuccess;
-        detail::nccl_check(ncclCommGetAsyncError(comm_, &async), "ncclCommGetAsyncError");
-        detail::nccl_check(async, "a collective (asynchronous error)");
+        live();
+        detail::nccl_check(drain(), "a collective (asynchronous error; the communicator is aborted)");
     }
 
 private:
+    void live() const {
+        if (comm_ == nullptr) throw error("ctnet: nccl: the communicator was aborted after an earlier error");
+    }
+
+    // Waits until the stream is idle or NCCL reports an error; on an error (or a CUDA error on the
+    // stream) aborts the communicator, which also ends its kernels, and returns what went wrong.
+    ncclResult_t drain() noexcept {
+        for (;;) {
+            const cudaError_t q = cudaStreamQuery(stream_);
+            if (q == cudaSuccess) return ncclSuccess;
+            ncclResult_t async = ncclSuccess;
+            if (q != cudaErrorNotReady) async = ncclUnhandledCudaError;
+            else if (ncclCommGetAsyncError(comm_, &async) != ncclSuccess) async = ncclInternalError;
+            if (async != ncclSuccess && async != ncclInProgress) {
+                static_cast<void>(ncclCommAbort(comm_));
+                comm_ = nullptr;
+                return async;
+            }
+            std::this_thread::yield();
+        }
+    }
+
     void start(void* data, std::size_t count, ncclDataType_t type) {
+        live();
         detail::nccl_check(ncclAllReduce(data, data, count, type, ncclSum, comm_, stream_), "ncclAllReduce");
     }
 
