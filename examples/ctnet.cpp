@@ -113,7 +113,8 @@ void run_infer(const infer_args& a, io::npy_array& x) {
     if (a.transform) apply_transform_input<in>(x.data);
 
     if (!a.reference && a.dump_dir.empty()) {  // SIMD kernels, threads inside each layer
-        runner<Net, backend::cpu> run{*w, {.threads = a.threads, .check_finite = a.check_finite}};
+        // Takes the weights over: conv weights are freed as they are packed (one copy in memory).
+        runner<Net, backend::cpu> run{std::move(*w), {.threads = a.threads, .check_finite = a.check_finite}};
         std::vector<float> y(n * output_shape_v<Net>.size());
         run.forward(x.data, y);
         write_logits<Net>(a, y, "cpu", a.threads);

@@ -93,6 +93,12 @@ TEST_CASE("backend::cpu equals the reference runner on Inception v3, any thread 
     std::vector<float> again(a.size());
     two.forward(x, again);  // a second pass reuses the arena and gives the same numbers
     CHECK(again == a);
+    // A runner that takes the weights over (and frees the conv weights it has packed) computes
+    // the same numbers; the fc layer and everything else it still reads are intact.
+    auto moved = std::make_unique<weights<net>>(*w);
+    runner<net, backend::cpu> owner{std::move(*moved), {.threads = 2}};
+    CHECK(moved->data().empty());
+    CHECK(owner(x) == a);
 }
 
 TEST_CASE("backend::cpu: convs without batch norm, a standalone batch norm, concat slices") {

@@ -9,7 +9,9 @@
 // (cpu/conv_gemm.hpp). Concat needs nothing: convs write into their channel slices.
 // Requires: eval mode only (training-mode forward passes run on backend::reference); the
 // weights outlive the runner (linear layers and batch norms that follow no conv read them; the
-// convs use their packed, folded copy).
+// convs use their packed, folded copy) — or the runner takes them over, runner{std::move(w)}:
+// then each conv's weights go back to the system as soon as they are packed, so the process
+// holds one copy of the model instead of two (ctnet infer does this).
 // Guarantees: results within float rounding of the reference runner (tested against it on
 // random networks and on Inception v3); bit-identical for any thread count; after the first
 // pass at a batch size, a forward pass allocates nothing.
@@ -18,9 +20,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "../core/error.hpp"
 #include "../graph/fold.hpp"
@@ -48,8 +55,15 @@ public:
     static constexpr shape output = output_shape_v<Net>;
 
     explicit runner(const weights<Net>& w) : runner(w, options{}) {}
-    runner(const weights<Net>& w, options o)
-        : pool_{o.threads}, arena_{false}, params_{w.data()}, check_finite_{o.check_finite} {
+    runner(const weights<Net>& w, options o) : runner(w.data(), {}, o) {}
+    // Takes the weights over (w is empty afterwards) and frees each conv's weights once packed.
+    explicit runner(weights<Net>&& w) : runner(std::move(w), options{}) {}
+    runner(weights<Net>&& w, options o) : runner({}, std::move(w).release(), o) {}
+
+private:
+    runner(std::span<const float> borrowed, std::vector<float> owned, options o)
+        : pool_{o.threads}, arena_{false}, owned_{std::move(owned)},
+          params_{owned_.empty() ? borrowed : std::span<const float>{owned_}}, check_finite_{o.check_finite} {
         const auto& p = Net::program;
         for (int i = 0; i < p.n_ops; ++i) {
             const op& o0 = p.ops[i];
@@ -58,12 +72,27 @@ public:
             if (o0.kind == op_kind::conv) {
                 s.conv = static_cast<int>(convs_.size());
                 convs_.push_back(fold(i, s));
+                if (!owned_.empty()) {  // never read again: the packed copy serves
+                    const float* cw = owned_.data() + o0.param_offset;
+                    give_back(cw, cw + static_cast<std::size_t>(o0.out.s.c) * o0.in.s.c * o0.win.kh * o0.win.kw);
+                }
             }
             steps_.push_back(s);
             i = s.last;  // skip the ops folded into this one
         }
         scratch_.assign(static_cast<std::size_t>(pool_.size()) * conv_scratch_floats(), 0.0F);
     }
+
+    // Returns the whole memory pages inside [begin, end) to the system (they read as zeros if
+    // touched again), so owned conv weights stop counting against the process once packed.
+    static void give_back(const float* begin, const float* end) {
+        const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+        const std::uintptr_t b = (reinterpret_cast<std::uintptr_t>(begin) + page - 1) / page * page;
+        const std::uintptr_t e = reinterpret_cast<std::uintptr_t>(end) / page * page;
+        if (e > b) static_cast<void>(::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED));
+    }
+
+public:
 
     [[nodiscard]] std::vector<float> operator()(std::span<const float> x) {
         std::vector<float> y(arena::batch_of(x) * output.size());
@@ -186,7 +215,8 @@ private:
 
     cpu::thread_pool pool_;
     arena arena_;
-    std::span<const float> params_;  // the caller's weights (linear layers, unfused batch norms)
+    std::vector<float> owned_;       // the weights, when the runner took them over (convs given back)
+    std::span<const float> params_;  // the caller's or owned_ (linear layers, unfused batch norms)
     bool check_finite_ = false;
     std::vector<cpu::packed_conv> convs_;
     std::vector<step> steps_;

@@ -96,6 +96,9 @@ public:
     }
     [[nodiscard]] std::span<float> data() { return data_; }
     [[nodiscard]] std::span<const float> data() const { return data_; }
+    // The storage itself, moved out for a new owner (runner<Net, backend::cpu>(weights&&));
+    // these weights are empty afterwards.
+    [[nodiscard]] std::vector<float> release() && { return std::move(data_); }
 
 private:
     std::vector<float> data_;

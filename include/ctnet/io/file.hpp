@@ -1,6 +1,8 @@
 // ctnet/io/file.hpp — whole-file reads and crash-safe writes.
 //
 // read_file: the bytes of a file, or ctnet::error naming it and the reason.
+// open_file: a file kept open for reads at offsets (pread), so a large file is read piece by
+// piece into its destination instead of whole into memory first.
 // write_file_atomic: writes to "PATH.tmp-PID", flushes it to disk, then renames it over PATH,
 // so PATH always holds either the old or the complete new contents, never a torn file.
 // Requires: a POSIX file system (open, fsync, rename).
@@ -13,9 +15,11 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../core/error.hpp"
@@ -39,6 +43,48 @@ inline std::vector<std::uint8_t> read_file(const std::string& path, std::size_t 
     if (failed) throw error("ctnet: error while reading '" + path + "'");
     return bytes;
 }
+
+class open_file {
+public:
+    explicit open_file(std::string path) : path_{std::move(path)}, fd_{::open(path_.c_str(), O_RDONLY | O_CLOEXEC)} {
+        if (fd_ < 0) throw error("ctnet: cannot open '" + path_ + "': " + std::strerror(errno));
+        struct stat st {};
+        const int e = ::fstat(fd_, &st) != 0 ? errno : 0;
+        if (e != 0 || !S_ISREG(st.st_mode)) {
+            ::close(fd_);
+            throw error("ctnet: '" + path_ + "' is not a regular file" + (e != 0 ? std::string{": "} + std::strerror(e) : ""));
+        }
+        size_ = static_cast<std::uint64_t>(st.st_size);
+    }
+    open_file(const open_file&) = delete;
+    open_file& operator=(const open_file&) = delete;
+    ~open_file() { ::close(fd_); }
+
+    [[nodiscard]] const std::string& path() const { return path_; }
+    [[nodiscard]] std::uint64_t size() const { return size_; }  // when it was opened
+
+    // Exactly n bytes from offset into dst; a file that shrank since it was opened, or a read
+    // error, throws naming the file and the offset.
+    void read_at(std::uint64_t offset, void* dst, std::size_t n) const {
+        auto* out = static_cast<std::uint8_t*>(dst);
+        while (n > 0) {
+            const ssize_t got = ::pread(fd_, out, n, static_cast<off_t>(offset));
+            if (got < 0 && errno == EINTR) continue;
+            if (got <= 0)
+                throw error("ctnet: cannot read '" + path_ + "' at byte " + std::to_string(offset) + ": " +
+                            (got == 0 ? std::string{"the file ended early (was it changed while being read?)"}
+                                      : std::string{std::strerror(errno)}));
+            out += got;
+            offset += static_cast<std::uint64_t>(got);
+            n -= static_cast<std::size_t>(got);
+        }
+    }
+
+private:
+    std::string path_;
+    int fd_;
+    std::uint64_t size_ = 0;
+};
 
 inline void write_file_atomic(const std::string& path, const std::vector<std::uint8_t>& bytes) {
     const std::string tmp = path + ".tmp-" + std::to_string(::getpid());

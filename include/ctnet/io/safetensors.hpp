@@ -11,7 +11,11 @@
 // (an I64 counter torch keeps per batch norm) may be present or not and is ignored.
 // Guarantees: every tensor the model has must be in the file with exactly the model's shape; a
 // tensor the model lacks is an error unless load_options::allow_unused. Every error names the
-// file, the tensor and both values, and leaves the weights untouched. Saving writes F32 plus a
+// file, the tensor and both values. Every check (header, names, shapes, dtypes, sizes) runs
+// before the first value is written, so a bad file leaves the weights untouched; only a read
+// that fails after that (an I/O error, a file truncated while it is read) can leave them partly
+// loaded. A file on disk is read tensor by tensor into the weights: loading holds no second copy
+// of the model (neither the file's bytes nor a staging copy). Saving writes F32 plus a
 // num_batches_tracked of 0 per batch norm (so torch's load_state_dict(strict=True) accepts the
 // file), atomically.
 #pragma once
@@ -21,6 +25,7 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -93,21 +98,77 @@ struct st_entry {
 // A parsed safetensors file: the header's entries and the data section, validated.
 class safetensors_file {
 public:
-    explicit safetensors_file(const std::string& path) : safetensors_file(path, read_file(path)) {}
+    // A file on disk: only its header is read now; read_f32 reads each tensor from the file
+    // straight into its destination, so loading never holds the file in memory as well.
+    explicit safetensors_file(const std::string& path) : path_{path}, file_{std::make_shared<open_file>(path)} {
+        const std::uint64_t size = file_->size();
+        std::uint8_t head[8]{};
+        if (size >= 8) file_->read_at(0, head, 8);
+        const std::size_t n = header_length(head, size);
+        std::vector<std::uint8_t> header(n);
+        file_->read_at(8, header.data(), n);
+        parse(header, size);
+    }
 
     // A file already in memory (weights embedded in a binary, a download); `name` is what
     // error messages call it.
     safetensors_file(std::string name, std::vector<std::uint8_t> bytes) : path_{std::move(name)}, bytes_{std::move(bytes)} {
-        if (bytes_.size() < 8) detail::st_fail(path_, "shorter than the 8-byte header length");
+        const std::size_t n = header_length(bytes_.data(), bytes_.size());
+        parse(std::span<const std::uint8_t>{bytes_}.subspan(8, n), bytes_.size());
+    }
+
+    [[nodiscard]] const std::map<std::string, detail::st_entry>& entries() const { return entries_; }
+    [[nodiscard]] const std::string& path() const { return path_; }
+    // The header's "__metadata__" (string to string), empty when absent.
+    [[nodiscard]] const std::map<std::string, std::string>& metadata() const { return metadata_; }
+
+    // Converts tensor `name` to float32 into `out` (which must have its element count). From a
+    // file on disk it reads the tensor's bytes there (a read error or a file that shrank since
+    // it was opened throws, naming the file and the tensor).
+    void read_f32(const std::string& name, float* out) const {
+        const detail::st_entry& e = entries_.at(name);
+        if (e.dtype != "F32" && e.dtype != "F16" && e.dtype != "BF16")
+            detail::st_fail(path_, "tensor '" + name + "' has dtype " + e.dtype + ", expected F32, F16 or BF16");
+        const std::size_t esize = e.dtype == "F32" ? 4 : 2, n = (e.end - e.begin) / esize;
+        if (!file_) {
+            convert(e.dtype, bytes_.data() + data_at_ + e.begin, n, out);
+            return;
+        }
+        try {
+            if (esize == 4) {  // straight into the destination
+                file_->read_at(data_at_ + e.begin, out, n * 4);
+                return;
+            }
+            constexpr std::size_t chunk = 1 << 15;  // elements per read
+            std::vector<std::uint8_t> buf(std::min(n, chunk) * 2);
+            for (std::size_t i = 0; i < n; i += chunk) {
+                const std::size_t m = std::min(chunk, n - i);
+                file_->read_at(data_at_ + e.begin + i * 2, buf.data(), m * 2);
+                convert(e.dtype, buf.data(), m, out + i);
+            }
+        } catch (const error& x) {
+            detail::st_fail(path_, "tensor '" + name + "': " + x.what());
+        }
+    }
+
+private:
+    // The 8-byte little-endian header length, checked against the limit and the file's size.
+    [[nodiscard]] std::size_t header_length(const std::uint8_t* head, std::uint64_t size) const {
+        if (size < 8) detail::st_fail(path_, "shorter than the 8-byte header length");
         std::uint64_t n = 0;
-        std::memcpy(&n, bytes_.data(), 8);
+        std::memcpy(&n, head, 8);
         if (n > detail::max_header_bytes)
             detail::st_fail(path_, "header length " + std::to_string(n) + " exceeds the limit of " +
                                        std::to_string(detail::max_header_bytes) + " bytes");
-        if (n > bytes_.size() - 8)
+        if (n > size - 8)
             detail::st_fail(path_, "header length " + std::to_string(n) + " runs past the end of the file (" +
-                                       std::to_string(bytes_.size()) + " bytes)");
-        data_at_ = 8 + static_cast<std::size_t>(n);
+                                       std::to_string(size) + " bytes)");
+        return static_cast<std::size_t>(n);
+    }
+
+    // The JSON header (the bytes after the length) of a file of `size` bytes.
+    void parse(std::span<const std::uint8_t> text, std::uint64_t size) {
+        data_at_ = 8 + text.size();
         nlohmann::json header;
         try {
             const auto depth_guard = [this](int depth, nlohmann::json::parse_event_t event, const nlohmann::json&) {
@@ -119,13 +180,12 @@ public:
                 }
                 return true;
             };
-            header = nlohmann::json::parse(bytes_.begin() + 8, bytes_.begin() + static_cast<std::ptrdiff_t>(data_at_),
-                                           depth_guard);
+            header = nlohmann::json::parse(text.begin(), text.end(), depth_guard);
         } catch (const nlohmann::json::exception& e) {
             detail::st_fail(path_, std::string{"header is not valid JSON: "} + e.what());
         }
         if (!header.is_object()) detail::st_fail(path_, "header is not a JSON object");
-        const std::size_t data_size = bytes_.size() - data_at_;
+        const auto data_size = static_cast<std::size_t>(size - data_at_);
         for (const auto& [name, v] : header.items()) {
             if (name == "__metadata__") {
                 if (!v.is_object()) detail::st_fail(path_, "__metadata__ is not a JSON object");
@@ -147,29 +207,18 @@ public:
                 detail::st_fail(path_, "tensor data ranges overlap at byte " + std::to_string(spans[i].first));
     }
 
-    [[nodiscard]] const std::map<std::string, detail::st_entry>& entries() const { return entries_; }
-    [[nodiscard]] const std::string& path() const { return path_; }
-    // The header's "__metadata__" (string to string), empty when absent.
-    [[nodiscard]] const std::map<std::string, std::string>& metadata() const { return metadata_; }
-
-    // Converts tensor `name` to float32 into `out` (which must have its element count).
-    void read_f32(const std::string& name, float* out) const {
-        const detail::st_entry& e = entries_.at(name);
-        const std::uint8_t* p = bytes_.data() + data_at_ + e.begin;
-        const std::size_t n = (e.end - e.begin) / (e.dtype == "F32" ? 4 : 2);
-        if (e.dtype == "F32") {
+    // n elements of dtype F32, F16 or BF16 (little-endian) at p, as floats.
+    static void convert(const std::string& dtype, const std::uint8_t* p, std::size_t n, float* out) {
+        if (dtype == "F32") {
             std::memcpy(out, p, n * 4);
-        } else if (e.dtype == "F16") {
+        } else if (dtype == "F16") {
             for (std::size_t i = 0; i < n; ++i) out[i] = detail::half_to_float(static_cast<std::uint16_t>(p[2 * i] | (p[2 * i + 1] << 8)));
-        } else if (e.dtype == "BF16") {
+        } else {
             for (std::size_t i = 0; i < n; ++i)
                 out[i] = std::bit_cast<float>(static_cast<std::uint32_t>(p[2 * i] | (p[2 * i + 1] << 8)) << 16);
-        } else {
-            detail::st_fail(path_, "tensor '" + name + "' has dtype " + e.dtype + ", expected F32, F16 or BF16");
         }
     }
 
-private:
     static std::size_t element_size(const std::string& dtype) {
         if (dtype == "F64" || dtype == "I64" || dtype == "U64") return 8;
         if (dtype == "F32" || dtype == "I32" || dtype == "U32") return 4;
@@ -217,6 +266,7 @@ private:
     }
 
     std::string path_;
+    std::shared_ptr<const open_file> file_;  // on disk; null for a file in memory (bytes_)
     std::vector<std::uint8_t> bytes_;
     std::size_t data_at_ = 0;
     std::map<std::string, detail::st_entry> entries_;
@@ -226,8 +276,8 @@ private:
 template <class Net>
 load_report load_safetensors(const safetensors_file& f, weights<Net>& w, load_options opt = {}) {
     const std::string& path = f.path();
-    weights<Net> staged = w;  // the caller's weights change only when everything loaded
     load_report report;
+    // Everything is checked before the first value is written.
     for (const tensor_info& t : weights<Net>::tensors()) {
         const auto it = f.entries().find(t.name);
         if (it == f.entries().end()) detail::st_fail(path, "missing tensor '" + t.name + "'");
@@ -235,8 +285,9 @@ load_report load_safetensors(const safetensors_file& f, weights<Net>& w, load_op
         if (it->second.shape != want)
             detail::st_fail(path, "tensor '" + t.name + "' has shape " + detail::dims_text(it->second.shape) +
                                       " but the model expects " + detail::dims_text(want));
-        f.read_f32(t.name, staged.data().data() + t.offset);
-        ++report.loaded;
+        const std::string& dt = it->second.dtype;
+        if (dt != "F32" && dt != "F16" && dt != "BF16")
+            detail::st_fail(path, "tensor '" + t.name + "' has dtype " + dt + ", expected F32, F16 or BF16");
     }
     for (const auto& [name, e] : f.entries()) {
         if (name.ends_with(".num_batches_tracked")) continue;
@@ -247,7 +298,10 @@ load_report load_safetensors(const safetensors_file& f, weights<Net>& w, load_op
         if (!opt.allow_unused && !ignored) detail::st_fail(path, "tensor '" + name + "' is not a parameter of the model");
         report.unused.push_back(name);
     }
-    w = std::move(staged);
+    for (const tensor_info& t : weights<Net>::tensors()) {
+        f.read_f32(t.name, w.data().data() + t.offset);
+        ++report.loaded;
+    }
     return report;
 }
 
