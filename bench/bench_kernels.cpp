@@ -1,8 +1,9 @@
 // Google Benchmark: every distinct conv shape of Inception v3 on the GEMM kernel
-// (backend::cpu) and on the reference kernel, and the whole network on both backends.
-// GFLOP/s counts 2 x MACs.
+// (backend::cpu) and on the reference kernel, every distinct block (Mixed_5b ... Mixed_7c) on
+// backend::cpu, and the whole network on both backends. GFLOP/s counts 2 x MACs.
 //
 //   ./build/bench/ctnet_bench --benchmark_filter='gemm/'        # the conv shapes, SIMD kernel
+//   ./build/bench/ctnet_bench --benchmark_filter='block/'       # the blocks, batch 1, 1 and 2 threads
 //   ./build/bench/ctnet_bench --benchmark_filter='network/cpu'  # Inception v3, batch 1 and 8
 #include <benchmark/benchmark.h>
 
@@ -77,6 +78,48 @@ void whole_network(benchmark::State& state) {
     }
     set_rate(state, 2.0 * static_cast<double>(macs_v<v3>) * static_cast<double>(n));
 }
+
+// One Inception block as a network of its own (its input shape at 299x299), on backend::cpu:
+// batch 1, state.range(0) threads.
+template <shape In, class Block>
+void block_bench(benchmark::State& state) {
+    using net = network<In, Block>;
+    auto w = std::make_unique<weights<net>>();
+    init_seeded(*w, 1, true);
+    const std::vector<float> x = random_vector(In.size(), 4);
+    std::vector<float> y(output_shape_v<net>.size());
+    runner<net, backend::cpu> run{*w, {.threads = static_cast<int>(state.range(0))}};
+    run.forward(x, y);
+    for (auto _ : state) {
+        run.forward(x, y);
+        benchmark::DoNotOptimize(y.data());
+    }
+    set_rate(state, 2.0 * static_cast<double>(macs_v<net>));
+}
+
+template <shape In, class Block>
+void register_block(const std::string& name) {
+    benchmark::RegisterBenchmark(("block/" + name).c_str(), block_bench<In, Block>)
+        ->Arg(1)
+        ->Arg(2)
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+}
+
+// The distinct blocks of Inception v3 (torchvision's variant), named after the first of each kind.
+int register_blocks() {
+    register_block<shape{192, 35, 35}, models::inception_a<32>>("Mixed_5b");
+    register_block<shape{256, 35, 35}, models::inception_a<64>>("Mixed_5c");
+    register_block<shape{288, 35, 35}, models::inception_b>("Mixed_6a");
+    register_block<shape{768, 17, 17}, models::inception_c<128>>("Mixed_6b");
+    register_block<shape{768, 17, 17}, models::inception_c<160>>("Mixed_6c");
+    register_block<shape{768, 17, 17}, models::inception_c<192>>("Mixed_6e");
+    register_block<shape{768, 17, 17}, models::inception_d>("Mixed_7a");
+    register_block<shape{1280, 8, 8}, models::inception_e<>>("Mixed_7b");
+    register_block<shape{2048, 8, 8}, models::inception_e<>>("Mixed_7c");
+    return 9;
+}
+const int distinct_blocks = register_blocks();
 
 // One benchmark per distinct (input, output, window) among Inception v3's convs at 299x299,
 // named after the first layer with that shape.
