@@ -89,7 +89,10 @@ private:
         const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
         const std::uintptr_t b = (reinterpret_cast<std::uintptr_t>(begin) + page - 1) / page * page;
         const std::uintptr_t e = reinterpret_cast<std::uintptr_t>(end) / page * page;
-        if (e > b) static_cast<void>(::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED));
+        if (e <= b) return;
+        // From the pointer itself (no integer-to-pointer cast): the first whole page, and the length.
+        char* first = const_cast<char*>(reinterpret_cast<const char*>(begin)) + (b - reinterpret_cast<std::uintptr_t>(begin));
+        static_cast<void>(::madvise(first, e - b, MADV_DONTNEED));
     }
 
 public:
