@@ -74,7 +74,7 @@ private:
                 convs_.push_back(fold(i, s));
                 if (!owned_.empty()) {  // never read again: the packed copy serves
                     const float* cw = owned_.data() + o0.param_offset;
-                    give_back(cw, cw + static_cast<std::size_t>(o0.out.s.c) * o0.in.s.c * o0.win.kh * o0.win.kw);
+                    give_back(cw, cw + static_cast<std::size_t>(convs_.back().m) * convs_.back().k);
                 }
             }
             steps_.push_back(s);
@@ -83,20 +83,7 @@ private:
         scratch_.assign(static_cast<std::size_t>(pool_.size()) * conv_scratch_floats(), 0.0F);
     }
 
-    // Returns the whole memory pages inside [begin, end) to the system (they read as zeros if
-    // touched again), so owned conv weights stop counting against the process once packed.
-    static void give_back(const float* begin, const float* end) {
-        const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
-        const std::uintptr_t b = (reinterpret_cast<std::uintptr_t>(begin) + page - 1) / page * page;
-        const std::uintptr_t e = reinterpret_cast<std::uintptr_t>(end) / page * page;
-        if (e <= b) return;
-        // From the pointer itself (no integer-to-pointer cast): the first whole page, and the length.
-        char* first = const_cast<char*>(reinterpret_cast<const char*>(begin)) + (b - reinterpret_cast<std::uintptr_t>(begin));
-        static_cast<void>(::madvise(first, e - b, MADV_DONTNEED));
-    }
-
 public:
-
     [[nodiscard]] std::vector<float> operator()(std::span<const float> x) {
         std::vector<float> y(arena::batch_of(x) * output.size());
         forward(x, y);
@@ -122,6 +109,18 @@ public:
 
 private:
     using arena = cpu::activation_arena<Net>;
+
+    // Returns the whole memory pages inside [begin, end) to the system (they read as zeros if
+    // touched again), so owned conv weights stop counting against the process once packed.
+    static void give_back(const float* begin, const float* end) {
+        const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+        const std::uintptr_t b = (reinterpret_cast<std::uintptr_t>(begin) + page - 1) / page * page;
+        const std::uintptr_t e = reinterpret_cast<std::uintptr_t>(end) / page * page;
+        if (e <= b) return;
+        // From the pointer itself (no integer-to-pointer cast): the first whole page, and the length.
+        char* first = const_cast<char*>(reinterpret_cast<const char*>(begin)) + (b - reinterpret_cast<std::uintptr_t>(begin));
+        static_cast<void>(::madvise(first, e - b, MADV_DONTNEED));
+    }
 
     struct step {
         int op = 0;     // the program op it runs

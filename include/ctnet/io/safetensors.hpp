@@ -63,6 +63,12 @@ inline constexpr int max_header_depth = 8;
     throw error("ctnet: safetensors file '" + path + "': " + what);
 }
 
+// The dtypes read_f32 converts; any other is an error naming the tensor.
+inline void require_float_dtype(const std::string& path, const std::string& name, const std::string& dtype) {
+    if (dtype != "F32" && dtype != "F16" && dtype != "BF16")
+        st_fail(path, "tensor '" + name + "' has dtype " + dtype + ", expected F32, F16 or BF16");
+}
+
 inline std::string dims_text(const std::vector<std::int64_t>& d) {
     std::string s = "(";
     for (std::size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
@@ -127,8 +133,7 @@ public:
     // it was opened throws, naming the file and the tensor).
     void read_f32(const std::string& name, float* out) const {
         const detail::st_entry& e = entries_.at(name);
-        if (e.dtype != "F32" && e.dtype != "F16" && e.dtype != "BF16")
-            detail::st_fail(path_, "tensor '" + name + "' has dtype " + e.dtype + ", expected F32, F16 or BF16");
+        detail::require_float_dtype(path_, name, e.dtype);
         const std::size_t esize = e.dtype == "F32" ? 4 : 2, n = (e.end - e.begin) / esize;
         if (!file_) {
             convert(e.dtype, bytes_.data() + data_at_ + e.begin, n, out);
@@ -285,9 +290,7 @@ load_report load_safetensors(const safetensors_file& f, weights<Net>& w, load_op
         if (it->second.shape != want)
             detail::st_fail(path, "tensor '" + t.name + "' has shape " + detail::dims_text(it->second.shape) +
                                       " but the model expects " + detail::dims_text(want));
-        const std::string& dt = it->second.dtype;
-        if (dt != "F32" && dt != "F16" && dt != "BF16")
-            detail::st_fail(path, "tensor '" + t.name + "' has dtype " + dt + ", expected F32, F16 or BF16");
+        detail::require_float_dtype(path, t.name, it->second.dtype);
     }
     for (const auto& [name, e] : f.entries()) {
         if (name.ends_with(".num_batches_tracked")) continue;
