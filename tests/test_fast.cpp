@@ -77,6 +77,46 @@ TEST_CASE("GEMM convolution equals the reference kernel on random shapes") {
     CHECK(tested > 100);
 }
 
+// The packer's own cases, which random windows rarely hit: "flat" convs (kh x 1 at stride 1, no
+// horizontal padding: runs cross output rows), 1xn rows with horizontal padding, runs cut at
+// panel edges, and planes narrower and wider than a panel; each in several column blocks.
+TEST_CASE("GEMM convolution: flat kh x 1 taps, padded 1 x n rows, narrow and wide planes") {
+    rng g{321};
+    std::vector<float> scratch(cpu::conv_scratch_floats);
+    struct shape_case {
+        int c, h, w, kh, kw, pt, pb, pl, pr;
+    };
+    const shape_case cases[] = {
+        {7, 17, 17, 1, 1, 0, 0, 0, 0}, {5, 17, 17, 7, 1, 3, 3, 0, 0}, {5, 17, 17, 1, 7, 0, 0, 3, 3},
+        {3, 8, 8, 3, 1, 1, 1, 0, 0},   {3, 8, 8, 1, 3, 0, 0, 1, 1},   {4, 35, 35, 3, 3, 1, 1, 1, 1},
+        {2, 5, 70, 5, 1, 2, 1, 0, 0},  {2, 3, 1, 3, 1, 2, 2, 0, 0},   {3, 9, 33, 1, 5, 0, 0, 4, 1},
+        {2, 40, 3, 2, 1, 0, 1, 0, 0},
+    };
+    for (const shape_case& s : cases) {
+        const shape in{s.c, s.h, s.w};
+        const window win{s.kh, s.kw, 1, 1, s.pt, s.pb, s.pl, s.pr};
+        const int m = 13;
+        const shape out = detail::window_shape(in, win, m);
+        const int k = in.c * win.kh * win.kw;
+        const std::vector<float> x = random_vector(in.size(), g), w = random_vector(static_cast<std::size_t>(m) * k, g),
+                                 b = random_vector(static_cast<std::size_t>(m), g);
+        std::vector<float> want(out.size());
+        cpu::ref::conv2d({x.data(), in.size(), in}, {want.data(), out.size(), out}, 1, w.data(), b.data(), win);
+        cpu::packed_conv cv;
+        cv.pack(w.data(), m, k);
+        cv.bias = b;
+        cv.win = win;
+        cv.in = in;
+        cv.out = out;
+        std::vector<float> got(out.size(), std::nanf(""));
+        cpu::conv_gemm(cv, x.data(), got.data(), scratch.data());
+        INFO("in " << in.c << "x" << in.h << "x" << in.w << " k " << win.kh << "x" << win.kw << " pad " << s.pt << ","
+                   << s.pb << "," << s.pl << "," << s.pr);
+        CHECK(cpu::detail::flat_taps(cv) == (s.kw == 1 && s.pl == 0 && s.pr == 0));
+        CHECK(relative_error(got, want) < 1e-5);
+    }
+}
+
 TEST_CASE("backend::cpu equals the reference runner on Inception v3, any thread count") {
     using net = models::inception_v3<1000, 107, models::inception_options{.aux_logits = false, .transform_input = true}>;
     auto w = std::make_unique<weights<net>>();
