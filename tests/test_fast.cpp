@@ -117,6 +117,47 @@ TEST_CASE("GEMM convolution: flat kh x 1 taps, padded 1 x n rows, narrow and wid
     }
 }
 
+TEST_CASE("pooling planes equal the reference pools on random windows (both avg divisors, NaN in max)") {
+    rng g{77};
+    auto pick = [&](int lo, int hi) { return lo + static_cast<int>(g.next() % static_cast<unsigned>(hi - lo + 1)); };
+    int tested = 0, stride1_counted = 0;
+    for (int t = 0; t < 300; ++t) {
+        const shape in{2, pick(1, 30), pick(1, 40)};
+        const int kh = pick(1, 4), kw = pick(1, 4);
+        const window win{kh, kw, pick(1, 3), pick(1, 3), pick(0, kh / 2), pick(0, kh / 2), pick(0, kw / 2), pick(0, kw / 2)};
+        if (in.h + win.pt + win.pb < win.kh || in.w + win.pl + win.pr < win.kw) continue;
+        const shape out = detail::window_shape(in, win, in.c);
+        std::vector<float> x = random_vector(in.size(), g);
+        if (t % 5 == 0) x[static_cast<std::size_t>(pick(0, static_cast<int>(x.size()) - 1))] = std::nanf("");
+        std::vector<float> tmp(static_cast<std::size_t>(in.w + win.pl + win.pr));
+        const std::size_t ip = static_cast<std::size_t>(in.h) * in.w, op = static_cast<std::size_t>(out.h) * out.w;
+        for (const bool count_pad : {true, false}) {
+            std::vector<float> want(out.size()), got(out.size(), -1.0F);
+            cpu::ref::avg_pool({x.data(), in.size(), in}, {want.data(), out.size(), out}, 1, win, count_pad);
+            for (int c = 0; c < in.c; ++c)
+                cpu::avg_pool_plane(x.data() + c * ip, in.h, in.w, got.data() + c * op, out.h, out.w, win, count_pad, tmp.data());
+            for (std::size_t i = 0; i < want.size(); ++i) {
+                INFO("avg " << in.h << "x" << in.w << " k " << kh << "x" << kw << " s " << win.sh << "," << win.sw << " at " << i);
+                if (std::isnan(want[i])) REQUIRE(std::isnan(got[i]));
+                else REQUIRE(std::fabs(got[i] - want[i]) <= 1e-5F * (1.0F + std::fabs(want[i])));
+            }
+            stride1_counted += count_pad && win.sw == 1;
+        }
+        std::vector<float> want(out.size()), got(out.size(), -1.0F);
+        cpu::ref::max_pool({x.data(), in.size(), in}, {want.data(), out.size(), out}, 1, win);
+        for (int c = 0; c < in.c; ++c)
+            cpu::max_pool_plane(x.data() + c * ip, in.h, in.w, got.data() + c * op, out.h, out.w, win, tmp.data());
+        for (std::size_t i = 0; i < want.size(); ++i) {
+            INFO("max " << in.h << "x" << in.w << " k " << kh << "x" << kw << " at " << i);
+            if (std::isnan(want[i])) REQUIRE(std::isnan(got[i]));
+            else REQUIRE(got[i] == want[i]);
+        }
+        ++tested;
+    }
+    CHECK(tested > 200);
+    CHECK(stride1_counted > 50);  // the vectorised stride-1 path ran
+}
+
 TEST_CASE("backend::cpu equals the reference runner on Inception v3, any thread count") {
     using net = models::inception_v3<1000, 107, models::inception_options{.aux_logits = false, .transform_input = true}>;
     auto w = std::make_unique<weights<net>>();

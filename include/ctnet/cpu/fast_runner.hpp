@@ -131,7 +131,17 @@ private:
 
     // Per thread: a conv's packed block and edge tile, or a pooling row (inputs up to that wide).
     static constexpr std::size_t conv_scratch_floats() { return cpu::conv_scratch_floats; }
-    static_assert(input.w <= static_cast<int>(cpu::conv_scratch_floats), "ctnet: backend::cpu pooling rows are limited to the scratch size");
+    static constexpr int widest_pool_row = [] {
+        int widest = 0;
+        for (int i = 0; i < Net::program.n_ops; ++i) {
+            const op& o = Net::program.ops[i];
+            if (o.kind == op_kind::max_pool || o.kind == op_kind::avg_pool)
+                widest = std::max(widest, o.in.s.w + o.win.pl + o.win.pr);
+        }
+        return widest;
+    }();
+    static_assert(widest_pool_row <= static_cast<int>(cpu::conv_scratch_floats),
+                  "ctnet: backend::cpu pooling rows (input width plus padding) are limited to the scratch size");
 
     // Conv op i, with the in-place batch norm and ReLU after it folded in (graph/fold.hpp).
     cpu::packed_conv fold(int i, step& s) {
