@@ -7,7 +7,7 @@
 //               [--transform-input] [--num-classes K] [--threads N] [--dump-blocks DIR] [--check-finite]
 //   ctnet classify --weights W.safetensors [--no-transform-input] IMAGE...
 //   ctnet graph MODEL [--expand | --expand=BLOCK,...] [--no-aux]   Graphviz DOT of the network type
-//   ctnet bench --model inception_v3 [--batch N] [--threads T] [--iters K] [--backend cpu|reference]
+//   ctnet bench --model inception_v3 [--batch N] [--threads T] [--iters K] [--backend cpu|reference] [--winograd on|off]
 //   ctnet bench --train --model inception_v3|fashion [--batch N] [--threads T] [--iters K]   one training step
 //   ctnet train [--epochs N] [--out DIR] [--resume] ...   the paper's recipe on Fashion-MNIST
 #include <algorithm>
@@ -52,7 +52,7 @@ int usage(int code) {
         "                   [--transform-input] [--num-classes K] [--threads N] [--dump-blocks DIR] [--check-finite]\n"
         "       ctnet classify --weights W.safetensors [--no-transform-input] IMAGE...\n"
         "       ctnet graph inception_v3|inception_v2 [--expand | --expand=BLOCK,...] [--no-aux]\n"
-        "       ctnet bench --model inception_v3 [--batch N] [--threads T] [--iters K] [--backend cpu|reference]\n"
+        "       ctnet bench --model inception_v3 [--batch N] [--threads T] [--iters K] [--backend cpu|reference] [--winograd on|off]\n"
         "       ctnet bench --train --model inception_v3|fashion [--batch N] [--threads T] [--iters K]\n"
         "       ctnet train [--data DIR] [--out DIR] [--epochs N] [--batch B] [--threads T] [--resume]\n"
         "                   [--optimizer rmsprop|rmsprop-torch|sgd] [--lr X] [--lr-decay X] [--decay-epochs X]\n"
@@ -387,7 +387,7 @@ int bench_train(const char* model, int batch, int threads, int iters) {
 int bench(int argc, char** argv) {
     std::string model = "inception_v3", backend_name = "cpu";
     int batch = 1, threads = 1, iters = 10;
-    bool train = false;
+    bool train = false, winograd = true;
     for (int i = 2; i < argc; ++i) {
         const std::string_view k = argv[i];
         if (k == "--train") {
@@ -400,7 +400,11 @@ int bench(int argc, char** argv) {
         else if (k == "--threads") threads = std::stoi(argv[++i]);
         else if (k == "--iters") iters = std::stoi(argv[++i]);
         else if (k == "--backend") backend_name = argv[++i];
-        else throw error("ctnet bench: unknown option '" + std::string{k} + "'");
+        else if (k == "--winograd") {
+            const std::string_view v = argv[++i];
+            if (v != "on" && v != "off") throw error("ctnet bench: --winograd is on or off");
+            winograd = v == "on";
+        } else throw error("ctnet bench: unknown option '" + std::string{k} + "'");
     }
     if (batch < 1 || threads < 1 || iters < 1) throw error("ctnet bench: --batch, --threads and --iters must be positive");
     if (train) {
@@ -427,7 +431,7 @@ int bench(int argc, char** argv) {
         }
     };
     if (backend_name == "cpu") {
-        runner<v3, backend::cpu> run{*w, {.threads = threads}};
+        runner<v3, backend::cpu> run{*w, {.threads = threads, .winograd = winograd}};
         time_it(run);
     } else {
         runner<v3> run{*w};

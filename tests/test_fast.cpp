@@ -117,6 +117,58 @@ TEST_CASE("GEMM convolution: flat kh x 1 taps, padded 1 x n rows, narrow and wid
     }
 }
 
+TEST_CASE("Winograd F(2x2, 3x3) equals the reference kernel on random 3x3 stride-1 shapes") {
+    rng g{99};
+    auto pick = [&](int lo, int hi) { return lo + static_cast<int>(g.next() % static_cast<unsigned>(hi - lo + 1)); };
+    int tested = 0;
+    for (int t = 0; t < 40; ++t) {
+        // Odd and even sizes (partial tiles), 1 to 3 tile panels, depths across the KC block.
+        const shape in{t < 4 ? pick(250, 300) : pick(1, 40), pick(2, 21), pick(2, 23)};
+        const window win{3, 3, 1, 1, pick(0, 2), pick(0, 2), pick(0, 2), pick(0, 2)};
+        if (in.h + win.pt + win.pb < 3 || in.w + win.pl + win.pr < 3) continue;
+        const int m = pick(1, 20);
+        const bool relu = pick(0, 1) == 1;
+        const shape out = detail::window_shape(in, win, m);
+        const int k = in.c * 9;
+        const std::vector<float> x = random_vector(in.size(), g), w = random_vector(static_cast<std::size_t>(m) * k, g),
+                                 b = random_vector(static_cast<std::size_t>(m), g);
+        std::vector<float> want(out.size());
+        cpu::ref::conv2d({x.data(), in.size(), in}, {want.data(), out.size(), out}, 1, w.data(), b.data(), win);
+        if (relu)
+            for (float& v : want) v = std::max(v, 0.0F);
+        cpu::packed_conv cv;
+        cv.m = m;
+        cv.k = k;
+        cv.bias = b;
+        cv.relu = relu;
+        cv.win = win;
+        cv.in = in;
+        cv.out = out;
+        const std::vector<float> u = cpu::winograd_pack_weights(w.data(), m, in.c);
+        std::vector<float> scratch(cpu::winograd_scratch_floats(in.c));
+        std::vector<float> got(out.size(), std::nanf(""));
+        if (m > cpu::gemm_mr && t % 2 == 0) {  // two row ranges, as the runner's tasks split them
+            const int tiles = ((out.h + 1) / 2) * ((out.w + 1) / 2);
+            for (int t0 = 0; t0 < tiles; t0 += cpu::gemm_nr) {
+                cpu::winograd_block(cv, u.data(), x.data(), got.data(), 0, cpu::gemm_mr, t0, scratch.data());
+                cpu::winograd_block(cv, u.data(), x.data(), got.data(), cpu::gemm_mr, m, t0, scratch.data());
+            }
+        } else {
+            cpu::winograd_conv(cv, u.data(), x.data(), got.data(), scratch.data());
+        }
+        INFO("in " << in.c << "x" << in.h << "x" << in.w << " m " << m << " pad " << win.pt << "," << win.pb << ","
+                   << win.pl << "," << win.pr);
+        REQUIRE(relative_error(got, want) < 1e-5);
+        ++tested;
+    }
+    CHECK(tested > 30);
+    // Inception v3's 3x3 stride-1 convs at 299 run as Winograd; its stride-2 and 8x8 ones do not.
+    CHECK(cpu::winograd_eligible(window{3, 3, 1, 1, 1, 1, 1, 1}, shape{64, 35, 35}, shape{96, 35, 35}));
+    CHECK(cpu::winograd_eligible(window{3, 3, 1, 1, 0, 0, 0, 0}, shape{80, 73, 73}, shape{192, 71, 71}));
+    CHECK_FALSE(cpu::winograd_eligible(window{3, 3, 2, 2, 0, 0, 0, 0}, shape{288, 35, 35}, shape{384, 17, 17}));
+    CHECK_FALSE(cpu::winograd_eligible(window{3, 3, 1, 1, 1, 1, 1, 1}, shape{448, 8, 8}, shape{384, 8, 8}));
+}
+
 TEST_CASE("pooling planes equal the reference pools on random windows (both avg divisors, NaN in max)") {
     rng g{77};
     auto pick = [&](int lo, int hi) { return lo + static_cast<int>(g.next() % static_cast<unsigned>(hi - lo + 1)); };

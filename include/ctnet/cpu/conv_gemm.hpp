@@ -40,6 +40,7 @@ struct packed_conv {
     int m = 0, k = 0;          // output channels, taps per output (C * KH * KW)
     std::vector<float> a;      // [ceil(M / MR)][K][MR]
     std::vector<float> bias;   // M
+    std::vector<float> wino;   // when it runs as Winograd F(2x2, 3x3) (cpu/winograd.hpp): U, and `a` is empty
     bool relu = false;
     window win{};
     shape in{}, out{};

@@ -39,6 +39,7 @@
 #include "reference.hpp"
 #include "runner.hpp"
 #include "thread_pool.hpp"
+#include "winograd.hpp"
 
 namespace ctnet {
 
@@ -48,6 +49,7 @@ public:
     struct options {
         int threads = 1;
         bool check_finite = false;  // stop at the first (fused) layer whose output is not finite
+        bool winograd = true;       // 3x3 stride-1 convs with enough tiles as Winograd F(2x2, 3x3)
     };
 
     using network_type = Net;
@@ -63,7 +65,8 @@ public:
 private:
     runner(std::span<const float> borrowed, std::vector<float> owned, options o)
         : pool_{o.threads}, arena_{false}, owned_{std::move(owned)},
-          params_{owned_.empty() ? borrowed : std::span<const float>{owned_}}, check_finite_{o.check_finite} {
+          params_{owned_.empty() ? borrowed : std::span<const float>{owned_}}, check_finite_{o.check_finite},
+          winograd_{o.winograd} {
         const auto& p = Net::program;
         for (int i = 0; i < p.n_ops; ++i) {
             const op& o0 = p.ops[i];
@@ -81,6 +84,7 @@ private:
             i = s.last;  // skip the ops folded into this one
         }
         scratch_.assign(static_cast<std::size_t>(pool_.size()) * conv_scratch_floats(), 0.0F);
+        wino_scratch_.assign(static_cast<std::size_t>(pool_.size()) * wino_scratch_floats_, 0.0F);
     }
 
 public:
@@ -150,7 +154,14 @@ private:
         s.last = f.last;
         s.out = f.out;
         cpu::packed_conv pc;
-        pc.pack(f.w.data(), c.out.s.c, c.in.s.c * c.win.kh * c.win.kw);
+        if (winograd_ && cpu::winograd_eligible(c.win, c.in.s, c.out.s)) {
+            pc.m = c.out.s.c;
+            pc.k = c.in.s.c * 9;
+            pc.wino = cpu::winograd_pack_weights(f.w.data(), c.out.s.c, c.in.s.c);
+            wino_scratch_floats_ = std::max(wino_scratch_floats_, cpu::winograd_scratch_floats(c.in.s.c));
+        } else {
+            pc.pack(f.w.data(), c.out.s.c, c.in.s.c * c.win.kh * c.win.kw);
+        }
         pc.bias = std::move(f.bias);
         pc.relu = f.relu;
         pc.win = c.win;
@@ -173,6 +184,10 @@ private:
             const cpu::packed_conv& cv = convs_[static_cast<std::size_t>(s.conv)];
             const cpu::ref::in_view x = arena_.in_view(o.in);
             const cpu::ref::out_view y = arena_.view(s.out);
+            if (!cv.wino.empty()) {
+                run_winograd(cv, x, y, n);
+                return;
+            }
             // Tasks: blocks of NC columns x ranges of MR-row panels, enough for every thread.
             const int cols = cv.out.h * cv.out.w;
             const int col_blocks = (cols + cpu::gemm_nc - 1) / cpu::gemm_nc;
@@ -225,14 +240,34 @@ private:
         }
     }
 
+    // A Winograd conv: tasks of one NR-tile panel x a range of MR-row panels, enough for every thread.
+    void run_winograd(const cpu::packed_conv& cv, const cpu::ref::in_view& x, const cpu::ref::out_view& y, int n) {
+        const int tiles = ((cv.out.h + 1) / 2) * ((cv.out.w + 1) / 2);
+        const int tile_panels = (tiles + cpu::gemm_nr - 1) / cpu::gemm_nr;
+        const int panels = (cv.m + cpu::gemm_mr - 1) / cpu::gemm_mr;
+        const int want = 4 * pool_.size();
+        const int row_splits = std::min(panels, std::max(1, (want + tile_panels * n - 1) / (tile_panels * n)));
+        pool_.run(n * tile_panels * row_splits, [&](int task, int thread) {
+            const int split = task % row_splits, tp = (task / row_splits) % tile_panels;
+            const int sample = task / (row_splits * tile_panels);
+            const int row0 = panels * split / row_splits * cpu::gemm_mr;
+            const int row1 = std::min(cv.m, panels * (split + 1) / row_splits * cpu::gemm_mr);
+            cpu::winograd_block(cv, cv.wino.data(), x.sample(sample), y.sample(sample), row0, row1, tp * cpu::gemm_nr,
+                                wino_scratch_.data() + static_cast<std::size_t>(thread) * wino_scratch_floats_);
+        });
+    }
+
     cpu::thread_pool pool_;
     arena arena_;
     std::vector<float> owned_;       // the weights, when the runner took them over (convs given back)
     std::span<const float> params_;  // the caller's or owned_ (linear layers, unfused batch norms)
     bool check_finite_ = false;
+    bool winograd_ = true;
     std::vector<cpu::packed_conv> convs_;
     std::vector<step> steps_;
     std::vector<float> scratch_;  // per thread: a packed column block and an edge tile
+    std::size_t wino_scratch_floats_ = 0;  // per thread, for the widest Winograd conv
+    std::vector<float> wino_scratch_;
 };
 
 }  // namespace ctnet
