@@ -24,9 +24,9 @@ inline float nan_max(float a, float b) { return (b > a || b != b) ? b : a; }
 // the strided reads): yr[ow] = max over d of tmp[ow * S + d], tmp padded with -inf.
 template <int S>
 void max_pool_row(const float* tmp, float* yr, int ow_n, int kw) {
-    for (int ow = 0; ow < ow_n; ++ow) yr[ow] = tmp[ow * S];
+    for (int ow = 0; ow < ow_n; ++ow) yr[ow] = tmp[static_cast<std::ptrdiff_t>(ow) * S];
     for (int d = 1; d < kw; ++d)
-        for (int ow = 0; ow < ow_n; ++ow) yr[ow] = detail::nan_max(yr[ow], tmp[ow * S + d]);
+        for (int ow = 0; ow < ow_n; ++ow) yr[ow] = detail::nan_max(yr[ow], tmp[static_cast<std::ptrdiff_t>(ow) * S + d]);
 }
 
 inline void max_pool_plane(const float* x, int h, int w, float* y, int oh_n, int ow_n, const window& g, float* tmp) {

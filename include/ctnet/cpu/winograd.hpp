@@ -113,10 +113,10 @@ inline void winograd_input(const packed_conv& cv, const float* x, int t0, float*
                 e[r][3][l] = d[r][1][l] - d[r][3][l];
             }
         for (int j = 0; j < 4; ++j) {
-            float* v0 = v + (static_cast<std::size_t>(0 * 4 + j) * xi_stride) + static_cast<std::size_t>(c) * gemm_nr;
-            float* v1 = v + (static_cast<std::size_t>(1 * 4 + j) * xi_stride) + static_cast<std::size_t>(c) * gemm_nr;
-            float* v2 = v + (static_cast<std::size_t>(2 * 4 + j) * xi_stride) + static_cast<std::size_t>(c) * gemm_nr;
-            float* v3 = v + (static_cast<std::size_t>(3 * 4 + j) * xi_stride) + static_cast<std::size_t>(c) * gemm_nr;
+            float* v0 = v + (static_cast<std::size_t>(j) * xi_stride) + static_cast<std::size_t>(c) * gemm_nr;
+            float* v1 = v + ((static_cast<std::size_t>(1) * 4 + j) * xi_stride) + static_cast<std::size_t>(c) * gemm_nr;
+            float* v2 = v + ((static_cast<std::size_t>(2) * 4 + j) * xi_stride) + static_cast<std::size_t>(c) * gemm_nr;
+            float* v3 = v + ((static_cast<std::size_t>(3) * 4 + j) * xi_stride) + static_cast<std::size_t>(c) * gemm_nr;
             for (int l = 0; l < gemm_nr; ++l) {
                 v0[l] = e[0][j][l] - e[2][j][l];
                 v1[l] = e[1][j][l] + e[2][j][l];
@@ -157,8 +157,8 @@ inline void winograd_block(const packed_conv& cv, const float* u, const float* x
         }
         // Y = A^T M A, A^T rows = (1,1,1,0), (0,1,-1,-1); then bias, ReLU, and the tile's outputs.
         for (int i = 0; i < rows; ++i) {
-            const float bias = cv.bias[static_cast<std::size_t>(row + i)];
-            float* yc = y + static_cast<std::size_t>(row + i) * ldy;
+            const float bias = cv.bias[static_cast<std::size_t>(row) + i];
+            float* yc = y + (static_cast<std::size_t>(row) + i) * ldy;
             alignas(64) float q[2][4][gemm_nr];
             for (int j = 0; j < 4; ++j) {
                 const float* m0 = prod + (0 * 4 + j) * tile_floats + static_cast<std::size_t>(i) * gemm_nr;
@@ -185,7 +185,7 @@ inline void winograd_block(const packed_conv& cv, const float* u, const float* x
             for (int l = 0; l < count; ++l) {
                 const int t = t0 + l, oh = 2 * (t / tw_n), ow = 2 * (t % tw_n);
                 for (int a = 0; a < 2 && oh + a < oh_n; ++a) {
-                    float* yr = yc + static_cast<std::size_t>(oh + a) * ow_n + ow;
+                    float* yr = yc + (static_cast<std::size_t>(oh) + a) * ow_n + ow;
                     yr[0] = out[a][0][l];
                     if (ow + 1 < ow_n) yr[1] = out[a][1][l];
                 }
