@@ -169,6 +169,25 @@ TEST_CASE("Winograd F(2x2, 3x3) equals the reference kernel on random 3x3 stride
     CHECK_FALSE(cpu::winograd_eligible(window{3, 3, 1, 1, 1, 1, 1, 1}, shape{448, 8, 8}, shape{384, 8, 8}));
 }
 
+TEST_CASE("SIMD linear equals the reference on random sizes, any split of the outputs") {
+    rng g{55};
+    for (const int in : {1, 7, 16, 63, 64, 65, 200, 2048}) {
+        const int out = 1 + static_cast<int>(g.next() % 70), n = 3;
+        const std::vector<float> x = random_vector(static_cast<std::size_t>(n) * in, g),
+                                 w = random_vector(static_cast<std::size_t>(out) * in, g), b = random_vector(out, g);
+        std::vector<float> want(static_cast<std::size_t>(n) * out), got(want.size(), std::nanf("")), split(want.size());
+        const shape si{in, 1, 1}, so{out, 1, 1};
+        cpu::ref::linear({x.data(), si.size(), si}, {want.data(), so.size(), so}, n, w.data(), b.data());
+        const auto o = static_cast<std::size_t>(out);
+        cpu::linear_outputs(x.data(), si.size(), got.data(), so.size(), n, si.size(), w.data(), b.data(), 0, o);
+        cpu::linear_outputs(x.data(), si.size(), split.data(), so.size(), n, si.size(), w.data(), b.data(), 0, o / 2);
+        cpu::linear_outputs(x.data(), si.size(), split.data(), so.size(), n, si.size(), w.data(), b.data(), o / 2, o);
+        INFO("in " << in << " out " << out);
+        CHECK(relative_error(got, want) < 1e-5);
+        CHECK(split == got);
+    }
+}
+
 TEST_CASE("pooling planes equal the reference pools on random windows (both avg divisors, NaN in max)") {
     rng g{77};
     auto pick = [&](int lo, int hi) { return lo + static_cast<int>(g.next() % static_cast<unsigned>(hi - lo + 1)); };

@@ -35,6 +35,7 @@
 #include "../graph/params.hpp"
 #include "arena.hpp"
 #include "conv_gemm.hpp"
+#include "linear_fast.hpp"
 #include "pool_fast.hpp"
 #include "reference.hpp"
 #include "runner.hpp"
@@ -230,7 +231,16 @@ private:
                 break;
             }
             case op_kind::global_avg_pool: cpu::ref::global_avg_pool(x, y, n); break;
-            case op_kind::linear: cpu::ref::linear(x, y, n, w, o.bias ? w + c * o.in.s.c : nullptr); break;
+            case op_kind::linear: {  // tasks of 64 outputs, every sample
+                const auto in = static_cast<std::size_t>(o.in.s.c);
+                const float* bias = o.bias ? w + c * in : nullptr;
+                constexpr std::size_t chunk = 64;
+                pool_.run(static_cast<int>((c + chunk - 1) / chunk), [&](int task, int) {
+                    const std::size_t o0 = static_cast<std::size_t>(task) * chunk;
+                    cpu::linear_outputs(x.data, x.stride, y.data, y.stride, n, in, w, bias, o0, std::min(c, o0 + chunk));
+                });
+                break;
+            }
             case op_kind::softmax: cpu::ref::softmax(x, y, n); break;
             case op_kind::dropout:
                 if (x.data != y.data) cpu::ref::copy(x, y, n);
