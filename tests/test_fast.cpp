@@ -268,6 +268,29 @@ TEST_CASE("backend::cpu: convs without batch norm, a standalone batch norm, conc
     CHECK(relative_error(fast(x), ref(x)) < 1e-5);
 }
 
+TEST_CASE("backend::cpu: an average pool before a 1x1 conv runs after it, only where that is the same") {
+    // a: pool (zero padding counted) -> 1x1 conv with bias -> ReLU; b: TF-slim pool (padding not
+    // counted), stride 2 -> 1x1 conv -> BN -> ReLU; c: a pool read by two 1x1 convs (not moved);
+    // d: a pool before a 3x3 conv (not moved). The whole output maps are compared.
+    using net = network<shape{5, 9, 11},
+                        seq<avg_pool<k<3>, stride<1>, pad<1>>, node<"a", conv<4, k<1>, bias<true>>>, relu,
+                            avg_pool<k<3>, stride<2>, pad<1>, count_pad<false>>, node<"b", conv<3, k<1>>>,
+                            node<"bn", batch_norm<>>, relu,
+                            avg_pool<k<2>, stride<1>, pad<1>>, concat<node<"c1", conv<2, k<1>>>, node<"c2", conv<2, k<1>>>>,
+                            avg_pool<k<3>, stride<1>, pad<1>>, node<"d", conv<2, k<3>, pad<1>>>>>;
+    static_assert(output_shape_v<net> == shape{2, 6, 7});
+    weights<net> w;
+    init_seeded(w, 21, true);
+    rng g{22};
+    const std::vector<float> x = random_vector(3 * input_shape_v<net>.size(), g);
+    runner<net> ref{w};
+    runner<net, backend::cpu> one{w, {.threads = 1}}, two{w, {.threads = 2}};
+    CHECK(one.pooled_convs() == 2);  // a and b
+    const std::vector<float> want = ref(x), a = one(x);
+    CHECK(relative_error(a, want) < 1e-5);
+    CHECK(two(x) == a);
+}
+
 TEST_CASE("one loaded model shared read-only by 4 threads, each with its own runner") {
     using net = models::inception_v3<10, 75, models::inception_options{.aux_logits = false}>;
     auto w = std::make_unique<weights<net>>();

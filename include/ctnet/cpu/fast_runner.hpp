@@ -73,6 +73,27 @@ private:
             const op& o0 = p.ops[i];
             if (o0.train_only) continue;
             step s{.op = i, .last = i, .out = o0.out};  // fold() moves .last and .out past a folded BN / ReLU
+            if (pools_into_pointwise(i)) {  // the 1x1 conv runs first, on the pool's input
+                s = step{.op = i + 1, .last = i + 1, .pool = i, .out = p.ops[i + 1].out};
+                s.conv = static_cast<int>(convs_.size());
+                cpu::packed_conv cv = fold(i + 1, s);
+                const op& pool = p.ops[i];
+                pooled_.push_back({std::move(cv.bias), cv.relu});
+                s.pooled = static_cast<int>(pooled_.size()) - 1;
+                cv.bias.assign(static_cast<std::size_t>(cv.m), 0.0F);  // bias and ReLU after the pool
+                cv.relu = false;
+                cv.in = pool.in.s;
+                cv.out = shape{cv.m, pool.in.s.h, pool.in.s.w};
+                pooled_floats_ = std::max(pooled_floats_, cv.out.size());
+                convs_.push_back(std::move(cv));
+                if (!owned_.empty()) {
+                    const float* cw = owned_.data() + p.ops[i + 1].param_offset;
+                    give_back(cw, cw + static_cast<std::size_t>(convs_.back().m) * convs_.back().k);
+                }
+                steps_.push_back(s);
+                i = s.last;
+                continue;
+            }
             if (o0.kind == op_kind::conv) {
                 s.conv = static_cast<int>(convs_.size());
                 convs_.push_back(fold(i, s));
@@ -86,6 +107,7 @@ private:
         }
         scratch_.assign(static_cast<std::size_t>(pool_.size()) * conv_scratch_floats(), 0.0F);
         wino_scratch_.assign(static_cast<std::size_t>(pool_.size()) * wino_scratch_floats_, 0.0F);
+        pooled_tmp_.assign(pooled_floats_, 0.0F);
     }
 
 public:
@@ -111,6 +133,8 @@ public:
     [[nodiscard]] int threads() const { return pool_.size(); }
     // Convolutions after folding (each with its batch norm and ReLU), for tests and benchmarks.
     [[nodiscard]] std::size_t fused_convs() const { return convs_.size(); }
+    // 1x1 convs that run before the average pool feeding them (pools_into_pointwise).
+    [[nodiscard]] std::size_t pooled_convs() const { return pooled_.size(); }
 
 private:
     using arena = cpu::activation_arena<Net>;
@@ -131,6 +155,8 @@ private:
         int op = 0;     // the program op it runs
         int last = 0;   // last program op it covers (folded batch norm / ReLU)
         int conv = -1;  // index into convs_ for convs
+        int pool = -1;    // an average pool before a 1x1 conv, run after it (see pools_into_pointwise)
+        int pooled = -1;  // index into pooled_: that conv's bias and ReLU
         value out{};    // where the (last folded) result goes: every step has one (--check-finite reads it)
     };
 
@@ -179,32 +205,79 @@ private:
                                        ") first produced a non-finite value, at " + bad);
     }
 
+    // An average pool whose output only a 1x1 stride-1 conv reads (every Inception branch_pool):
+    // both are linear and the pool treats every channel alike, so conv(pool(x)) = pool(conv(x))
+    // before the conv's bias and ReLU. Running the conv first pools its Cout channels instead of
+    // the Cin of the block input (32-192 instead of 192-2048).
+    static constexpr bool pools_into_pointwise(int i) {
+        const auto& p = Net::program;
+        if (i + 1 >= p.n_ops) return false;
+        const op& pool = p.ops[i];
+        const op& c = p.ops[i + 1];
+        const window& g = c.win;
+        return pool.kind == op_kind::avg_pool && !pool.train_only && c.kind == op_kind::conv && !c.train_only &&
+               g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pb == 0 && g.pl == 0 && g.pr == 0 &&
+               c.in.buf == pool.out.buf && c.in.offset == pool.out.offset && c.in.s == pool.out.s &&
+               p.bufs[pool.out.buf].last == i + 1;
+    }
+
+    void run_conv(const cpu::packed_conv& cv, const cpu::ref::in_view& x, const cpu::ref::out_view& y, int n) {
+        if (!cv.wino.empty()) {
+            run_winograd(cv, x, y, n);
+            return;
+        }
+        // Tasks: blocks of NC columns x ranges of MR-row panels, enough for every thread.
+        const int cols = cv.out.h * cv.out.w;
+        const int col_blocks = (cols + cpu::gemm_nc - 1) / cpu::gemm_nc;
+        const int panels = (cv.m + cpu::gemm_mr - 1) / cpu::gemm_mr;
+        const int want = 4 * pool_.size();
+        const int row_splits = std::min(panels, std::max(1, (want + col_blocks * n - 1) / (col_blocks * n)));
+        pool_.run(n * col_blocks * row_splits, [&](int task, int thread) {
+            const int split = task % row_splits, block = (task / row_splits) % col_blocks;
+            const int sample = task / (row_splits * col_blocks);
+            const int row0 = panels * split / row_splits * cpu::gemm_mr;
+            const int row1 = std::min(cv.m, panels * (split + 1) / row_splits * cpu::gemm_mr);
+            const int j0 = block * cpu::gemm_nc;
+            cpu::conv_gemm_block(cv, x.sample(sample), y.sample(sample), row0, row1, j0,
+                                 std::min(cpu::gemm_nc, cols - j0),
+                                 scratch_.data() + static_cast<std::size_t>(thread) * conv_scratch_floats());
+        });
+    }
+
+    // The 1x1 conv into pooled_tmp_, then the pool of its planes, bias and ReLU, one sample at a time.
+    void run_pooled(const step& s, int n) {
+        const op& pool = Net::program.ops[s.pool];
+        const cpu::packed_conv& cv = convs_[static_cast<std::size_t>(s.conv)];
+        const pooled_epilogue& e = pooled_[static_cast<std::size_t>(s.pooled)];
+        const cpu::ref::in_view x = arena_.in_view(pool.in);
+        const cpu::ref::out_view y = arena_.view(s.out);
+        const shape ts = cv.out, os = y.s;
+        const std::size_t tp = static_cast<std::size_t>(ts.h) * ts.w, op_ = static_cast<std::size_t>(os.h) * os.w;
+        for (int i = 0; i < n; ++i) {
+            run_conv(cv, {x.sample(i), x.stride, x.s}, {pooled_tmp_.data(), ts.size(), ts}, 1);
+            float* yi = y.sample(i);
+            pool_.run(cv.m, [&](int m, int thread) {
+                float* yp = yi + static_cast<std::size_t>(m) * op_;
+                float* tmp = scratch_.data() + static_cast<std::size_t>(thread) * conv_scratch_floats();
+                cpu::avg_pool_plane(pooled_tmp_.data() + static_cast<std::size_t>(m) * tp, ts.h, ts.w, yp, os.h, os.w,
+                                    pool.win, pool.count_pad, tmp);
+                const float b = e.bias[static_cast<std::size_t>(m)];
+                for (std::size_t j = 0; j < op_; ++j) {
+                    const float v = yp[j] + b;
+                    yp[j] = e.relu && v <= 0.0F ? 0.0F : v;  // a NaN stays NaN, as the GEMM epilogue
+                }
+            });
+        }
+    }
+
     void run_step(const step& s, int n) {
         const op& o = Net::program.ops[s.op];
+        if (s.pool >= 0) {
+            run_pooled(s, n);
+            return;
+        }
         if (s.conv >= 0) {
-            const cpu::packed_conv& cv = convs_[static_cast<std::size_t>(s.conv)];
-            const cpu::ref::in_view x = arena_.in_view(o.in);
-            const cpu::ref::out_view y = arena_.view(s.out);
-            if (!cv.wino.empty()) {
-                run_winograd(cv, x, y, n);
-                return;
-            }
-            // Tasks: blocks of NC columns x ranges of MR-row panels, enough for every thread.
-            const int cols = cv.out.h * cv.out.w;
-            const int col_blocks = (cols + cpu::gemm_nc - 1) / cpu::gemm_nc;
-            const int panels = (cv.m + cpu::gemm_mr - 1) / cpu::gemm_mr;
-            const int want = 4 * pool_.size();
-            const int row_splits = std::min(panels, std::max(1, (want + col_blocks * n - 1) / (col_blocks * n)));
-            pool_.run(n * col_blocks * row_splits, [&](int task, int thread) {
-                const int split = task % row_splits, block = (task / row_splits) % col_blocks;
-                const int sample = task / (row_splits * col_blocks);
-                const int row0 = panels * split / row_splits * cpu::gemm_mr;
-                const int row1 = std::min(cv.m, panels * (split + 1) / row_splits * cpu::gemm_mr);
-                const int j0 = block * cpu::gemm_nc;
-                cpu::conv_gemm_block(cv, x.sample(sample), y.sample(sample), row0, row1, j0,
-                                     std::min(cpu::gemm_nc, cols - j0),
-                                     scratch_.data() + static_cast<std::size_t>(thread) * conv_scratch_floats());
-            });
+            run_conv(convs_[static_cast<std::size_t>(s.conv)], arena_.in_view(o.in), arena_.view(s.out), n);
             return;
         }
         const cpu::ref::in_view x = arena_.in_view(o.in);
@@ -278,6 +351,13 @@ private:
     std::vector<float> scratch_;  // per thread: a packed column block and an edge tile
     std::size_t wino_scratch_floats_ = 0;  // per thread, for the widest Winograd conv
     std::vector<float> wino_scratch_;
+    struct pooled_epilogue {
+        std::vector<float> bias;
+        bool relu = false;
+    };
+    std::vector<pooled_epilogue> pooled_;  // per pooled 1x1 conv: its bias and ReLU, applied after the pool
+    std::size_t pooled_floats_ = 0;        // the largest pooled conv's output, one sample
+    std::vector<float> pooled_tmp_;
 };
 
 }  // namespace ctnet
