@@ -226,22 +226,28 @@ private:
             run_winograd(cv, x, y, n);
             return;
         }
-        // Tasks: blocks of NC columns x ranges of MR-row panels, enough for every thread.
+        // Tasks: units of (sample, block of NC columns), all rows, as long as they share out
+        // evenly over the threads; the last `total % threads` units are split into row ranges,
+        // one per thread (each range packs the block's columns again). With 4 row-split tasks
+        // per thread, as first written, each 8x8 block was packed 8 times; splitting only until
+        // every thread has a task made Mixed_7b/7c 25-30 % faster, and splitting only the
+        // remainder keeps 17x17 (5 blocks on 2 threads) from idling one thread for a block.
+        // 32-column blocks instead of row splits measured slower (bench/RESULTS.md).
         const int cols = cv.out.h * cv.out.w;
-        // Rows are split only until every thread has a task: each row range packs the same
-        // columns again. At 8x8 (one column block) 4 tasks per thread packed each block 8 times
-        // and one per thread made Mixed_7b/7c 25-30 % faster; 32-column blocks instead of row
-        // splits measured slower (bench/RESULTS.md).
-        const int want = pool_.size();
         const int col_blocks = (cols + cpu::gemm_nc - 1) / cpu::gemm_nc;
         const int panels = (cv.m + cpu::gemm_mr - 1) / cpu::gemm_mr;
-        const int row_splits = std::min(panels, std::max(1, (want + col_blocks * n - 1) / (col_blocks * n)));
-        pool_.run(n * col_blocks * row_splits, [&](int task, int thread) {
-            const int split = task % row_splits, block = (task / row_splits) % col_blocks;
-            const int sample = task / (row_splits * col_blocks);
-            const int row0 = panels * split / row_splits * cpu::gemm_mr;
-            const int row1 = std::min(cv.m, panels * (split + 1) / row_splits * cpu::gemm_mr);
-            const int j0 = block * cpu::gemm_nc;
+        const int units = n * col_blocks, threads = pool_.size();
+        const int rest = threads > 1 ? units % threads : 0, whole = units - rest;
+        const int splits = std::min(panels, threads);
+        pool_.run(whole + rest * splits, [&](int task, int thread) {
+            int unit = task, row0 = 0, row1 = cv.m;
+            if (task >= whole) {
+                const int split = (task - whole) % splits;
+                unit = whole + (task - whole) / splits;
+                row0 = panels * split / splits * cpu::gemm_mr;
+                row1 = std::min(cv.m, panels * (split + 1) / splits * cpu::gemm_mr);
+            }
+            const int sample = unit / col_blocks, j0 = unit % col_blocks * cpu::gemm_nc;
             cpu::conv_gemm_block(cv, x.sample(sample), y.sample(sample), row0, row1, j0,
                                  std::min(cpu::gemm_nc, cols - j0),
                                  scratch_.data() + static_cast<std::size_t>(thread) * conv_scratch_floats());
