@@ -333,18 +333,24 @@ private:
         }
     }
 
-    // A Winograd conv: tasks of one NR-tile panel x a range of MR-row panels, enough for every thread.
+    // A Winograd conv: (sample, panel of NR tiles) units with all rows, the remainder split into
+    // row ranges, as run_conv (a split unit transforms its input again).
     void run_winograd(const cpu::packed_conv& cv, const cpu::ref::in_view& x, const cpu::ref::out_view& y, int n) {
         const int tiles = ((cv.out.h + 1) / 2) * ((cv.out.w + 1) / 2);
         const int tile_panels = (tiles + cpu::gemm_nr - 1) / cpu::gemm_nr;
         const int panels = (cv.m + cpu::gemm_mr - 1) / cpu::gemm_mr;
-        const int want = 4 * pool_.size();
-        const int row_splits = std::min(panels, std::max(1, (want + tile_panels * n - 1) / (tile_panels * n)));
-        pool_.run(n * tile_panels * row_splits, [&](int task, int thread) {
-            const int split = task % row_splits, tp = (task / row_splits) % tile_panels;
-            const int sample = task / (row_splits * tile_panels);
-            const int row0 = panels * split / row_splits * cpu::gemm_mr;
-            const int row1 = std::min(cv.m, panels * (split + 1) / row_splits * cpu::gemm_mr);
+        const int units = n * tile_panels, threads = pool_.size();
+        const int rest = threads > 1 ? units % threads : 0, whole = units - rest;
+        const int splits = std::min(panels, threads);
+        pool_.run(whole + rest * splits, [&](int task, int thread) {
+            int unit = task, row0 = 0, row1 = cv.m;
+            if (task >= whole) {
+                const int split = (task - whole) % splits;
+                unit = whole + (task - whole) / splits;
+                row0 = panels * split / splits * cpu::gemm_mr;
+                row1 = std::min(cv.m, panels * (split + 1) / splits * cpu::gemm_mr);
+            }
+            const int sample = unit / tile_panels, tp = unit % tile_panels;
             cpu::winograd_block(cv, cv.wino.data(), x.sample(sample), y.sample(sample), row0, row1, tp * cpu::gemm_nr,
                                 wino_scratch_.data() + static_cast<std::size_t>(thread) * wino_scratch_floats_);
         });
