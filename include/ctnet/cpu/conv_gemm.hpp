@@ -3,7 +3,8 @@
 // out[m][j] = act(bias[m] + sum_k w[m][k] * col[k][j]) for one sample, where m is the output
 // channel, j = (oh, ow) the output position and k = (c, kh, kw) the tap: NCHW makes the output
 // rows (channel planes) and, for 1x1 stride-1 convs, the input rows contiguous.
-//   - weights are packed once (load time) into panels of MR rows: [M/MR][K][MR], zero-padded;
+//   - weights are packed once (load time) into panels of MR rows, K block by K block:
+//     [K/KC][M/MR][KC][MR], zero-padded;
 //   - col is never materialised: each task packs a KC x NR block of it (an im2col of just that
 //     block, padding as zeros) into its own scratch, in the order the micro-kernel reads;
 //   - the micro-kernel keeps an MR x NR tile of accumulators in registers (MR = 6 rows, NR = two
@@ -38,7 +39,7 @@ inline constexpr int gemm_nc = 2 * gemm_nr;      // columns of one task's packed
 // One conv's weights, packed for the micro-kernel, with the folded bias.
 struct packed_conv {
     int m = 0, k = 0;          // output channels, taps per output (C * KH * KW)
-    std::vector<float> a;      // [ceil(M / MR)][K][MR]
+    std::vector<float> a;      // [K block of KC][ceil(M / MR)][kc][MR]: one K block's panels in a row
     std::vector<float> bias;   // M
     std::vector<float> wino;   // when it runs as Winograd F(2x2, 3x3) (cpu/winograd.hpp): U, and `a` is empty
     bool relu = false;
@@ -51,12 +52,25 @@ struct packed_conv {
         k = depth;
         const int panels = (m + gemm_mr - 1) / gemm_mr;
         a.assign(static_cast<std::size_t>(panels) * k * gemm_mr, 0.0F);
-        for (int p = 0; p < panels; ++p)
-            for (int kk = 0; kk < k; ++kk)
-                for (int r = 0; r < gemm_mr; ++r) {
-                    const int row = p * gemm_mr + r;
-                    if (row < m) a[(static_cast<std::size_t>(p) * k + kk) * gemm_mr + r] = w[static_cast<std::size_t>(row) * k + kk];
-                }
+        for (int k0 = 0; k0 < k; k0 += gemm_kc) {
+            const int kc = std::min(gemm_kc, k - k0);
+            for (int p = 0; p < panels; ++p)
+                for (int kk = 0; kk < kc; ++kk)
+                    for (int r = 0; r < gemm_mr; ++r) {
+                        const int row = p * gemm_mr + r;
+                        if (row < m) a[panel_offset(k0, kc, p) + static_cast<std::size_t>(kk) * gemm_mr + r] =
+                            w[static_cast<std::size_t>(row) * k + k0 + kk];
+                    }
+        }
+    }
+
+    // First float of row panel p's part of the K block starting at k0 (kc deep). A K block's
+    // panels are contiguous, so a task's pass over its rows reads A as one sequential stream
+    // rather than 6 KB pieces a whole panel (up to 96 KB) apart: the 8x8 blocks, which read each
+    // of their 24 MB of weights about once per pass at batch 1, measured 10-30 % faster.
+    [[nodiscard]] std::size_t panel_offset(int k0, int kc, int p) const {
+        const auto panels = static_cast<std::size_t>((m + gemm_mr - 1) / gemm_mr);
+        return (static_cast<std::size_t>(k0) * panels + static_cast<std::size_t>(p) * kc) * gemm_mr;
     }
 };
 
@@ -233,7 +247,7 @@ inline void conv_gemm_block(const packed_conv& cv, const float* x, float* y, int
         detail::pack_block(cv, x, k0, kc, j0, cols, b);
         for (int row = row0; row < row1; row += gemm_mr) {
             const int rows = std::min(gemm_mr, row1 - row);
-            const float* a = cv.a.data() + (static_cast<std::size_t>(row / gemm_mr) * cv.k + k0) * gemm_mr;
+            const float* a = cv.a.data() + cv.panel_offset(k0, kc, row / gemm_mr);
             float bias[gemm_mr]{};
             std::copy(cv.bias.begin() + row, cv.bias.begin() + row + rows, bias);
             for (int cp = 0; cp < col_panels; ++cp) {
