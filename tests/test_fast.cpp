@@ -30,6 +30,32 @@ double relative_error(const std::vector<float>& got, const std::vector<float>& w
     return d / s;
 }
 
+// One random conv: input, weights, bias, the reference output (ReLU applied if asked) and the
+// packed_conv describing it (weights packed for the GEMM, or not, for Winograd).
+struct conv_case {
+    std::vector<float> x, w, b, want;
+    cpu::packed_conv cv;
+};
+
+conv_case random_conv(shape in, const window& win, int m, bool relu, bool pack, rng& g) {
+    const shape out = detail::window_shape(in, win, m);
+    const int k = in.c * win.kh * win.kw;
+    conv_case c{random_vector(in.size(), g), random_vector(static_cast<std::size_t>(m) * k, g),
+                random_vector(static_cast<std::size_t>(m), g), std::vector<float>(out.size()), {}};
+    cpu::ref::conv2d({c.x.data(), in.size(), in}, {c.want.data(), out.size(), out}, 1, c.w.data(), c.b.data(), win);
+    if (relu)
+        for (float& v : c.want) v = std::max(v, 0.0F);
+    if (pack) c.cv.pack(c.w.data(), m, k);
+    c.cv.m = m;
+    c.cv.k = k;
+    c.cv.bias = c.b;
+    c.cv.relu = relu;
+    c.cv.win = win;
+    c.cv.in = in;
+    c.cv.out = out;
+    return c;
+}
+
 }  // namespace
 
 TEST_CASE("GEMM convolution equals the reference kernel on random shapes") {
@@ -44,21 +70,8 @@ TEST_CASE("GEMM convolution equals the reference kernel on random shapes") {
         const int m = pick(1, 20);
         const int row_split = pick(0, 1);  // also: rows in two ranges, as tasks split them
         const bool relu = pick(0, 1) == 1;
-        const shape out = detail::window_shape(in, win, m);
-        const int k = in.c * win.kh * win.kw;
-        const std::vector<float> x = random_vector(in.size(), g), w = random_vector(static_cast<std::size_t>(m) * k, g),
-                                 b = random_vector(static_cast<std::size_t>(m), g);
-        std::vector<float> want(out.size());
-        cpu::ref::conv2d({x.data(), in.size(), in}, {want.data(), out.size(), out}, 1, w.data(), b.data(), win);
-        if (relu)
-            for (float& v : want) v = std::max(v, 0.0F);
-        cpu::packed_conv cv;
-        cv.pack(w.data(), m, k);
-        cv.bias = b;
-        cv.relu = relu;
-        cv.win = win;
-        cv.in = in;
-        cv.out = out;
+        const auto [x, w, b, want, cv] = random_conv(in, win, m, relu, true, g);
+        const shape out = cv.out;
         std::vector<float> got(out.size(), std::nanf(""));
         if (row_split && m > cpu::gemm_mr) {  // two row ranges and column blocks, as the runner's tasks
             const int cols = out.h * out.w, cut = cpu::gemm_mr;
@@ -96,18 +109,8 @@ TEST_CASE("GEMM convolution: flat kh x 1 taps, padded 1 x n rows, narrow and wid
         const shape in{s.c, s.h, s.w};
         const window win{s.kh, s.kw, 1, 1, s.pt, s.pb, s.pl, s.pr};
         const int m = 13;
-        const shape out = detail::window_shape(in, win, m);
-        const int k = in.c * win.kh * win.kw;
-        const std::vector<float> x = random_vector(in.size(), g), w = random_vector(static_cast<std::size_t>(m) * k, g),
-                                 b = random_vector(static_cast<std::size_t>(m), g);
-        std::vector<float> want(out.size());
-        cpu::ref::conv2d({x.data(), in.size(), in}, {want.data(), out.size(), out}, 1, w.data(), b.data(), win);
-        cpu::packed_conv cv;
-        cv.pack(w.data(), m, k);
-        cv.bias = b;
-        cv.win = win;
-        cv.in = in;
-        cv.out = out;
+        const auto [x, w, b, want, cv] = random_conv(in, win, m, false, true, g);
+        const shape out = cv.out;
         std::vector<float> got(out.size(), std::nanf(""));
         cpu::conv_gemm(cv, x.data(), got.data(), scratch.data());
         INFO("in " << in.c << "x" << in.h << "x" << in.w << " k " << win.kh << "x" << win.kw << " pad " << s.pt << ","
@@ -128,22 +131,8 @@ TEST_CASE("Winograd F(2x2, 3x3) equals the reference kernel on random 3x3 stride
         if (in.h + win.pt + win.pb < 3 || in.w + win.pl + win.pr < 3) continue;
         const int m = pick(1, 20);
         const bool relu = pick(0, 1) == 1;
-        const shape out = detail::window_shape(in, win, m);
-        const int k = in.c * 9;
-        const std::vector<float> x = random_vector(in.size(), g), w = random_vector(static_cast<std::size_t>(m) * k, g),
-                                 b = random_vector(static_cast<std::size_t>(m), g);
-        std::vector<float> want(out.size());
-        cpu::ref::conv2d({x.data(), in.size(), in}, {want.data(), out.size(), out}, 1, w.data(), b.data(), win);
-        if (relu)
-            for (float& v : want) v = std::max(v, 0.0F);
-        cpu::packed_conv cv;
-        cv.m = m;
-        cv.k = k;
-        cv.bias = b;
-        cv.relu = relu;
-        cv.win = win;
-        cv.in = in;
-        cv.out = out;
+        const auto [x, w, b, want, cv] = random_conv(in, win, m, relu, false, g);
+        const shape out = cv.out;
         const std::vector<float> u = cpu::winograd_pack_weights(w.data(), m, in.c);
         std::vector<float> scratch(cpu::winograd_scratch_floats(in.c));
         std::vector<float> got(out.size(), std::nanf(""));

@@ -235,22 +235,30 @@ private:
         // 32-column blocks instead of row splits measured slower (bench/RESULTS.md).
         const int cols = cv.out.h * cv.out.w;
         const int col_blocks = (cols + cpu::gemm_nc - 1) / cpu::gemm_nc;
-        const int panels = (cv.m + cpu::gemm_mr - 1) / cpu::gemm_mr;
-        const int units = n * col_blocks, threads = pool_.size();
-        const int rest = threads > 1 ? units % threads : 0, whole = units - rest;
-        const int splits = std::min(panels, threads);
-        pool_.run(whole + rest * splits, [&](int task, int thread) {
-            int unit = task, row0 = 0, row1 = cv.m;
-            if (task >= whole) {
-                const int split = (task - whole) % splits;
-                unit = whole + (task - whole) / splits;
-                row0 = panels * split / splits * cpu::gemm_mr;
-                row1 = std::min(cv.m, panels * (split + 1) / splits * cpu::gemm_mr);
-            }
+        run_units(n * col_blocks, cv.m, [&](int unit, int row0, int row1, int thread) {
             const int sample = unit / col_blocks, j0 = unit % col_blocks * cpu::gemm_nc;
             cpu::conv_gemm_block(cv, x.sample(sample), y.sample(sample), row0, row1, j0,
                                  std::min(cpu::gemm_nc, cols - j0),
                                  scratch_.data() + static_cast<std::size_t>(thread) * conv_scratch_floats());
+        });
+    }
+
+    // Runs f(unit, row0, row1, thread) for units [0, units) with all m rows while they share
+    // out evenly over the threads, then the last `units % threads` split into one row range
+    // (multiples of MR) per thread.
+    template <class F>
+    void run_units(int units, int m, F&& f) {
+        const int panels = (m + cpu::gemm_mr - 1) / cpu::gemm_mr, threads = pool_.size();
+        const int rest = threads > 1 ? units % threads : 0, whole = units - rest;
+        const int splits = std::min(panels, threads);
+        pool_.run(whole + rest * splits, [&](int task, int thread) {
+            if (task < whole) {
+                f(task, 0, m, thread);
+                return;
+            }
+            const int split = (task - whole) % splits;
+            f(whole + (task - whole) / splits, panels * split / splits * cpu::gemm_mr,
+              std::min(m, panels * (split + 1) / splits * cpu::gemm_mr), thread);
         });
     }
 
@@ -338,18 +346,7 @@ private:
     void run_winograd(const cpu::packed_conv& cv, const cpu::ref::in_view& x, const cpu::ref::out_view& y, int n) {
         const int tiles = ((cv.out.h + 1) / 2) * ((cv.out.w + 1) / 2);
         const int tile_panels = (tiles + cpu::gemm_nr - 1) / cpu::gemm_nr;
-        const int panels = (cv.m + cpu::gemm_mr - 1) / cpu::gemm_mr;
-        const int units = n * tile_panels, threads = pool_.size();
-        const int rest = threads > 1 ? units % threads : 0, whole = units - rest;
-        const int splits = std::min(panels, threads);
-        pool_.run(whole + rest * splits, [&](int task, int thread) {
-            int unit = task, row0 = 0, row1 = cv.m;
-            if (task >= whole) {
-                const int split = (task - whole) % splits;
-                unit = whole + (task - whole) / splits;
-                row0 = panels * split / splits * cpu::gemm_mr;
-                row1 = std::min(cv.m, panels * (split + 1) / splits * cpu::gemm_mr);
-            }
+        run_units(n * tile_panels, cv.m, [&](int unit, int row0, int row1, int thread) {
             const int sample = unit / tile_panels, tp = unit % tile_panels;
             cpu::winograd_block(cv, cv.wino.data(), x.sample(sample), y.sample(sample), row0, row1, tp * cpu::gemm_nr,
                                 wino_scratch_.data() + static_cast<std::size_t>(thread) * wino_scratch_floats_);
