@@ -79,7 +79,7 @@ namespace detail {
 // Copies n <= NR floats (a run of one packed row). With AVX-512: two overlapping plain moves
 // of 16, 8 or 4 floats (the first and the last ones of the run), instead of a call to memcpy,
 // whose fixed cost dominates runs this short (17 floats at 17x17); masked moves measured
-// slower still here (up to 40 % on the stem convs, whose input comes from L3).
+// slower still here (up to 40 % on the stem convs; why was not measured).
 inline void copy_run(float* dst, const float* src, int n) {
 #if defined(__AVX512F__)
     static_assert(gemm_nr == 32, "copy_run moves at most two 16-float vectors");

@@ -6,7 +6,10 @@
 // At construction (load time) the program is transformed once: every conv followed by an
 // in-place batch norm (and ReLU) becomes one conv with the batch norm folded into its weights
 // and bias and the ReLU in its epilogue; conv weights are packed for the GEMM micro-kernel
-// (cpu/conv_gemm.hpp). Concat needs nothing: convs write into their channel slices.
+// (cpu/conv_gemm.hpp), or, for 3x3 stride-1 convs with enough tiles, transformed for Winograd
+// F(2x2, 3x3) (cpu/winograd.hpp, off with options.winograd = false); an average pool read only
+// by a 1x1 conv runs after that conv, on its output channels. Concat needs nothing: convs write
+// into their channel slices.
 // Requires: eval mode only (training-mode forward passes run on backend::reference); the
 // weights outlive the runner (linear layers and batch norms that follow no conv read them; the
 // convs use their packed, folded copy) — or the runner takes them over, runner{std::move(w)}:
