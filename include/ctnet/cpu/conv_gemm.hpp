@@ -36,6 +36,21 @@ inline constexpr int gemm_nr = 2 * simd_width;   // columns of the register tile
 inline constexpr int gemm_kc = 256;              // depth of one packed block
 inline constexpr int gemm_nc = 2 * gemm_nr;      // columns of one task's packed block (smaller measured faster)
 
+// A 1x1 window at stride 1 without padding: the conv's im2col matrix is its input.
+[[nodiscard]] constexpr bool is_pointwise(const window& g) {
+    return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pb == 0 && g.pl == 0 && g.pr == 0;
+}
+
+namespace detail {
+
+// The first 64-byte boundary at or after p (packed panels are read with aligned loads).
+inline float* align64(float* p) {
+    const std::size_t mis = reinterpret_cast<std::uintptr_t>(p) % 64;
+    return p + (mis ? (64 - mis) / sizeof(float) : 0);
+}
+
+}  // namespace detail
+
 // One conv's weights, packed for the micro-kernel, with the folded bias.
 struct packed_conv {
     int m = 0, k = 0;          // output channels, taps per output (C * KH * KW)
@@ -103,6 +118,16 @@ inline void copy_run(float* dst, const float* src, int n) {
 #endif
 }
 
+// out[i] = src[start + i] for i < n, zero where start + i falls outside [0, limit): a run
+// clipped to its input row (or flattened plane), the padding as zeros.
+inline void copy_clipped(float* out, const float* src, std::ptrdiff_t start, std::ptrdiff_t limit, int n) {
+    const auto lo = static_cast<int>(std::clamp<std::ptrdiff_t>(-start, 0, n));
+    const auto hi = static_cast<int>(std::clamp<std::ptrdiff_t>(limit - start, lo, n));
+    std::fill(out, out + lo, 0.0F);
+    if (hi > lo) copy_run(out + lo, src + (start + lo), hi - lo);
+    std::fill(out + hi, out + n, 0.0F);
+}
+
 // A run of a packed block: columns [j, j + len) of the block, one output row (or, for "flat"
 // convs, consecutive input elements) and one NR panel.
 struct col_run {
@@ -147,11 +172,7 @@ inline void pack_block(const packed_conv& cv, const float* x, int k0, int kc, in
             float* out = drow + static_cast<std::size_t>(run.j / gemm_nr) * panel_stride + run.j % gemm_nr;
             if (flat) {  // input elements [s, s + len) of the flattened plane, zero outside it
                 const std::ptrdiff_t s = static_cast<std::ptrdiff_t>(j0 + run.j) + static_cast<std::ptrdiff_t>(dh - g.pt) * in_w;
-                const auto lo = static_cast<int>(std::clamp<std::ptrdiff_t>(-s, 0, run.len));
-                const auto hi = static_cast<int>(std::clamp<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(plane) - s, lo, run.len));
-                std::fill(out, out + lo, 0.0F);
-                if (hi > lo) copy_run(out + lo, xc + (s + lo), hi - lo);
-                std::fill(out + hi, out + run.len, 0.0F);
+                copy_clipped(out, xc, s, static_cast<std::ptrdiff_t>(plane), run.len);
                 continue;
             }
             const int ih = run.oh * g.sh - g.pt + dh;
@@ -162,10 +183,7 @@ inline void pack_block(const packed_conv& cv, const float* x, int k0, int kc, in
             const float* row = xc + static_cast<std::size_t>(ih) * in_w;
             const int iw0 = run.ow * g.sw - g.pl + dw;
             if (g.sw == 1) {  // input columns [iw0, iw0 + len), zero outside the row
-                const int lo = std::clamp(-iw0, 0, run.len), hi = std::clamp(in_w - iw0, lo, run.len);
-                std::fill(out, out + lo, 0.0F);
-                if (hi > lo) copy_run(out + lo, row + (iw0 + lo), hi - lo);
-                std::fill(out + hi, out + run.len, 0.0F);
+                copy_clipped(out, row, iw0, in_w, run.len);
             } else {
                 for (int i = 0; i < run.len; ++i) {
                     const int iw = iw0 + i * g.sw;
@@ -237,8 +255,7 @@ inline constexpr std::size_t conv_scratch_floats =
 inline void conv_gemm_block(const packed_conv& cv, const float* x, float* y, int row0, int row1, int j0, int cols,
                             float* scratch) {
     const std::size_t ldy = static_cast<std::size_t>(cv.out.h) * cv.out.w;
-    const std::size_t misaligned = reinterpret_cast<std::uintptr_t>(scratch) % 64;  // packed panels: 64-byte aligned
-    float* b = scratch + (misaligned ? (64 - misaligned) / sizeof(float) : 0);
+    float* b = detail::align64(scratch);
     float* tile = b + static_cast<std::size_t>(gemm_kc) * gemm_nc;
     const int col_panels = (cols + gemm_nr - 1) / gemm_nr;
     for (int k0 = 0; k0 < cv.k; k0 += gemm_kc) {

@@ -77,33 +77,23 @@ private:
             if (o0.train_only) continue;
             step s{.op = i, .last = i, .out = o0.out};  // fold() moves .last and .out past a folded BN / ReLU
             if (pools_into_pointwise(i)) {  // the 1x1 conv runs first, on the pool's input
-                s = step{.op = i + 1, .last = i + 1, .pool = i, .out = p.ops[i + 1].out};
-                s.conv = static_cast<int>(convs_.size());
+                const shape pooled_in = o0.in.s;
+                s = step{.op = i + 1, .last = i + 1, .conv = static_cast<int>(convs_.size()), .pool = i,
+                         .out = p.ops[i + 1].out};
                 cpu::packed_conv cv = fold(i + 1, s);
-                const op& pool = p.ops[i];
-                pooled_.push_back({std::move(cv.bias), cv.relu});
-                s.pooled = static_cast<int>(pooled_.size()) - 1;
-                cv.bias.assign(static_cast<std::size_t>(cv.m), 0.0F);  // bias and ReLU after the pool
-                cv.relu = false;
-                cv.in = pool.in.s;
-                cv.out = shape{cv.m, pool.in.s.h, pool.in.s.w};
+                s.post_bias = std::exchange(cv.bias, std::vector<float>(static_cast<std::size_t>(cv.m), 0.0F));
+                s.post_relu = std::exchange(cv.relu, false);  // bias and ReLU after the pool
+                cv.in = pooled_in;
+                cv.out = shape{cv.m, pooled_in.h, pooled_in.w};
                 pooled_floats_ = std::max(pooled_floats_, cv.out.size());
                 convs_.push_back(std::move(cv));
-                if (!owned_.empty()) {
-                    const float* cw = owned_.data() + p.ops[i + 1].param_offset;
-                    give_back(cw, cw + static_cast<std::size_t>(convs_.back().m) * convs_.back().k);
-                }
-                steps_.push_back(s);
-                i = s.last;
-                continue;
-            }
-            if (o0.kind == op_kind::conv) {
+            } else if (o0.kind == op_kind::conv) {
                 s.conv = static_cast<int>(convs_.size());
                 convs_.push_back(fold(i, s));
-                if (!owned_.empty()) {  // never read again: the packed copy serves
-                    const float* cw = owned_.data() + o0.param_offset;
-                    give_back(cw, cw + static_cast<std::size_t>(convs_.back().m) * convs_.back().k);
-                }
+            }
+            if (s.conv >= 0 && !owned_.empty()) {  // never read again: the packed copy serves
+                const float* cw = owned_.data() + p.ops[s.op].param_offset;
+                give_back(cw, cw + static_cast<std::size_t>(convs_.back().m) * convs_.back().k);
             }
             steps_.push_back(s);
             i = s.last;  // skip the ops folded into this one
@@ -137,7 +127,9 @@ public:
     // Convolutions after folding (each with its batch norm and ReLU), for tests and benchmarks.
     [[nodiscard]] std::size_t fused_convs() const { return convs_.size(); }
     // 1x1 convs that run before the average pool feeding them (pools_into_pointwise).
-    [[nodiscard]] std::size_t pooled_convs() const { return pooled_.size(); }
+    [[nodiscard]] std::size_t pooled_convs() const {
+        return static_cast<std::size_t>(std::count_if(steps_.begin(), steps_.end(), [](const step& s) { return s.pool >= 0; }));
+    }
 
 private:
     using arena = cpu::activation_arena<Net>;
@@ -158,9 +150,10 @@ private:
         int op = 0;     // the program op it runs
         int last = 0;   // last program op it covers (folded batch norm / ReLU)
         int conv = -1;  // index into convs_ for convs
-        int pool = -1;    // an average pool before a 1x1 conv, run after it (see pools_into_pointwise)
-        int pooled = -1;  // index into pooled_: that conv's bias and ReLU
+        int pool = -1;  // an average pool before a 1x1 conv, run after it (see pools_into_pointwise)
         value out{};    // where the (last folded) result goes: every step has one (--check-finite reads it)
+        std::vector<float> post_bias{};  // with .pool: the conv's bias and ReLU, applied after the pool
+        bool post_relu = false;
     };
 
     // Per thread: a conv's packed block and edge tile, or a pooling row (inputs up to that wide).
@@ -217,10 +210,8 @@ private:
         if (i + 1 >= p.n_ops) return false;
         const op& pool = p.ops[i];
         const op& c = p.ops[i + 1];
-        const window& g = c.win;
         return pool.kind == op_kind::avg_pool && !pool.train_only && c.kind == op_kind::conv && !c.train_only &&
-               g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pb == 0 && g.pl == 0 && g.pr == 0 &&
-               c.in.buf == pool.out.buf && c.in.offset == pool.out.offset && c.in.s == pool.out.s &&
+               cpu::is_pointwise(c.win) && c.in.buf == pool.out.buf && c.in.offset == pool.out.offset && c.in.s == pool.out.s &&
                p.bufs[pool.out.buf].last == i + 1;
     }
 
@@ -269,7 +260,6 @@ private:
     void run_pooled(const step& s, int n) {
         const op& pool = Net::program.ops[s.pool];
         const cpu::packed_conv& cv = convs_[static_cast<std::size_t>(s.conv)];
-        const pooled_epilogue& e = pooled_[static_cast<std::size_t>(s.pooled)];
         const cpu::ref::in_view x = arena_.in_view(pool.in);
         const cpu::ref::out_view y = arena_.view(s.out);
         const shape ts = cv.out, os = y.s;
@@ -282,10 +272,10 @@ private:
                 float* tmp = scratch_.data() + static_cast<std::size_t>(thread) * conv_scratch_floats();
                 cpu::avg_pool_plane(pooled_tmp_.data() + static_cast<std::size_t>(m) * tp, ts.h, ts.w, yp, os.h, os.w,
                                     pool.win, pool.count_pad, tmp);
-                const float b = e.bias[static_cast<std::size_t>(m)];
+                const float b = s.post_bias[static_cast<std::size_t>(m)];
                 for (std::size_t j = 0; j < op_; ++j) {
                     const float v = yp[j] + b;
-                    yp[j] = e.relu && v <= 0.0F ? 0.0F : v;  // a NaN stays NaN, as the GEMM epilogue
+                    yp[j] = s.post_relu && v <= 0.0F ? 0.0F : v;  // a NaN stays NaN, as the GEMM epilogue
                 }
             });
         }
@@ -367,12 +357,7 @@ private:
     std::vector<float> scratch_;  // per thread: a packed column block and an edge tile
     std::size_t wino_scratch_floats_ = 0;  // per thread, for the widest Winograd conv
     std::vector<float> wino_scratch_;
-    struct pooled_epilogue {
-        std::vector<float> bias;
-        bool relu = false;
-    };
-    std::vector<pooled_epilogue> pooled_;  // per pooled 1x1 conv: its bias and ReLU, applied after the pool
-    std::size_t pooled_floats_ = 0;        // the largest pooled conv's output, one sample
+    std::size_t pooled_floats_ = 0;  // the largest conv output of a pooled step (step::pool), one sample
     std::vector<float> pooled_tmp_;
 };
 

@@ -24,7 +24,6 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <cstdint>
 #include <span>
 
 #include "conv_gemm.hpp"
@@ -48,15 +47,6 @@ inline constexpr std::size_t gemm_thread_scratch =
 [[nodiscard]] constexpr std::size_t gemm_packed_a_floats(int m, int k) {
     return static_cast<std::size_t>((m + gemm_mr - 1) / gemm_mr) * static_cast<std::size_t>(k) * gemm_mr;
 }
-
-namespace detail {
-
-inline float* align64(float* p) {
-    const std::size_t mis = reinterpret_cast<std::uintptr_t>(p) % 64;
-    return p + (mis ? (64 - mis) / sizeof(float) : 0);
-}
-
-}  // namespace detail
 
 struct gemm_args {
     int m = 0, n = 0, k = 0;
@@ -216,10 +206,6 @@ inline void col2im_add(const float* col, shape in, shape out, const window& g, f
                     }
                 }
             }
-}
-
-[[nodiscard]] constexpr bool is_pointwise(const window& g) {
-    return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pb == 0 && g.pl == 0 && g.pr == 0;
 }
 
 // Work buffers of the training convolutions, sized for the largest conv of a network.

@@ -18,7 +18,6 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <cstdint>
 #include <vector>
 
 #include "conv_gemm.hpp"
@@ -138,8 +137,7 @@ inline void winograd_block(const packed_conv& cv, const float* u, const float* x
     const int count = std::min(gemm_nr, th_n * tw_n - t0);
     const std::size_t ldy = static_cast<std::size_t>(oh_n) * ow_n;
     const std::size_t per_xi = static_cast<std::size_t>((cv.m + gemm_mr - 1) / gemm_mr) * cin * gemm_mr;
-    const std::size_t misaligned = reinterpret_cast<std::uintptr_t>(scratch) % 64;  // V panels: 64-byte aligned
-    float* v = scratch + (misaligned ? (64 - misaligned) / sizeof(float) : 0);
+    float* v = detail::align64(scratch);  // V panels: read with aligned loads
     float* prod = v + static_cast<std::size_t>(wino_xi) * cin * gemm_nr;  // [xi][MR][NR]
     float* rowbuf = prod + static_cast<std::size_t>(wino_xi) * gemm_mr * gemm_nr;
     detail::winograd_input(cv, x, t0, v, rowbuf);
