@@ -8,6 +8,7 @@
 #include <cmath>
 #include <vector>
 
+#include <ctnet/cpu/backward.hpp>
 #include <ctnet/cpu/fast_runner.hpp>
 #include <ctnet/ctnet.hpp>
 
@@ -177,10 +178,10 @@ TEST_CASE("SIMD linear equals the reference on random sizes, any split of the ou
     }
 }
 
-TEST_CASE("pooling planes equal the reference pools on random windows (both avg divisors, NaN in max)") {
+TEST_CASE("pooling planes and their backward passes equal the reference on random windows (both avg divisors, NaN in max)") {
     rng g{77};
     auto pick = [&](int lo, int hi) { return lo + static_cast<int>(g.next() % static_cast<unsigned>(hi - lo + 1)); };
-    int tested = 0, stride1_counted = 0;
+    int tested = 0, stride1_counted = 0, flat = 0;
     for (int t = 0; t < 300; ++t) {
         const shape in{2, pick(1, 30), pick(1, 40)};
         const int kh = pick(1, 4), kw = pick(1, 4);
@@ -203,6 +204,40 @@ TEST_CASE("pooling planes equal the reference pools on random windows (both avg 
             }
             stride1_counted += count_pad && win.sw == 1;
         }
+        // Training's kernels: average pooling and both backward passes, bit for bit (dy random, dx
+        // starting non-zero: the kernels add into it).
+        std::vector<float> row(static_cast<std::size_t>(cpu::pool_scratch_floats(in.h, in.w, out.h, out.w, win)));
+        flat += win.sh == 1 && win.sw == 1;
+        const std::vector<float> dy = random_vector(out.size(), g);
+        for (const bool count_pad : {true, false}) {
+            INFO("avg train " << in.h << "x" << in.w << " k " << kh << "x" << kw << " s " << win.sh << "," << win.sw
+                              << " pad " << win.pt << win.pb << win.pl << win.pr << " count_pad " << count_pad);
+            std::vector<float> want(out.size()), got(out.size(), -1.0F);
+            cpu::ref::avg_pool({x.data(), in.size(), in}, {want.data(), out.size(), out}, 1, win, count_pad);
+            for (int c = 0; c < in.c; ++c)
+                cpu::avg_pool_train_plane(x.data() + c * ip, in.h, in.w, got.data() + c * op, out.h, out.w, win,
+                                          count_pad, row.data());
+            for (std::size_t i = 0; i < want.size(); ++i) {
+                if (std::isnan(want[i])) REQUIRE(std::isnan(got[i]));
+                else REQUIRE(got[i] == want[i]);
+            }
+            std::vector<float> dwant = random_vector(in.size(), g), dgot = dwant;
+            cpu::ref::avg_pool_backward({dy.data(), out.size(), out}, {dwant.data(), in.size(), in}, 1, win, count_pad);
+            for (int c = 0; c < in.c; ++c)
+                cpu::avg_pool_backward_plane(dy.data() + c * op, in.h, in.w, dgot.data() + c * ip, out.h, out.w, win,
+                                             count_pad, row.data());
+            REQUIRE(dgot == dwant);  // equal as floats (the stride-1 kernel may turn a -0 into +0)
+        }
+        {
+            std::vector<float> want = random_vector(in.size(), g), got = want;
+            cpu::ref::max_pool_backward({x.data(), in.size(), in}, {dy.data(), out.size(), out},
+                                        {want.data(), in.size(), in}, 1, win);
+            for (int c = 0; c < in.c; ++c)
+                cpu::max_pool_backward_plane(x.data() + c * ip, in.h, in.w, dy.data() + c * op, out.h, out.w, win,
+                                             got.data() + c * ip);
+            INFO("max backward " << in.h << "x" << in.w << " k " << kh << "x" << kw << " s " << win.sh << "," << win.sw);
+            REQUIRE(got == want);  // the same element of each window, added in the same order
+        }
         std::vector<float> want(out.size()), got(out.size(), -1.0F);
         cpu::ref::max_pool({x.data(), in.size(), in}, {want.data(), out.size(), out}, 1, win);
         for (int c = 0; c < in.c; ++c)
@@ -216,6 +251,7 @@ TEST_CASE("pooling planes equal the reference pools on random windows (both avg 
     }
     CHECK(tested > 200);
     CHECK(stride1_counted > 50);  // the vectorised stride-1 path ran
+    CHECK(flat > 15);             // and training's flattened stride-1 planes
 }
 
 TEST_CASE("backend::cpu equals the reference runner on Inception v3, any thread count") {

@@ -163,6 +163,21 @@ inline void gemm(const gemm_args& g, float* packed_a, float* scratch, thread_poo
 
 // ---- convolution passes for training ----
 
+// The sum of n floats in SIMD partial sums (one order for every call, so deterministic).
+[[nodiscard]] inline float sum(const float* v, std::size_t n) {
+    constexpr auto w = static_cast<std::size_t>(simd_width);
+    simd s0(0.0F), s1(0.0F);
+    std::size_t j = 0;
+    for (; j + 2 * w <= n; j += 2 * w) {
+        s0 += simd::load_unaligned(v + j);
+        s1 += simd::load_unaligned(v + j + w);
+    }
+    for (; j + w <= n; j += w) s0 += simd::load_unaligned(v + j);
+    float acc = xsimd::hadd(s0 + s1);
+    for (; j < n; ++j) acc += v[j];
+    return acc;
+}
+
 // col (K x HW, K = C * KH * KW): the taps of every output position of one sample, zero padding.
 inline void im2col(const float* x, shape in, shape out, const window& g, float* col) {
     const std::size_t hw = static_cast<std::size_t>(out.h) * out.w;
@@ -171,6 +186,8 @@ inline void im2col(const float* x, shape in, shape out, const window& g, float* 
             for (int kw = 0; kw < g.kw; ++kw) {
                 float* row = col + ((static_cast<std::size_t>(c) * g.kh + kh) * g.kw + kw) * hw;
                 const float* xc = x + static_cast<std::size_t>(c) * in.h * in.w;
+                const int off = kw - g.pl;
+                const auto [a, b] = inside_columns(off, g.sw, in.w, out.w);
                 for (int oh = 0; oh < out.h; ++oh) {
                     const int ih = oh * g.sh - g.pt + kh;
                     float* r = row + static_cast<std::size_t>(oh) * out.w;
@@ -178,11 +195,14 @@ inline void im2col(const float* x, shape in, shape out, const window& g, float* 
                         std::fill(r, r + out.w, 0.0F);
                         continue;
                     }
-                    const float* xr = xc + static_cast<std::size_t>(ih) * in.w;
-                    for (int ow = 0; ow < out.w; ++ow) {
-                        const int iw = ow * g.sw - g.pl + kw;
-                        r[ow] = iw >= 0 && iw < in.w ? xr[iw] : 0.0F;
+                    const float* xr = xc + static_cast<std::ptrdiff_t>(ih) * in.w;  // column ow reads xr[ow * sw + off]
+                    std::fill(r, r + a, 0.0F);
+                    if (g.sw == 1) {
+                        std::copy(xr + (a + off), xr + (b + off), r + a);
+                    } else {
+                        for (int ow = a; ow < b; ++ow) r[ow] = xr[ow * g.sw + off];
                     }
+                    std::fill(r + b, r + out.w, 0.0F);
                 }
             }
 }
@@ -195,14 +215,18 @@ inline void col2im_add(const float* col, shape in, shape out, const window& g, f
             for (int kw = 0; kw < g.kw; ++kw) {
                 const float* row = col + ((static_cast<std::size_t>(c) * g.kh + kh) * g.kw + kw) * hw;
                 float* dc = dx + static_cast<std::size_t>(c) * in.h * in.w;
+                const int off = kw - g.pl;
+                const auto [a, b] = inside_columns(off, g.sw, in.w, out.w);
                 for (int oh = 0; oh < out.h; ++oh) {
                     const int ih = oh * g.sh - g.pt + kh;
                     if (ih < 0 || ih >= in.h) continue;
                     const float* r = row + static_cast<std::size_t>(oh) * out.w;
-                    float* dr = dc + static_cast<std::size_t>(ih) * in.w;
-                    for (int ow = 0; ow < out.w; ++ow) {
-                        const int iw = ow * g.sw - g.pl + kw;
-                        if (iw >= 0 && iw < in.w) dr[iw] += r[ow];
+                    float* dr = dc + static_cast<std::ptrdiff_t>(ih) * in.w;
+                    if (g.sw == 1) {
+                        float* d = dr + (a + off);
+                        for (int ow = a; ow < b; ++ow) d[ow - a] += r[ow];
+                    } else {
+                        for (int ow = a; ow < b; ++ow) dr[ow * g.sw + off] += r[ow];
                     }
                 }
             }
@@ -271,11 +295,8 @@ inline void conv_backward_gemm(const float* x, std::size_t xs, shape in, const f
         std::fill(pdw, pdw + nw + out.c, 0.0F);
         for (int i = i0; i < i1; ++i) {
             const float* gi = dy + i * dys;
-            for (int o = 0; o < out.c; ++o) {
-                float s = 0.0F;
-                for (int j = 0; j < hw; ++j) s += gi[static_cast<std::size_t>(o) * hw + j];
-                pdb[o] += s;
-            }
+            if (db)
+                for (int o = 0; o < out.c; ++o) pdb[o] += sum(gi + static_cast<std::size_t>(o) * hw, static_cast<std::size_t>(hw));
             const float* xi = x + i * xs;
             if (!pointwise) im2col(xi, in, out, g, col);
             // dW (Cout x K) += dY (Cout x HW) * col^T (HW x K)

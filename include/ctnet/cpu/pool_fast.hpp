@@ -2,10 +2,17 @@
 // output row's input rows into a row buffer (contiguous, vectorised by the compiler), then a
 // horizontal pass over the buffer.
 //
+// Training uses its own average pooling pair (below): the reference's additions in the
+// reference's order, vectorised across a row's outputs, so that backend::cpu's training is
+// bit-identical to the reference's there; the backward passes add each output's gradient into
+// dx: max pooling's to the window's first maximum in scan order, found without branches.
+//
 // Requires: plane pointers of the given shapes; tmp: at least w + pl + pr floats.
-// Guarantees: max pooling equals the reference exactly (NaN propagates, as in torch); average
+// Guarantees: max pooling equals the reference exactly (NaN propagates, as in torch), and so
+// does its backward (the same window element receives the gradient); inference's average
 // pooling sums in another order than the reference (within float rounding; the divisor is the
-// same: the window clipped to the padded input, or to the input when count_pad is off).
+// same: the window clipped to the padded input, or to the input when count_pad is off); the
+// training pair equals the reference bit for bit.
 #pragma once
 
 #include <algorithm>
@@ -112,6 +119,166 @@ inline void avg_pool_plane(const float* x, int h, int w, float* y, int oh_n, int
             for (int iw = wa; iw < wb; ++iw) sum += tmp[iw];
             const int divisor = count_pad ? (h1 - h0) * (w1 - w0) : (hb - ha) * (wb - wa);
             y[oh * ow_n + ow] = sum / static_cast<float>(divisor);
+        }
+    }
+}
+
+// dx[first maximum of each window] += dy (cpu::ref::max_pool_backward's choice: the first
+// element in scan order that is the largest, or the first NaN), with the clipped window bounds
+// worked out once per output and the running choice kept by selects, not branches.
+inline void max_pool_backward_plane(const float* x, int h, int w, const float* dy, int oh_n, int ow_n, const window& g,
+                                    float* dx) {
+    for (int oh = 0; oh < oh_n; ++oh) {
+        const int h0 = oh * g.sh - g.pt, ha = std::max(h0, 0), hb = std::min(h0 + g.kh, h);
+        for (int ow = 0; ow < ow_n; ++ow) {
+            const int w0 = ow * g.sw - g.pl, wa = std::max(w0, 0), wb = std::min(w0 + g.kw, w);
+            if (ha >= hb || wa >= wb) continue;  // a window wholly in the padding has no input
+            int at = ha * w + wa;
+            float m = x[at];
+            for (int ih = ha; ih < hb; ++ih)
+                for (int iw = wa; iw < wb; ++iw) {
+                    const int idx = ih * w + iw;
+                    const float v = x[idx];
+                    const bool take = v > m || (v != v && m == m);
+                    m = take ? v : m;
+                    at = take ? idx : at;
+                }
+            dx[at] += dy[static_cast<std::ptrdiff_t>(oh) * ow_n + ow];
+        }
+    }
+}
+
+// Training's average pooling at stride 1 works on whole planes padded with zeros, flattened:
+// output q = oh * W' + ow (W' the padded width; columns past the output row are computed and
+// dropped) reads P[q + dh * W' + dw], so each tap is one long vectorised loop however small the
+// plane. The floats of the padded plane (plus the reach of the last tap) and of the output plane:
+[[nodiscard]] constexpr int pool_flat_floats(int in_h, int in_w, int out_h, const window& g) {
+    const int wp = in_w + g.pl + g.pr;
+    return (in_h + g.pt + g.pb) * wp + g.kw + out_h * wp;
+}
+
+// Otherwise a row at a time: a padded input row (as far as the last tap reaches), then a row of
+// outputs.
+[[nodiscard]] constexpr int pool_row_floats(int in_w, int out_w, const window& g) {
+    const int padded = in_w + g.pl + g.pr, reach = (out_w - 1) * g.sw + g.kw;
+    return (padded > reach ? padded : reach) + out_w;
+}
+
+// The floats of scratch the training kernels below need for one plane.
+[[nodiscard]] constexpr int pool_scratch_floats(int in_h, int in_w, int out_h, int out_w, const window& g) {
+    return g.sh == 1 && g.sw == 1 ? pool_flat_floats(in_h, in_w, out_h, g) : pool_row_floats(in_w, out_w, g);
+}
+
+// The divisor of output column ow of a row whose clipped window spans rows [ha, hb) of [h0, h1)
+// (cpu::ref::avg_pool's: the window clipped to the padded input, or to the input).
+inline int avg_divisor(int ow, int w, const window& g, bool count_pad, int h0, int h1, int ha, int hb) {
+    const int w0 = ow * g.sw - g.pl, w1 = std::min(w0 + g.kw, w + g.pr);
+    return count_pad ? (h1 - h0) * (w1 - w0) : (hb - ha) * (std::min(w1, w) - std::max(w0, 0));
+}
+
+// Average pooling for training: the additions of cpu::ref::avg_pool in its order (each output
+// sums its window row by row, left to right; a padded tap adds an exact zero), vectorised across
+// the outputs of a row, so bit-identical to the reference (the training backends are compared
+// bit for bit on Inception v3, where batch norm over 1x1 maps magnifies any rounding).
+// tmp: pool_scratch_floats(h, w, oh_n, ow_n, g) floats.
+inline void avg_pool_train_plane(const float* x, int h, int w, float* y, int oh_n, int ow_n, const window& g,
+                                 bool count_pad, float* tmp) {
+    if (g.sh == 1 && g.sw == 1) {
+        const int wp = w + g.pl + g.pr, taps = g.kh * g.kw, q_n = oh_n * wp;
+        float* plane = tmp;
+        float* out = tmp + (h + g.pt + g.pb) * wp + g.kw;
+        std::fill(plane, out, 0.0F);
+        for (int ih = 0; ih < h; ++ih)
+            std::copy(x + static_cast<std::ptrdiff_t>(ih) * w, x + static_cast<std::ptrdiff_t>(ih + 1) * w,
+                      plane + (ih + g.pt) * wp + g.pl);
+        std::fill(out, out + q_n, 0.0F);
+        for (int t = 0; t < taps; ++t) {  // row by row, left to right: the reference's order
+            const float* src = plane + (t / g.kw) * wp + t % g.kw;
+            for (int q = 0; q < q_n; ++q) out[q] += src[q];
+        }
+        for (int oh = 0; oh < oh_n; ++oh) {
+            const int h0 = oh - g.pt, h1 = std::min(h0 + g.kh, h + g.pb), ha = std::max(h0, 0), hb = std::min(h1, h);
+            float* yr = y + static_cast<std::ptrdiff_t>(oh) * ow_n;
+            for (int ow = 0; ow < ow_n; ++ow)
+                yr[ow] = out[oh * wp + ow] / static_cast<float>(avg_divisor(ow, w, g, count_pad, h0, h1, ha, hb));
+        }
+        return;
+    }
+    const int padded = pool_row_floats(w, ow_n, g) - ow_n;
+    std::fill(tmp, tmp + padded, 0.0F);
+    float* mid = tmp + g.pl;
+    for (int oh = 0; oh < oh_n; ++oh) {
+        const int h0 = oh * g.sh - g.pt, h1 = std::min(h0 + g.kh, h + g.pb);
+        const int ha = std::max(h0, 0), hb = std::min(h1, h);
+        float* yr = y + static_cast<std::ptrdiff_t>(oh) * ow_n;
+        std::fill(yr, yr + ow_n, 0.0F);
+        for (int ih = ha; ih < hb; ++ih) {
+            std::copy(x + static_cast<std::ptrdiff_t>(ih) * w, x + static_cast<std::ptrdiff_t>(ih + 1) * w, mid);
+            for (int d = 0; d < g.kw; ++d) {
+                if (g.sw == 1) {
+                    for (int ow = 0; ow < ow_n; ++ow) yr[ow] += tmp[ow + d];
+                } else {
+                    for (int ow = 0; ow < ow_n; ++ow) yr[ow] += tmp[ow * g.sw + d];
+                }
+            }
+        }
+        for (int ow = 0; ow < ow_n; ++ow) yr[ow] /= static_cast<float>(avg_divisor(ow, w, g, count_pad, h0, h1, ha, hb));
+    }
+}
+
+// dx[window of each output] += dy / divisor, bit-identical to cpu::ref::avg_pool_backward: every
+// element of dx receives its outputs' shares in the reference's order (outputs row by row, left
+// to right), vectorised across the outputs of a row. tmp: pool_scratch_floats(h, w, oh_n, ow_n, g) floats.
+inline void avg_pool_backward_plane(const float* dy, int h, int w, float* dx, int oh_n, int ow_n, const window& g,
+                                    bool count_pad, float* tmp) {
+    if (g.sh == 1 && g.sw == 1) {
+        // dx padded and flattened, each output's share v (zero in the dropped columns) added by
+        // tap, last tap first, so that an element sees its outputs in the reference's order. The
+        // zeros added at dropped columns leave every value equal (a -0 may become +0).
+        const int wp = w + g.pl + g.pr, taps = g.kh * g.kw, q_n = oh_n * wp;
+        float* plane = tmp;
+        float* v = tmp + (h + g.pt + g.pb) * wp + g.kw;
+        std::fill(plane, v, 0.0F);
+        for (int ih = 0; ih < h; ++ih)
+            std::copy(dx + static_cast<std::ptrdiff_t>(ih) * w, dx + static_cast<std::ptrdiff_t>(ih + 1) * w,
+                      plane + (ih + g.pt) * wp + g.pl);
+        std::fill(v, v + q_n, 0.0F);
+        for (int oh = 0; oh < oh_n; ++oh) {
+            const int h0 = oh - g.pt, h1 = std::min(h0 + g.kh, h + g.pb), ha = std::max(h0, 0), hb = std::min(h1, h);
+            const float* gr = dy + static_cast<std::ptrdiff_t>(oh) * ow_n;
+            for (int ow = 0; ow < ow_n; ++ow)
+                v[oh * wp + ow] = gr[ow] / static_cast<float>(avg_divisor(ow, w, g, count_pad, h0, h1, ha, hb));
+        }
+        for (int t = taps - 1; t >= 0; --t) {
+            float* dst = plane + (t / g.kw) * wp + t % g.kw;
+            for (int q = 0; q < q_n; ++q) dst[q] += v[q];
+        }
+        for (int ih = 0; ih < h; ++ih) {
+            const float* src = plane + (ih + g.pt) * wp + g.pl;
+            std::copy(src, src + w, dx + static_cast<std::ptrdiff_t>(ih) * w);
+        }
+        return;
+    }
+    float* v = tmp + (pool_row_floats(w, ow_n, g) - ow_n);
+    for (int oh = 0; oh < oh_n; ++oh) {
+        const int h0 = oh * g.sh - g.pt, h1 = std::min(h0 + g.kh, h + g.pb);
+        const int ha = std::max(h0, 0), hb = std::min(h1, h);
+        const float* gr = dy + static_cast<std::ptrdiff_t>(oh) * ow_n;
+        for (int ow = 0; ow < ow_n; ++ow)
+            v[ow] = gr[ow] / static_cast<float>(avg_divisor(ow, w, g, count_pad, h0, h1, ha, hb));
+        for (int ih = ha; ih < hb; ++ih) {
+            float* row = dx + static_cast<std::ptrdiff_t>(ih) * w;
+            // Taps right to left, so that an element sees its outputs left to right.
+            for (int d = g.kw - 1; d >= 0; --d) {
+                const int off = d - g.pl;
+                const auto [a, b] = inside_columns(off, g.sw, w, ow_n);
+                if (g.sw == 1) {
+                    float* r = row + (a + off);
+                    for (int ow = a; ow < b; ++ow) r[ow - a] += v[ow];
+                } else {
+                    for (int ow = a; ow < b; ++ow) row[ow * g.sw + off] += v[ow];
+                }
+            }
         }
     }
 }

@@ -76,6 +76,18 @@ struct window {
     constexpr bool operator==(const window&) const = default;
 };
 
+// The output columns [a, b) of a row whose tap at horizontal offset off (= kw - pl, the tap's
+// column minus the left padding) reads inside the input row: column ow reads ow * sw + off.
+struct tap_columns {
+    int a, b;
+};
+[[nodiscard]] constexpr tap_columns inside_columns(int off, int sw, int in_w, int out_w) {
+    const int a = off >= 0 ? 0 : (-off + sw - 1) / sw;
+    const int b = in_w - off > 0 ? (in_w - off + sw - 1) / sw : 0;
+    const int ca = a < out_w ? a : out_w, cb = b < out_w ? b : out_w;
+    return {ca, cb > ca ? cb : ca};
+}
+
 struct op {
     op_kind kind{};
     name_text path{};     // dotted torchvision-style path, e.g. "Mixed_5b.branch1x1.conv"

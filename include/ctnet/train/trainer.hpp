@@ -41,6 +41,7 @@
 #include "../core/random.hpp"
 #include "../cpu/backward.hpp"
 #include "../cpu/gemm.hpp"
+#include "../cpu/pool_fast.hpp"
 #include "../cpu/reference.hpp"
 #include "../cpu/runner.hpp"
 #include "../cpu/thread_pool.hpp"
@@ -84,7 +85,7 @@ public:
         keep_.assign(static_cast<std::size_t>(p.n_ops), keep::none);
         mean_.resize(static_cast<std::size_t>(p.n_ops));
         invstd_.resize(static_cast<std::size_t>(p.n_ops));
-        std::size_t col = 0, packed_w = 0, packed_dy = 0, partial = 0, act = 0, bn_channels = 0;
+        std::size_t col = 0, packed_w = 0, packed_dy = 0, partial = 0, act = 0, bn_channels = 0, pool_row = 0;
         for (int i = 0; i < p.n_ops; ++i) {
             const op& q = p.ops[i];
             act = std::max(act, q.out.s.size());
@@ -99,8 +100,12 @@ public:
                     if (clobbered(q.in, i, true)) keep_[i] = keep::input;
                     break;
                 }
-                case op_kind::linear:
                 case op_kind::max_pool:
+                case op_kind::avg_pool:
+                    pool_row = std::max(pool_row, static_cast<std::size_t>(cpu::pool_scratch_floats(q.in.s.h, q.in.s.w, q.out.s.h, q.out.s.w, q.win)));
+                    if (q.kind == op_kind::max_pool && clobbered(q.in, i, true)) keep_[i] = keep::input;
+                    break;
+                case op_kind::linear:
                 case op_kind::batch_norm:
                     if (clobbered(q.in, i, true)) keep_[i] = keep::input;
                     if (q.kind == op_kind::batch_norm) {
@@ -124,6 +129,8 @@ public:
             partial_.assign(t * partial, 0.0F);
             ws_ = {col_.data(), col, packed_.data(), packed_.data() + packed_w, packed_dy, scratch_.data(),
                    partial_.data(), partial};
+            pool_row_ = pool_row;
+            pool_rows_.assign(t * pool_row, 0.0F);
         }
         per_op_scratch_ = act;
         if (opt_.sync_bn) {
@@ -309,6 +316,22 @@ private:
         }
         f(0, count);
     }
+    // Runs f(sample, input plane offset, output plane offset, per-thread row buffer) for every
+    // (sample, channel) plane of a pooling op, in 8 tasks per thread (planes are independent, so
+    // any thread count gives the same values).
+    template <class F>
+    void for_planes(const op& o, F&& f) {
+        const std::size_t ip = static_cast<std::size_t>(o.in.s.h) * o.in.s.w;
+        const std::size_t opl = static_cast<std::size_t>(o.out.s.h) * o.out.s.w;
+        const int c = o.in.s.c, planes = n_ * c, tasks = std::min(planes, 8 * pool_.size());
+        pool_.run(tasks, [&](int task, int thread) {
+            float* tmp = pool_rows_.data() + static_cast<std::size_t>(thread) * pool_row_;
+            for (int p = task * planes / tasks; p < (task + 1) * planes / tasks; ++p) {
+                const int ch = p % c;
+                f(p / c, ch * ip, ch * opl, tmp);
+            }
+        });
+    }
     template <class V>
     static V from(V v, int i0) {
         return v.data ? V{v.sample(i0), v.stride, v.s} : v;
@@ -366,10 +389,24 @@ private:
             }
             case op_kind::relu: split_batch([&](int a, int b) { cpu::ref::relu(from(x, a), from(y, a), b - a); }); break;
             case op_kind::max_pool:
-                split_batch([&](int a, int b) { cpu::ref::max_pool(from(x, a), from(y, a), b - a, o.win); });
+                if constexpr (fast) {
+                    for_planes(o, [&](int s, std::size_t in_at, std::size_t out_at, float* tmp) {
+                        cpu::max_pool_plane(x.sample(s) + in_at, o.in.s.h, o.in.s.w, y.sample(s) + out_at, o.out.s.h,
+                                            o.out.s.w, o.win, tmp);
+                    });
+                } else {
+                    cpu::ref::max_pool(x, y, n_, o.win);
+                }
                 break;
             case op_kind::avg_pool:
-                split_batch([&](int a, int b) { cpu::ref::avg_pool(from(x, a), from(y, a), b - a, o.win, o.count_pad); });
+                if constexpr (fast) {
+                    for_planes(o, [&](int s, std::size_t in_at, std::size_t out_at, float* tmp) {
+                        cpu::avg_pool_train_plane(x.sample(s) + in_at, o.in.s.h, o.in.s.w, y.sample(s) + out_at,
+                                                  o.out.s.h, o.out.s.w, o.win, o.count_pad, tmp);
+                    });
+                } else {
+                    cpu::ref::avg_pool(x, y, n_, o.win, o.count_pad);
+                }
                 break;
             case op_kind::global_avg_pool:
                 split_batch([&](int a, int b) { cpu::ref::global_avg_pool(from(x, a), from(y, a), b - a); });
@@ -441,18 +478,28 @@ private:
                 break;
             }
             case op_kind::max_pool: {
+                if (!dx.data) break;
                 const in_view x = needed_in(i);
-                if (dx.data)
-                    split_batch([&](int a, int b) {
-                        cpu::ref::max_pool_backward(from(x, a), from(dy, a), from(dx, a), b - a, o.win);
+                if constexpr (fast) {
+                    for_planes(o, [&](int s, std::size_t in_at, std::size_t out_at, float*) {
+                        cpu::max_pool_backward_plane(x.sample(s) + in_at, o.in.s.h, o.in.s.w, dy.sample(s) + out_at,
+                                                     o.out.s.h, o.out.s.w, o.win, dx.sample(s) + in_at);
                     });
+                } else {
+                    cpu::ref::max_pool_backward(x, dy, dx, n_, o.win);
+                }
                 break;
             }
             case op_kind::avg_pool:
-                if (dx.data)
-                    split_batch([&](int a, int b) {
-                        cpu::ref::avg_pool_backward(from(dy, a), from(dx, a), b - a, o.win, o.count_pad);
+                if (!dx.data) break;
+                if constexpr (fast) {
+                    for_planes(o, [&](int s, std::size_t in_at, std::size_t out_at, float* tmp) {
+                        cpu::avg_pool_backward_plane(dy.sample(s) + out_at, o.in.s.h, o.in.s.w, dx.sample(s) + in_at,
+                                                     o.out.s.h, o.out.s.w, o.win, o.count_pad, tmp);
                     });
+                } else {
+                    cpu::ref::avg_pool_backward(dy, dx, n_, o.win, o.count_pad);
+                }
                 break;
             case op_kind::global_avg_pool:
                 if (dx.data)
@@ -564,6 +611,8 @@ private:
     std::vector<keep> keep_;
     std::vector<char> zeroed_;
     std::vector<float> col_, packed_, scratch_, partial_;
+    std::vector<float> pool_rows_;  // backend::cpu: per thread, the pooling kernels' plane scratch
+    std::size_t pool_row_ = 0;
     std::vector<double> bn_stats_, bn_count_;  // sync batch norm: per-channel sums, global value counts
     cpu::conv_workspace ws_{};
     const float* x_ = nullptr;
