@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <thread>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include <ctnet/cpu/backward.hpp>
@@ -190,6 +191,8 @@ TEST_CASE("pooling planes and their backward passes equal the reference on rando
         const shape out = detail::window_shape(in, win, in.c);
         std::vector<float> x = random_vector(in.size(), g);
         if (t % 5 == 0) x[static_cast<std::size_t>(pick(0, static_cast<int>(x.size()) - 1))] = std::nanf("");
+        if (t % 7 == 3)  // a plane of -inf: every window's maximum is its first element inside the input
+            std::fill(x.begin(), x.begin() + in.h * in.w, -std::numeric_limits<float>::infinity());
         std::vector<float> tmp(static_cast<std::size_t>(in.w + win.pl + win.pr));
         const std::size_t ip = static_cast<std::size_t>(in.h) * in.w, op = static_cast<std::size_t>(out.h) * out.w;
         for (const bool count_pad : {true, false}) {
@@ -200,7 +203,7 @@ TEST_CASE("pooling planes and their backward passes equal the reference on rando
             for (std::size_t i = 0; i < want.size(); ++i) {
                 INFO("avg " << in.h << "x" << in.w << " k " << kh << "x" << kw << " s " << win.sh << "," << win.sw << " at " << i);
                 if (std::isnan(want[i])) REQUIRE(std::isnan(got[i]));
-                else REQUIRE(std::fabs(got[i] - want[i]) <= 1e-5F * (1.0F + std::fabs(want[i])));
+                else REQUIRE((got[i] == want[i] || std::fabs(got[i] - want[i]) <= 1e-5F * (1.0F + std::fabs(want[i]))));
             }
             stride1_counted += count_pad && win.sw == 1;
         }
@@ -232,10 +235,21 @@ TEST_CASE("pooling planes and their backward passes equal the reference on rando
             std::vector<float> want = random_vector(in.size(), g), got = want;
             cpu::ref::max_pool_backward({x.data(), in.size(), in}, {dy.data(), out.size(), out},
                                         {want.data(), in.size(), in}, 1, win);
-            for (int c = 0; c < in.c; ++c)
-                cpu::max_pool_backward_plane(x.data() + c * ip, in.h, in.w, dy.data() + c * op, out.h, out.w, win,
-                                             got.data() + c * ip);
-            INFO("max backward " << in.h << "x" << in.w << " k " << kh << "x" << kw << " s " << win.sh << "," << win.sw);
+            std::vector<float> scratch(static_cast<std::size_t>(cpu::max_pool_train_floats(out.w, win))), y(out.size());
+            std::vector<std::int32_t> at(static_cast<std::size_t>(cpu::max_pool_train_ints(out.w))), arg(out.size());
+            std::vector<float> ywant(out.size());
+            cpu::ref::max_pool({x.data(), in.size(), in}, {ywant.data(), out.size(), out}, 1, win);
+            for (int c = 0; c < in.c; ++c) {
+                cpu::max_pool_train_plane(x.data() + c * ip, in.h, in.w, y.data() + c * op, arg.data() + c * op, out.h,
+                                          out.w, win, scratch.data(), at.data());
+                cpu::max_pool_backward_plane(arg.data() + c * op, dy.data() + c * op, out.h * out.w, got.data() + c * ip);
+            }
+            INFO("max train " << in.h << "x" << in.w << " k " << kh << "x" << kw << " s " << win.sh << "," << win.sw
+                              << " pad " << win.pt << win.pb << win.pl << win.pr);
+            for (std::size_t i = 0; i < y.size(); ++i) {
+                if (std::isnan(ywant[i])) REQUIRE(std::isnan(y[i]));
+                else REQUIRE(y[i] == ywant[i]);
+            }
             REQUIRE(got == want);  // the same element of each window, added in the same order
         }
         std::vector<float> want(out.size()), got(out.size(), -1.0F);

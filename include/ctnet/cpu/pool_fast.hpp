@@ -1,21 +1,23 @@
 // ctnet/cpu/pool_fast.hpp — pooling on one channel plane, separably: a vertical pass over each
 // output row's input rows into a row buffer (contiguous, vectorised by the compiler), then a
-// horizontal pass over the buffer.
+// horizontal pass over the buffer. Training adds its own kernels (below): max pooling's
+// backward, which gives each window's gradient to its first maximum in scan order, and an
+// average pooling pair (forward and backward) that makes the reference's additions in the
+// reference's order, vectorised across outputs, so that backend::cpu trains bit-identically to
+// the reference there.
 //
-// Training uses its own average pooling pair (below): the reference's additions in the
-// reference's order, vectorised across a row's outputs, so that backend::cpu's training is
-// bit-identical to the reference's there; the backward passes add each output's gradient into
-// dx: max pooling's to the window's first maximum in scan order, found without branches.
-//
-// Requires: plane pointers of the given shapes; tmp: at least w + pl + pr floats.
+// Requires: plane pointers of the given shapes; tmp: at least w + pl + pr floats for inference's
+// kernels, the size its helper names for each training kernel.
 // Guarantees: max pooling equals the reference exactly (NaN propagates, as in torch), and so
 // does its backward (the same window element receives the gradient); inference's average
 // pooling sums in another order than the reference (within float rounding; the divisor is the
 // same: the window clipped to the padded input, or to the input when count_pad is off); the
-// training pair equals the reference bit for bit.
+// training pair equals the reference bit for bit (a -0 gradient may come out +0).
 #pragma once
 
 #include <algorithm>
+#include <cstddef>
+#include <cstdint>
 #include <limits>
 
 #include "../graph/program.hpp"
@@ -123,29 +125,74 @@ inline void avg_pool_plane(const float* x, int h, int w, float* y, int oh_n, int
     }
 }
 
-// dx[first maximum of each window] += dy (cpu::ref::max_pool_backward's choice: the first
-// element in scan order that is the largest, or the first NaN), with the clipped window bounds
-// worked out once per output and the running choice kept by selects, not branches.
-inline void max_pool_backward_plane(const float* x, int h, int w, const float* dy, int oh_n, int ow_n, const window& g,
-                                    float* dx) {
+// Max pooling for training works on whole output rows in chunks of pool_lanes outputs (loops
+// of a fixed length, which the compiler turns into SIMD with masks): each input row of a
+// window is split by column phase (column j * sw + r goes to phase r), so that a tap reads
+// consecutive floats for consecutive outputs, and the running maximum and its position are
+// kept by selects. The floats and int32s of scratch it needs:
+inline constexpr int pool_lanes = 16;
+[[nodiscard]] constexpr int max_pool_train_ints(int out_w) { return (out_w + pool_lanes - 1) / pool_lanes * pool_lanes; }
+[[nodiscard]] constexpr int max_pool_train_floats(int out_w, const window& g) {
+    const int r = max_pool_train_ints(out_w);
+    return g.sw * (r + g.kw) + r;  // the phases, then the running maximum
+}
+
+// y = the max of each window, and arg = the index in the plane (ih * w + iw) of its first
+// maximum in scan order, the element cpu::ref::max_pool_backward gives the gradient to (the
+// first that is the largest, or the first NaN); -1 for a window wholly in the padding, whose y
+// is -inf as the reference's. tmp, at: max_pool_train_floats(ow_n, g) and
+// max_pool_train_ints(ow_n) of scratch.
+inline void max_pool_train_plane(const float* x, int h, int w, float* y, std::int32_t* arg, int oh_n, int ow_n,
+                                 const window& g, float* tmp, std::int32_t* at) {
+    constexpr int lanes = pool_lanes;
+    const int r = max_pool_train_ints(ow_n), ql = r + g.kw, s = g.sw;
+    float* phases = tmp;
+    float* m = tmp + s * ql;
+    constexpr float lowest = -std::numeric_limits<float>::infinity();
     for (int oh = 0; oh < oh_n; ++oh) {
         const int h0 = oh * g.sh - g.pt, ha = std::max(h0, 0), hb = std::min(h0 + g.kh, h);
-        for (int ow = 0; ow < ow_n; ++ow) {
-            const int w0 = ow * g.sw - g.pl, wa = std::max(w0, 0), wb = std::min(w0 + g.kw, w);
-            if (ha >= hb || wa >= wb) continue;  // a window wholly in the padding has no input
-            int at = ha * w + wa;
-            float m = x[at];
-            for (int ih = ha; ih < hb; ++ih)
-                for (int iw = wa; iw < wb; ++iw) {
-                    const int idx = ih * w + iw;
-                    const float v = x[idx];
-                    const bool take = v > m || (v != v && m == m);
-                    m = take ? v : m;
-                    at = take ? idx : at;
+        std::fill(m, m + r, lowest);
+        std::fill(at, at + r, -1);
+        for (int ih = ha; ih < hb; ++ih) {
+            const float* row = x + static_cast<std::ptrdiff_t>(ih) * w;
+            for (int ph = 0; ph < s; ++ph) {  // slot j of phase ph: column j * s + ph - pl
+                float* dst = phases + ph * ql;
+                const int off = ph - g.pl;
+                const auto [a, b] = inside_columns(off, s, w, ql);
+                std::fill(dst, dst + a, lowest);
+                if (s == 1) {
+                    std::copy(row + (a + off), row + (b + off), dst + a);
+                } else {
+                    for (int j = a; j < b; ++j) dst[j] = row[j * s + off];
                 }
-            dx[at] += dy[static_cast<std::ptrdiff_t>(oh) * ow_n + ow];
+                std::fill(dst + b, dst + ql, lowest);
+            }
+            for (int dw = 0; dw < g.kw; ++dw) {
+                const float* __restrict q = phases + (dw % s) * ql + dw / s;
+                float* __restrict mm = m;
+                std::int32_t* __restrict aa = at;
+                const int off = dw - g.pl, base = ih * w + off;
+                for (int j0 = 0; j0 < r; j0 += lanes)
+                    for (int l = 0; l < lanes; ++l) {
+                        const int j = j0 + l, iw = j * s + off;
+                        const float v = q[j], cur = mm[j];
+                        const bool take = (iw >= 0) & (iw < w) &
+                                          ((aa[j] < 0) | (v > cur) | ((v != v) & (cur == cur)));
+                        mm[j] = take ? v : cur;
+                        aa[j] = take ? base + j * s : aa[j];
+                    }
+            }
         }
+        std::copy(m, m + ow_n, y + static_cast<std::ptrdiff_t>(oh) * ow_n);
+        std::copy(at, at + ow_n, arg + static_cast<std::ptrdiff_t>(oh) * ow_n);
     }
+}
+
+// dx[arg] += dy for each output of a plane (arg from max_pool_train_plane), in output order:
+// cpu::ref::max_pool_backward's additions, in its order.
+inline void max_pool_backward_plane(const std::int32_t* arg, const float* dy, int outputs, float* dx) {
+    for (int o = 0; o < outputs; ++o)
+        if (arg[o] >= 0) dx[arg[o]] += dy[o];
 }
 
 // Training's average pooling at stride 1 works on whole planes padded with zeros, flattened:

@@ -82,10 +82,11 @@ public:
         grads_.assign(p.storage, 0.0F);
         zeroed_.assign(static_cast<std::size_t>(p.n_bufs), 0);
         saved_.resize(static_cast<std::size_t>(p.n_ops));
+        arg_.resize(static_cast<std::size_t>(p.n_ops));
         keep_.assign(static_cast<std::size_t>(p.n_ops), keep::none);
         mean_.resize(static_cast<std::size_t>(p.n_ops));
         invstd_.resize(static_cast<std::size_t>(p.n_ops));
-        std::size_t col = 0, packed_w = 0, packed_dy = 0, partial = 0, act = 0, bn_channels = 0, pool_row = 0;
+        std::size_t col = 0, packed_w = 0, packed_dy = 0, partial = 0, act = 0, bn_channels = 0, pool_row = 0, pool_int = 0;
         for (int i = 0; i < p.n_ops; ++i) {
             const op& q = p.ops[i];
             act = std::max(act, q.out.s.size());
@@ -102,8 +103,15 @@ public:
                 }
                 case op_kind::max_pool:
                 case op_kind::avg_pool:
-                    pool_row = std::max(pool_row, static_cast<std::size_t>(cpu::pool_scratch_floats(q.in.s.h, q.in.s.w, q.out.s.h, q.out.s.w, q.win)));
-                    if (q.kind == op_kind::max_pool && clobbered(q.in, i, true)) keep_[i] = keep::input;
+                    if (q.kind == op_kind::max_pool) {
+                        pool_row = std::max(pool_row, static_cast<std::size_t>(cpu::max_pool_train_floats(q.out.s.w, q.win)));
+                        pool_int = std::max(pool_int, static_cast<std::size_t>(cpu::max_pool_train_ints(q.out.s.w)));
+                        // backend::cpu records where the maxima are; the reference finds them again in x
+                        if (!fast && clobbered(q.in, i, true)) keep_[i] = keep::input;
+                    } else {
+                        pool_row = std::max(pool_row, static_cast<std::size_t>(cpu::pool_scratch_floats(
+                                                          q.in.s.h, q.in.s.w, q.out.s.h, q.out.s.w, q.win)));
+                    }
                     break;
                 case op_kind::linear:
                 case op_kind::batch_norm:
@@ -131,6 +139,8 @@ public:
                    partial_.data(), partial};
             pool_row_ = pool_row;
             pool_rows_.assign(t * pool_row, 0.0F);
+            pool_int_ = pool_int;
+            pool_ints_.assign(t * pool_int, 0);
         }
         per_op_scratch_ = act;
         if (opt_.sync_bn) {
@@ -232,6 +242,7 @@ private:
             if (keep_[i] == keep::output) need = q.out.s.size();
             if (q.kind == op_kind::dropout) need = q.out.s.size();  // the mask
             saved_[i].assign(nn * need, 0.0F);
+            if (fast && q.kind == op_kind::max_pool) arg_[i].assign(nn * q.out.s.size(), -1);
         }
         out_.assign(nn * output.size(), 0.0F);
         if constexpr (Net::program.has_aux) aux_.assign(nn * Net::program.aux.s.size(), 0.0F);
@@ -316,7 +327,7 @@ private:
         }
         f(0, count);
     }
-    // Runs f(sample, input plane offset, output plane offset, per-thread row buffer) for every
+    // Runs f(sample, input plane offset, output plane offset, per-thread float and int32 scratch) for every
     // (sample, channel) plane of a pooling op, in 8 tasks per thread (planes are independent, so
     // any thread count gives the same values).
     template <class F>
@@ -326,9 +337,10 @@ private:
         const int c = o.in.s.c, planes = n_ * c, tasks = std::min(planes, 8 * pool_.size());
         pool_.run(tasks, [&](int task, int thread) {
             float* tmp = pool_rows_.data() + static_cast<std::size_t>(thread) * pool_row_;
+            std::int32_t* at = pool_ints_.data() + static_cast<std::size_t>(thread) * pool_int_;
             for (int p = task * planes / tasks; p < (task + 1) * planes / tasks; ++p) {
                 const int ch = p % c;
-                f(p / c, ch * ip, ch * opl, tmp);
+                f(p / c, ch * ip, ch * opl, tmp, at);
             }
         });
     }
@@ -390,9 +402,12 @@ private:
             case op_kind::relu: split_batch([&](int a, int b) { cpu::ref::relu(from(x, a), from(y, a), b - a); }); break;
             case op_kind::max_pool:
                 if constexpr (fast) {
-                    for_planes(o, [&](int s, std::size_t in_at, std::size_t out_at, float* tmp) {
-                        cpu::max_pool_plane(x.sample(s) + in_at, o.in.s.h, o.in.s.w, y.sample(s) + out_at, o.out.s.h,
-                                            o.out.s.w, o.win, tmp);
+                    std::int32_t* arg = arg_[i].data();
+                    const std::size_t per_sample = o.out.s.size();
+                    for_planes(o, [&](int s, std::size_t in_at, std::size_t out_at, float* tmp, std::int32_t* at) {
+                        cpu::max_pool_train_plane(x.sample(s) + in_at, o.in.s.h, o.in.s.w, y.sample(s) + out_at,
+                                                  arg + static_cast<std::size_t>(s) * per_sample + out_at, o.out.s.h,
+                                                  o.out.s.w, o.win, tmp, at);
                     });
                 } else {
                     cpu::ref::max_pool(x, y, n_, o.win);
@@ -400,7 +415,7 @@ private:
                 break;
             case op_kind::avg_pool:
                 if constexpr (fast) {
-                    for_planes(o, [&](int s, std::size_t in_at, std::size_t out_at, float* tmp) {
+                    for_planes(o, [&](int s, std::size_t in_at, std::size_t out_at, float* tmp, std::int32_t*) {
                         cpu::avg_pool_train_plane(x.sample(s) + in_at, o.in.s.h, o.in.s.w, y.sample(s) + out_at,
                                                   o.out.s.h, o.out.s.w, o.win, o.count_pad, tmp);
                     });
@@ -479,21 +494,23 @@ private:
             }
             case op_kind::max_pool: {
                 if (!dx.data) break;
-                const in_view x = needed_in(i);
-                if constexpr (fast) {
-                    for_planes(o, [&](int s, std::size_t in_at, std::size_t out_at, float*) {
-                        cpu::max_pool_backward_plane(x.sample(s) + in_at, o.in.s.h, o.in.s.w, dy.sample(s) + out_at,
-                                                     o.out.s.h, o.out.s.w, o.win, dx.sample(s) + in_at);
+                if constexpr (fast) {  // the positions of the maxima, recorded by the forward pass
+                    const std::int32_t* arg = arg_[i].data();
+                    const std::size_t per_sample = o.out.s.size();
+                    const int outputs = o.out.s.h * o.out.s.w;
+                    for_planes(o, [&](int s, std::size_t in_at, std::size_t out_at, float*, std::int32_t*) {
+                        cpu::max_pool_backward_plane(arg + static_cast<std::size_t>(s) * per_sample + out_at,
+                                                     dy.sample(s) + out_at, outputs, dx.sample(s) + in_at);
                     });
                 } else {
-                    cpu::ref::max_pool_backward(x, dy, dx, n_, o.win);
+                    cpu::ref::max_pool_backward(needed_in(i), dy, dx, n_, o.win);
                 }
                 break;
             }
             case op_kind::avg_pool:
                 if (!dx.data) break;
                 if constexpr (fast) {
-                    for_planes(o, [&](int s, std::size_t in_at, std::size_t out_at, float* tmp) {
+                    for_planes(o, [&](int s, std::size_t in_at, std::size_t out_at, float* tmp, std::int32_t*) {
                         cpu::avg_pool_backward_plane(dy.sample(s) + out_at, o.in.s.h, o.in.s.w, dx.sample(s) + in_at,
                                                      o.out.s.h, o.out.s.w, o.win, o.count_pad, tmp);
                     });
@@ -611,8 +628,10 @@ private:
     std::vector<keep> keep_;
     std::vector<char> zeroed_;
     std::vector<float> col_, packed_, scratch_, partial_;
-    std::vector<float> pool_rows_;  // backend::cpu: per thread, the pooling kernels' plane scratch
-    std::size_t pool_row_ = 0;
+    std::vector<float> pool_rows_;  // backend::cpu: per thread, the pooling kernels' scratch
+    std::vector<std::int32_t> pool_ints_;
+    std::size_t pool_row_ = 0, pool_int_ = 0;
+    std::vector<std::vector<std::int32_t>> arg_;  // backend::cpu, max pools: where each window's maximum is
     std::vector<double> bn_stats_, bn_count_;  // sync batch norm: per-channel sums, global value counts
     cpu::conv_workspace ws_{};
     const float* x_ = nullptr;
