@@ -15,6 +15,7 @@
 #include <ctnet/train/checkpoint.hpp>
 #include <ctnet/train/step.hpp>
 #include <ctnet/train/trainer.hpp>
+#include <ctnet/cpu/batch_norm_fast.hpp>
 
 using namespace ctnet;
 
@@ -198,6 +199,61 @@ TEST_CASE("training: backend::cpu (GEMM convolutions) gives the reference kernel
     using mid = models::inception_v3<10, 75, {.aux_logits = false}>;
     check_backends_agree<mid>(2, 33, 2);
 #endif
+}
+
+TEST_CASE("training: batch norm's lane-wise kernels equal the reference's on random shapes") {
+    rng g{91};
+    double worst = 0.0;
+    for (int t = 0; t < 40; ++t) {
+        const shape s{1 + static_cast<int>(g.next() % 5), 1 + static_cast<int>(g.next() % 9), 1 + static_cast<int>(g.next() % 13)};
+        const int n = 1 + static_cast<int>(g.next() % 4);
+        if (s.h * s.w * n < 2) continue;
+        const std::size_t size = s.size() * static_cast<std::size_t>(n);
+        std::vector<float> x(size), dy(size), w(static_cast<std::size_t>(s.c)), b(w.size());
+        for (float& v : x) v = static_cast<float>(3.0 + 2.0 * g.normal());  // an offset: the two-pass variance matters
+        for (float& v : dy) v = static_cast<float>(g.normal());
+        for (float& v : w) v = static_cast<float>(1.0 + 0.3 * g.normal());
+        for (float& v : b) v = static_cast<float>(g.normal());
+        const double eps = 1e-3;
+        std::vector<float> y0(size), y1(size), m0(w.size()), v0(w.size()), m1(w.size()), v1(w.size());
+        cpu::ref::batch_norm_train({x.data(), s.size(), s}, {y0.data(), s.size(), s}, n, w.data(), b.data(), eps, m0.data(), v0.data());
+        cpu::batch_norm_train_lanes({x.data(), s.size(), s}, {y1.data(), s.size(), s}, n, w.data(), b.data(), eps, m1.data(), v1.data());
+        std::vector<float> invstd(w.size()), xhat(size);
+        for (std::size_t c = 0; c < w.size(); ++c)
+            invstd[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(v0[c]) + eps));
+        const std::size_t plane = static_cast<std::size_t>(s.h) * s.w;
+        for (std::size_t j = 0; j < size; ++j) {
+            const std::size_t c = (j % s.size()) / plane;
+            xhat[j] = (x[j] - m0[c]) * invstd[c];
+        }
+        std::vector<float> dx0(size, 0.25F), dx1 = dx0, dw0(w.size(), 0.5F), db0(w.size(), 0.5F), dw1 = dw0, db1 = db0;
+        cpu::ref::batch_norm_train_backward({xhat.data(), s.size(), s}, {dy.data(), s.size(), s}, {dx0.data(), s.size(), s},
+                                            n, w.data(), invstd.data(), dw0.data(), db0.data());
+        cpu::batch_norm_train_backward_lanes({x.data(), s.size(), s}, {dy.data(), s.size(), s}, {dx1.data(), s.size(), s},
+                                             n, w.data(), m0.data(), invstd.data(), dw1.data(), db1.data());
+        // in place (dx == dy), as the trainer runs it after an in-place op
+        std::vector<float> in_place = dy, in_place_ref = dy, dw_ref = dw0, db_ref = db0;
+        cpu::batch_norm_train_backward_lanes({x.data(), s.size(), s}, {in_place.data(), s.size(), s},
+                                             {in_place.data(), s.size(), s}, n, w.data(), m0.data(), invstd.data(),
+                                             dw1.data(), db1.data());
+        cpu::ref::batch_norm_train_backward({xhat.data(), s.size(), s}, {in_place_ref.data(), s.size(), s},
+                                            {in_place_ref.data(), s.size(), s}, n, w.data(), invstd.data(), dw_ref.data(),
+                                            db_ref.data());
+        auto err = [](const std::vector<float>& a, const std::vector<float>& b, std::size_t from = 0) {
+            double e = 0.0;
+            for (std::size_t i = from; i < a.size(); ++i)
+                e = std::max(e, std::fabs(static_cast<double>(a[i]) - b[i]) / (1e-3 + std::fabs(static_cast<double>(b[i]))));
+            return e;
+        };
+        INFO("shape " << s.c << "x" << s.h << "x" << s.w << " batch " << n);
+        worst = std::max({worst, err(y1, y0), err(m1, m0), err(v1, v0), err(dx1, dx0), err(in_place, in_place_ref)});
+        for (std::size_t c = 0; c < w.size(); ++c) {  // the second call added its sums again
+            CHECK(std::fabs((dw1[c] - 0.5F) - 2.0F * (dw0[c] - 0.5F)) <= 1e-5F * (1.0F + std::fabs(dw0[c])));
+            CHECK(std::fabs((db1[c] - 0.5F) - 2.0F * (db0[c] - 0.5F)) <= 1e-5F * (1.0F + std::fabs(db0[c])));
+        }
+    }
+    // Only double rounding separates them: at most one float ulp here and there.
+    CHECK(worst < 1e-6);
 }
 
 TEST_CASE("training: running statistics follow torch (momentum 0.1, unbiased variance)") {

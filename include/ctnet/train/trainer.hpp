@@ -14,7 +14,9 @@
 // batch norm input, a ReLU output), the trainer keeps a copy. A value read by several branches
 // collects one gradient contribution per reader; concat slices route gradients by construction.
 // Backends: backend::reference runs cpu/reference.hpp + cpu/backward.hpp loops (the oracle);
-// backend::cpu runs convolutions as packed GEMMs (cpu/gemm.hpp) on a thread pool.
+// backend::cpu runs convolutions as packed GEMMs (cpu/gemm.hpp), pooling on SIMD planes
+// (cpu/pool_fast.hpp; max pools record where each maximum is) and batch norm with lane-wise
+// sums (cpu/batch_norm_fast.hpp), on a thread pool.
 // Sync batch norm (options::sync_bn, train/distributed.hpp): the batch statistics are those of
 // the union of every rank's batch (per-channel sums all-reduced, then squared deviations), and
 // backward combines sum(dy) and sum(dy * xhat) the same way for the input gradient, while each
@@ -40,6 +42,7 @@
 #include "../core/error.hpp"
 #include "../core/random.hpp"
 #include "../cpu/backward.hpp"
+#include "../cpu/batch_norm_fast.hpp"
 #include "../cpu/gemm.hpp"
 #include "../cpu/pool_fast.hpp"
 #include "../cpu/reference.hpp"
@@ -387,8 +390,13 @@ private:
                 float* mean = mean_[i].data();
                 float* var = invstd_[i].data();  // the batch variance, then 1 / sqrt(var + eps)
                 split_channels(c_out, [&](int c0, int c1) {
-                    cpu::ref::batch_norm_train(channels(x, c0, c1), channels(y, c0, c1), n_, w + c0, w + c + c0, o.eps,
-                                               mean + c0, var + c0);
+                    if constexpr (fast) {
+                        cpu::batch_norm_train_lanes(channels(x, c0, c1), channels(y, c0, c1), n_, w + c0, w + c + c0,
+                                                    o.eps, mean + c0, var + c0);
+                    } else {
+                        cpu::ref::batch_norm_train(channels(x, c0, c1), channels(y, c0, c1), n_, w + c0, w + c + c0,
+                                                   o.eps, mean + c0, var + c0);
+                    }
                 });
                 const auto mom = static_cast<float>(opt_.bn_momentum);
                 const float unbias = static_cast<float>(m) / static_cast<float>(m - 1);
@@ -480,9 +488,15 @@ private:
                 }
                 const auto c = static_cast<std::size_t>(c_out);
                 split_channels(c_out, [&](int c0, int c1) {
-                    const in_view xhat = normalised(i, x, c0, c1);
-                    cpu::ref::batch_norm_train_backward(xhat, channels(dy, c0, c1), channels(dx, c0, c1), n_, w + c0,
-                                                        invstd_[i].data() + c0, dw + c0, dw + c + c0);
+                    if constexpr (fast) {
+                        cpu::batch_norm_train_backward_lanes(channels(x, c0, c1), channels(dy, c0, c1),
+                                                             channels(dx, c0, c1), n_, w + c0, mean_[i].data() + c0,
+                                                             invstd_[i].data() + c0, dw + c0, dw + c + c0);
+                    } else {
+                        const in_view xhat = normalised(i, x, c0, c1);
+                        cpu::ref::batch_norm_train_backward(xhat, channels(dy, c0, c1), channels(dx, c0, c1), n_,
+                                                            w + c0, invstd_[i].data() + c0, dw + c0, dw + c + c0);
+                    }
                 });
                 break;
             }
