@@ -2,13 +2,13 @@
 //
 //   ctnet demo [--seed S] [--batch N]      Inception v3 summary, then a timed forward pass of an
 //                                          embedded sample image through seeded random weights
-//   ctnet summary MODEL [--no-aux]         per-block table; MODEL: inception_v3 | inception_v2 | fashion
+//   ctnet summary MODEL [--no-aux]         per-block table; MODEL: inception_v3 | inception_v2 | fashion | fashion_wide
 //   ctnet infer --model inception_v3 --weights W.safetensors --input X.npy --output Y.npy
 //               [--transform-input] [--num-classes K] [--threads N] [--dump-blocks DIR] [--check-finite]
 //   ctnet classify --weights W.safetensors [--no-transform-input] IMAGE...
 //   ctnet graph MODEL [--expand | --expand=BLOCK,...] [--no-aux]   Graphviz DOT of the network type
 //   ctnet bench --model inception_v3 [--batch N] [--threads T] [--iters K] [--backend cpu|reference] [--winograd on|off]
-//   ctnet bench --train --model inception_v3|fashion [--batch N] [--threads T] [--iters K]   one training step
+//   ctnet bench --train --model inception_v3|fashion|fashion_wide [--batch N] [--threads T] [--iters K]   one training step
 //   ctnet train [--epochs N] [--out DIR] [--resume] ...   the paper's recipe on Fashion-MNIST
 #include <algorithm>
 #include <array>
@@ -38,6 +38,7 @@ using v3 = models::inception_v3<>;
 using v3_noaux = models::inception_v3<1000, 299, models::inception_options{.aux_logits = false}>;
 using v2 = models::inception_v2<>;
 using v2_noaux = models::inception_v2<1000, 299, models::inception_options{.aux_logits = false}>;
+using fashion_wide = fashion::fashion_net<fashion::fashion_options{.wide = true}>;  // ctnet train --wide
 
 // ImageNet's class names, in torchvision's order (examples/imagenet_classes.txt, built in).
 constexpr const char imagenet_classes[] = {
@@ -47,13 +48,13 @@ constexpr const char imagenet_classes[] = {
 int usage(int code) {
     std::fputs(
         "usage: ctnet demo [--seed S] [--batch N]\n"
-        "       ctnet summary inception_v3|inception_v2 [--no-aux] | ctnet summary fashion\n"
+        "       ctnet summary inception_v3|inception_v2 [--no-aux] | ctnet summary fashion|fashion_wide\n"
         "       ctnet infer --model inception_v3 --weights W.safetensors --input X.npy --output Y.npy\n"
         "                   [--transform-input] [--num-classes K] [--threads N] [--dump-blocks DIR] [--check-finite]\n"
         "       ctnet classify --weights W.safetensors [--no-transform-input] IMAGE...\n"
         "       ctnet graph inception_v3|inception_v2 [--expand | --expand=BLOCK,...] [--no-aux]\n"
         "       ctnet bench --model inception_v3 [--batch N] [--threads T] [--iters K] [--backend cpu|reference] [--winograd on|off]\n"
-        "       ctnet bench --train --model inception_v3|fashion [--batch N] [--threads T] [--iters K]\n"
+        "       ctnet bench --train --model inception_v3|fashion|fashion_wide [--batch N] [--threads T] [--iters K]\n"
         "       ctnet train [--data DIR] [--out DIR] [--epochs N] [--batch B] [--threads T] [--resume]\n"
         "                   [--optimizer rmsprop|rmsprop-torch|sgd] [--lr X] [--lr-decay X] [--decay-epochs X]\n"
         "                   [--smoothing X] [--aux-weight X] [--clip-norm X] [--clip-value X] [--weight-decay X]\n"
@@ -411,7 +412,9 @@ int bench(int argc, char** argv) {
         if (batch < 2) throw error("ctnet bench: --train needs --batch of at least 2 (batch norm)");
         if (model == "inception_v3") return bench_train<v3>("inception_v3", batch, threads, iters);
         if (model == "fashion") return bench_train<fashion::fashion_net<>>("fashion", batch, threads, iters);
-        throw error("ctnet bench: --train --model must be inception_v3 or fashion");
+        if (model == "fashion_wide")
+            return bench_train<fashion_wide>("fashion_wide", batch, threads, iters);
+        throw error("ctnet bench: --train --model must be inception_v3, fashion or fashion_wide");
     }
     if (model != "inception_v3") throw error("ctnet bench: --model must be inception_v3");
     if (batch < 1 || threads < 1 || iters < 1) throw error("ctnet bench: --batch, --threads and --iters must be positive");
@@ -479,8 +482,10 @@ int summary(int argc, char** argv) {
     if (model == "inception_v3") no_aux ? print_summary<v3_noaux>(std::cout, model) : print_summary<v3>(std::cout, model);
     else if (model == "inception_v2") no_aux ? print_summary<v2_noaux>(std::cout, model) : print_summary<v2>(std::cout, model);
     else if (model == "fashion" && !no_aux) print_summary<fashion::fashion_net<>>(std::cout, model);
+    else if (model == "fashion_wide" && !no_aux) print_summary<fashion_wide>(std::cout, model);
     else {
-        std::fprintf(stderr, "ctnet summary: unknown model '%s' (known: inception_v3, inception_v2, fashion)\n", argv[2]);
+        std::fprintf(stderr, "ctnet summary: unknown model '%s' (known: inception_v3, inception_v2, fashion, fashion_wide)\n",
+                     argv[2]);
         return 2;
     }
     return 0;

@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstring>
 #include <span>
 
 #include "conv_gemm.hpp"
@@ -178,6 +179,19 @@ inline void gemm(const gemm_args& g, float* packed_a, float* scratch, thread_poo
     return acc;
 }
 
+// dst[i] = src[i] for i < n: rows of up to 64 floats in vector moves (a library call per short
+// row costs more than the copy), longer ones by memcpy.
+inline void copy_row(float* dst, const float* src, int n) {
+    if (n > 2 * gemm_nr) {
+        std::memcpy(dst, src, sizeof(float) * static_cast<std::size_t>(n));
+    } else if (n > gemm_nr) {
+        detail::copy_run(dst, src, gemm_nr);
+        detail::copy_run(dst + gemm_nr, src + gemm_nr, n - gemm_nr);
+    } else if (n > 0) {
+        detail::copy_run(dst, src, n);
+    }
+}
+
 // col (K x HW, K = C * KH * KW): the taps of every output position of one sample, zero padding.
 inline void im2col(const float* x, shape in, shape out, const window& g, float* col) {
     const std::size_t hw = static_cast<std::size_t>(out.h) * out.w;
@@ -198,7 +212,7 @@ inline void im2col(const float* x, shape in, shape out, const window& g, float* 
                     const float* xr = xc + static_cast<std::ptrdiff_t>(ih) * in.w;  // column ow reads xr[ow * sw + off]
                     std::fill(r, r + a, 0.0F);
                     if (g.sw == 1) {
-                        std::copy(xr + (a + off), xr + (b + off), r + a);
+                        copy_row(r + a, xr + (a + off), b - a);
                     } else {
                         for (int ow = a; ow < b; ++ow) r[ow] = xr[ow * g.sw + off];
                     }

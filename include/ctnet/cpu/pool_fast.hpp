@@ -147,7 +147,7 @@ inline void max_pool_train_plane(const float* x, int h, int w, float* y, std::in
     constexpr int lanes = pool_lanes;
     const int r = max_pool_train_ints(ow_n), ql = r + g.kw, s = g.sw;
     float* phases = tmp;
-    float* m = tmp + s * ql;
+    float* m = tmp + static_cast<std::ptrdiff_t>(s) * ql;
     constexpr float lowest = -std::numeric_limits<float>::infinity();
     for (int oh = 0; oh < oh_n; ++oh) {
         const int h0 = oh * g.sh - g.pt, ha = std::max(h0, 0), hb = std::min(h0 + g.kh, h);
@@ -156,7 +156,7 @@ inline void max_pool_train_plane(const float* x, int h, int w, float* y, std::in
         for (int ih = ha; ih < hb; ++ih) {
             const float* row = x + static_cast<std::ptrdiff_t>(ih) * w;
             for (int ph = 0; ph < s; ++ph) {  // slot j of phase ph: column j * s + ph - pl
-                float* dst = phases + ph * ql;
+                float* dst = phases + static_cast<std::ptrdiff_t>(ph) * ql;
                 const int off = ph - g.pl;
                 const auto [a, b] = inside_columns(off, s, w, ql);
                 std::fill(dst, dst + a, lowest);
@@ -168,7 +168,7 @@ inline void max_pool_train_plane(const float* x, int h, int w, float* y, std::in
                 std::fill(dst + b, dst + ql, lowest);
             }
             for (int dw = 0; dw < g.kw; ++dw) {
-                const float* __restrict q = phases + (dw % s) * ql + dw / s;
+                const float* __restrict q = phases + static_cast<std::ptrdiff_t>(dw % s) * ql + dw / s;
                 float* __restrict mm = m;
                 std::int32_t* __restrict aa = at;
                 const int off = dw - g.pl, base = ih * w + off;
@@ -233,14 +233,14 @@ inline void avg_pool_train_plane(const float* x, int h, int w, float* y, int oh_
     if (g.sh == 1 && g.sw == 1) {
         const int wp = w + g.pl + g.pr, taps = g.kh * g.kw, q_n = oh_n * wp;
         float* plane = tmp;
-        float* out = tmp + (h + g.pt + g.pb) * wp + g.kw;
+        float* out = tmp + static_cast<std::ptrdiff_t>(h + g.pt + g.pb) * wp + g.kw;
         std::fill(plane, out, 0.0F);
         for (int ih = 0; ih < h; ++ih)
             std::copy(x + static_cast<std::ptrdiff_t>(ih) * w, x + static_cast<std::ptrdiff_t>(ih + 1) * w,
-                      plane + (ih + g.pt) * wp + g.pl);
+                      plane + static_cast<std::ptrdiff_t>(ih + g.pt) * wp + g.pl);
         std::fill(out, out + q_n, 0.0F);
         for (int t = 0; t < taps; ++t) {  // row by row, left to right: the reference's order
-            const float* src = plane + (t / g.kw) * wp + t % g.kw;
+            const float* src = plane + static_cast<std::ptrdiff_t>(t / g.kw) * wp + t % g.kw;
             for (int q = 0; q < q_n; ++q) out[q] += src[q];
         }
         for (int oh = 0; oh < oh_n; ++oh) {
@@ -284,11 +284,11 @@ inline void avg_pool_backward_plane(const float* dy, int h, int w, float* dx, in
         // zeros added at dropped columns leave every value equal (a -0 may become +0).
         const int wp = w + g.pl + g.pr, taps = g.kh * g.kw, q_n = oh_n * wp;
         float* plane = tmp;
-        float* v = tmp + (h + g.pt + g.pb) * wp + g.kw;
+        float* v = tmp + static_cast<std::ptrdiff_t>(h + g.pt + g.pb) * wp + g.kw;
         std::fill(plane, v, 0.0F);
         for (int ih = 0; ih < h; ++ih)
             std::copy(dx + static_cast<std::ptrdiff_t>(ih) * w, dx + static_cast<std::ptrdiff_t>(ih + 1) * w,
-                      plane + (ih + g.pt) * wp + g.pl);
+                      plane + static_cast<std::ptrdiff_t>(ih + g.pt) * wp + g.pl);
         std::fill(v, v + q_n, 0.0F);
         for (int oh = 0; oh < oh_n; ++oh) {
             const int h0 = oh - g.pt, h1 = std::min(h0 + g.kh, h + g.pb), ha = std::max(h0, 0), hb = std::min(h1, h);
@@ -297,11 +297,11 @@ inline void avg_pool_backward_plane(const float* dy, int h, int w, float* dx, in
                 v[oh * wp + ow] = gr[ow] / static_cast<float>(avg_divisor(ow, w, g, count_pad, h0, h1, ha, hb));
         }
         for (int t = taps - 1; t >= 0; --t) {
-            float* dst = plane + (t / g.kw) * wp + t % g.kw;
+            float* dst = plane + static_cast<std::ptrdiff_t>(t / g.kw) * wp + t % g.kw;
             for (int q = 0; q < q_n; ++q) dst[q] += v[q];
         }
         for (int ih = 0; ih < h; ++ih) {
-            const float* src = plane + (ih + g.pt) * wp + g.pl;
+            const float* src = plane + static_cast<std::ptrdiff_t>(ih + g.pt) * wp + g.pl;
             std::copy(src, src + w, dx + static_cast<std::ptrdiff_t>(ih) * w);
         }
         return;
