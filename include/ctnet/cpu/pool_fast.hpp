@@ -223,6 +223,18 @@ inline int avg_divisor(int ow, int w, const window& g, bool count_pad, int h0, i
     return count_pad ? (h1 - h0) * (w1 - w0) : (hb - ha) * (std::min(w1, w) - std::max(w0, 0));
 }
 
+// Copies a plane into tmp padded with zeros (pt, pb rows; pl, pr columns), followed by the
+// kw floats the last tap reads past it; returns the first float after those.
+inline float* pad_plane(const float* src, int h, int w, const window& g, float* tmp) {
+    const int wp = w + g.pl + g.pr;
+    float* end = tmp + static_cast<std::ptrdiff_t>(h + g.pt + g.pb) * wp + g.kw;
+    std::fill(tmp, end, 0.0F);
+    for (int ih = 0; ih < h; ++ih)
+        std::copy(src + static_cast<std::ptrdiff_t>(ih) * w, src + static_cast<std::ptrdiff_t>(ih + 1) * w,
+                  tmp + static_cast<std::ptrdiff_t>(ih + g.pt) * wp + g.pl);
+    return end;
+}
+
 // Average pooling for training: the additions of cpu::ref::avg_pool in its order (each output
 // sums its window row by row, left to right; a padded tap adds an exact zero), vectorised across
 // the outputs of a row, so bit-identical to the reference (the training backends are compared
@@ -232,12 +244,8 @@ inline void avg_pool_train_plane(const float* x, int h, int w, float* y, int oh_
                                  bool count_pad, float* tmp) {
     if (g.sh == 1 && g.sw == 1) {
         const int wp = w + g.pl + g.pr, taps = g.kh * g.kw, q_n = oh_n * wp;
-        float* plane = tmp;
-        float* out = tmp + static_cast<std::ptrdiff_t>(h + g.pt + g.pb) * wp + g.kw;
-        std::fill(plane, out, 0.0F);
-        for (int ih = 0; ih < h; ++ih)
-            std::copy(x + static_cast<std::ptrdiff_t>(ih) * w, x + static_cast<std::ptrdiff_t>(ih + 1) * w,
-                      plane + static_cast<std::ptrdiff_t>(ih + g.pt) * wp + g.pl);
+        const float* plane = tmp;
+        float* out = pad_plane(x, h, w, g, tmp);
         std::fill(out, out + q_n, 0.0F);
         for (int t = 0; t < taps; ++t) {  // row by row, left to right: the reference's order
             const float* src = plane + static_cast<std::ptrdiff_t>(t / g.kw) * wp + t % g.kw;
@@ -284,11 +292,7 @@ inline void avg_pool_backward_plane(const float* dy, int h, int w, float* dx, in
         // zeros added at dropped columns leave every value equal (a -0 may become +0).
         const int wp = w + g.pl + g.pr, taps = g.kh * g.kw, q_n = oh_n * wp;
         float* plane = tmp;
-        float* v = tmp + static_cast<std::ptrdiff_t>(h + g.pt + g.pb) * wp + g.kw;
-        std::fill(plane, v, 0.0F);
-        for (int ih = 0; ih < h; ++ih)
-            std::copy(dx + static_cast<std::ptrdiff_t>(ih) * w, dx + static_cast<std::ptrdiff_t>(ih + 1) * w,
-                      plane + static_cast<std::ptrdiff_t>(ih + g.pt) * wp + g.pl);
+        float* v = pad_plane(dx, h, w, g, tmp);
         std::fill(v, v + q_n, 0.0F);
         for (int oh = 0; oh < oh_n; ++oh) {
             const int h0 = oh - g.pt, h1 = std::min(h0 + g.kh, h + g.pb), ha = std::max(h0, 0), hb = std::min(h1, h);
