@@ -61,13 +61,15 @@ struct train_args {
     std::string out = "runs/fashion";
     int epochs = 20, batch = 64, threads = 2, limit = 0, test_limit = 0;
     std::string optim = "rmsprop";  // rmsprop (TF), rmsprop-torch, sgd
+    std::string schedule = "step";  // step: lr * lr_decay^floor(epoch / decay_epochs); cosine: to 0 over the run
     double lr = 0.045, lr_decay = 0.94, decay_epochs = 2.0, momentum = 0.9;
     double smoothing = 0.1, aux_weight = 0.4, clip_norm = 2.0, clip_value = 0.0, weight_decay = 4e-5, ema = 0.999;
     bool factorized = true, bn_aux = true, wide = false, augment = true, resume = false, sync_bn = false;
     int ranks = 1;  // data-parallel processes (mpirun -np)
     std::uint64_t seed = 1;
 
-    // Everything that must match when resuming (all but --epochs, --out, --resume, --data).
+    // Everything that must match when resuming (all but --out, --resume, --data, and --epochs
+    // unless the schedule is cosine, whose rate at each step depends on the run's length).
     [[nodiscard]] std::string config() const {
         // Each number in its shortest exact form: 0.1 and 0.10000000000000002 are different runs.
         const auto x = [](double v) {
@@ -82,6 +84,7 @@ struct train_args {
           << " ema=" << x(ema)
           << " factorized=" << factorized << " bn_aux=" << bn_aux << " wide=" << wide << " augment=" << augment
           << " seed=" << seed;
+        if (schedule != "step") s << " schedule=" << schedule << " epochs=" << epochs;  // step: as before
         if (ranks > 1) s << " ranks=" << ranks << " sync_bn=" << sync_bn;  // one process: as before
         return s.str();
     }
@@ -193,18 +196,25 @@ std::vector<epoch_row> read_csv(const std::string& path) {
 }
 
 // Test loss and accuracy (%) of parameters p on the set, in eval mode on backend::cpu.
+// flip: the logits of each image and of its mirror image, averaged (test-time augmentation).
 template <class Net>
-std::pair<double, double> evaluate(const weights<Net>& p, const io::labelled_images& set, int limit, int threads) {
+std::pair<double, double> evaluate(const weights<Net>& p, const io::labelled_images& set, int limit, int threads,
+                                   bool flip = false) {
     runner<Net, backend::cpu> run{p, {.threads = threads}};
     const int n = limit > 0 ? std::min(limit, set.count) : set.count, chunk = 250;
     const batch_maker make{&set, false};
-    std::vector<float> x(static_cast<std::size_t>(chunk) * 784), y(static_cast<std::size_t>(chunk) * 10);
+    std::vector<float> x(static_cast<std::size_t>(chunk) * 784), y(static_cast<std::size_t>(chunk) * 10), ym(y.size());
     double loss = 0.0;
     int correct = 0;
     for (int i0 = 0; i0 < n; i0 += chunk) {
         const int m = std::min(chunk, n - i0);
         for (int i = 0; i < m; ++i) make.image(i0 + i, 0, 0, false, x.data() + static_cast<std::size_t>(i) * 784);
         run.forward({x.data(), static_cast<std::size_t>(m) * 784}, {y.data(), static_cast<std::size_t>(m) * 10});
+        if (flip) {
+            for (int i = 0; i < m; ++i) make.image(i0 + i, 0, 0, true, x.data() + static_cast<std::size_t>(i) * 784);
+            run.forward({x.data(), static_cast<std::size_t>(m) * 784}, {ym.data(), static_cast<std::size_t>(m) * 10});
+            for (std::size_t j = 0; j < static_cast<std::size_t>(m) * 10; ++j) y[j] = 0.5F * (y[j] + ym[j]);
+        }
         std::vector<int> labels(set.labels.begin() + i0, set.labels.begin() + i0 + m);
         const loss_value l = softmax_cross_entropy({y.data(), static_cast<std::size_t>(m) * 10}, labels, 10, {}, {});
         loss += l.loss * m;
@@ -257,7 +267,13 @@ int train_model(const train_args& a, communicator& comm) {
     const auto ranges = trainable_ranges<Net>();
     const recipe r{.label_smoothing = a.smoothing, .aux_weight = a.aux_weight, .weight_decay = a.weight_decay,
                    .clip_norm = a.clip_norm, .clip_value = a.clip_value};
-    const exponential_decay schedule{.base = a.lr, .rate = a.lr_decay, .every = a.decay_epochs};
+    const exponential_decay staircase{.base = a.lr, .rate = a.lr_decay, .every = a.decay_epochs};
+    const cosine_decay cosine{.base = a.lr, .total = static_cast<double>(a.epochs) * steps_per_epoch};
+    // The rate of step s (0-based) of epoch e (1-based): constant over an epoch for the staircase,
+    // step by step along the cosine.
+    const auto rate = [&](int e, int s) {
+        return a.schedule == "cosine" ? cosine.at(static_cast<double>(e - 1) * steps_per_epoch + s) : staircase.at(e - 1);
+    };
     const bool tty = ::isatty(2) != 0;
     const batch_maker make{&data.train, a.augment};
     std::vector<float> x(part.count * 784);
@@ -269,7 +285,7 @@ int train_model(const train_args& a, communicator& comm) {
         rng g{a.seed * 1000003ULL + static_cast<std::uint64_t>(epoch)};
         std::iota(order.begin(), order.end(), 0);
         for (int i = n_train - 1; i > 0; --i) std::swap(order[i], order[g.next() % static_cast<std::uint64_t>(i + 1)]);
-        const double lr = schedule.at(epoch - 1);
+        const double lr = rate(epoch, 0);  // logged: the rate of the epoch's first step
         const auto t0 = std::chrono::steady_clock::now();
         double loss_sum = 0.0, comm_sum = 0.0;
         int correct = 0, seen = 0, last_shown = -1;
@@ -287,7 +303,7 @@ int train_model(const train_args& a, communicator& comm) {
             }
             step_result res;
             try {
-                res = data_parallel_step(t, comm, opt, ranges, x, labels, r, lr, avg);
+                res = data_parallel_step(t, comm, opt, ranges, x, labels, r, rate(epoch, s), avg);
             } catch (const error& e) {
                 if (comm.size() > 1) throw;  // maybe this rank's alone: the caller ends the job
                 std::fprintf(stderr, "\nctnet train: stopped in epoch %d, step %d: %s\n", epoch, s + 1, e.what());
@@ -348,6 +364,12 @@ int train_model(const train_args& a, communicator& comm) {
     auto final_w = std::make_unique<weights<Net>>(*w);
     if (avg) std::copy(avg->shadow().begin(), avg->shadow().end(), final_w->data().begin());
     io::save_safetensors(a.out + "/weights.safetensors", *final_w);
+    // The saved weights once more, plain and with flip averaging (not in the log: its rows are
+    // the plain protocol, one model pass per image).
+    const double plain = evaluate<Net>(*final_w, data.test, a.test_limit, a.threads).second;
+    const double flipped = evaluate<Net>(*final_w, data.test, a.test_limit, a.threads, true).second;
+    std::printf("final weights%s: test acc %.2f%%, %.2f%% with flip averaging (image and mirror image)\n",
+                avg ? " (moving average)" : "", plain, flipped);
     return 0;
 }
 
@@ -359,6 +381,8 @@ inline constexpr const char* train_usage =
     "  --resume              continue from OUT/checkpoint.safetensors (same settings required)\n"
     "  --optimizer rmsprop|rmsprop-torch|sgd --momentum X (rmsprop: TF semantics, eps 1.0; 0.9)\n"
     "  --lr X --lr-decay X --decay-epochs X               (0.045, 0.94, 2: x0.94 every 2 epochs)\n"
+    "  --schedule step|cosine  step: the staircase above; cosine: from --lr to 0 along half a cosine\n"
+    "                        over all --epochs, step by step (default step)\n"
     "  --smoothing X --aux-weight X --weight-decay X     (0.1, 0.4, 4e-5)\n"
     "  --clip-norm X --clip-value X --ema X              (2.0, off, 0.999; 0 turns one off)\n"
     "  --no-factorized --no-bn-aux --no-augment           ablation switches\n"
@@ -432,6 +456,7 @@ inline int train(int argc, char** argv) {
         else if (k == "--optimizer") a.optim = val();
         else if (k == "--lr") a.lr = num();
         else if (k == "--lr-decay") a.lr_decay = num();
+        else if (k == "--schedule") a.schedule = val();
         else if (k == "--decay-epochs") a.decay_epochs = num();
         else if (k == "--momentum") a.momentum = num();
         else if (k == "--smoothing") a.smoothing = num();
@@ -451,6 +476,8 @@ inline int train(int argc, char** argv) {
     }
     if (a.optim != "rmsprop" && a.optim != "rmsprop-torch" && a.optim != "sgd")
         throw error("ctnet train: --optimizer must be rmsprop, rmsprop-torch or sgd, not '" + a.optim + "'");
+    if (a.schedule != "step" && a.schedule != "cosine")
+        throw error("ctnet train: --schedule must be step or cosine, not '" + a.schedule + "'");
     if (a.batch < 2) throw error("ctnet train: --batch must be at least 2 (batch norm needs two samples)");
     if (a.threads < 1) throw error("ctnet train: --threads must be at least 1");
     if (a.ema < 0.0 || a.ema >= 1.0) throw error("ctnet train: --ema must be in [0, 1) (0 turns it off)");

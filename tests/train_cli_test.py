@@ -78,6 +78,19 @@ check("last good checkpoint" in p.stderr and "after epoch 1" in p.stderr, "it na
 p = run("--epochs", "1", "--resume", "--lr-decay", "1e30", "--decay-epochs", "1", "--out", c)
 check(p.returncode == 0, "the last good checkpoint (epoch 1) still loads")
 
+# Cosine: 6 steps per epoch here, so epoch 2 starts at step 6 of 12, half-way: half the rate.
+e = os.path.join(work, "e")
+p = run("--epochs", "2", "--schedule", "cosine", "--out", e)
+rates = [float(l.split(",")[2]) for l in open(os.path.join(e, "log.csv")).read().splitlines()[1:]]
+check(len(rates) == 2 and abs(rates[0] - 0.045) < 1e-9 and abs(rates[1] - 0.0225) < 1e-6,
+      f"cosine schedule: epoch rates 0.045, 0.0225 ({rates})")
+check("with flip averaging" in p.stdout, "the final weights are evaluated plain and with flip averaging")
+p = run("--epochs", "3", "--schedule", "cosine", "--resume", "--out", e, expect=1)
+check("was made with" in p.stderr and "epochs=2" in p.stderr and "epochs=3" in p.stderr,
+      "a cosine run resumed with another length is refused (its rates would change)")
+p = run("--schedule", "linear", "--out", os.path.join(work, "bad"), expect=1)
+check("--schedule must be step or cosine" in p.stderr, "an unknown schedule is refused")
+
 ck = read(os.path.join(a, "checkpoint.safetensors"))
 d = os.path.join(work, "d")
 for name, data in [("truncated", ck[: len(ck) // 2]), ("empty", b""), ("header", ck[:8] + b"x" + ck[9:]),

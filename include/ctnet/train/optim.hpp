@@ -25,6 +25,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <numbers>
 #include <span>
 #include <string>
 #include <vector>
@@ -83,6 +84,18 @@ struct exponential_decay {
     [[nodiscard]] double at(double epoch) const {
         const double e = epoch / every;
         return base * std::pow(rate, staircase ? std::floor(e) : e);
+    }
+};
+
+// Cosine annealing without restarts (Loshchilov & Hutter, SGDR): base at t = 0, falling along
+// half a cosine to `floor` at t = total (t in steps or epochs, as the caller counts), then flat.
+struct cosine_decay {
+    double base = 0.045;
+    double total = 1.0;
+    double floor = 0.0;
+    [[nodiscard]] double at(double t) const {
+        const double f = std::clamp(t / total, 0.0, 1.0);
+        return floor + (base - floor) * 0.5 * (1.0 + std::cos(std::numbers::pi * f));
     }
 };
 
