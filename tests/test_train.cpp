@@ -348,6 +348,17 @@ TEST_CASE("clipping, schedule and moving average") {
     CHECK(s.at(2.0) == doctest::Approx(0.045 * 0.94));
     CHECK(s.at(5.5) == doctest::Approx(0.045 * 0.94 * 0.94));
 
+    // Cosine by hand: cos(pi/4) = sqrt(2)/2, so at a quarter the rate is base * (1 + sqrt(2)/2) / 2.
+    const cosine_decay c{.base = 0.04, .total = 100.0, .floor = 0.0};
+    CHECK(c.at(0.0) == doctest::Approx(0.04));
+    CHECK(c.at(25.0) == doctest::Approx(0.04 * (1.0 + std::sqrt(0.5)) / 2.0));
+    CHECK(c.at(50.0) == doctest::Approx(0.02));
+    CHECK(c.at(100.0) == doctest::Approx(0.0));
+    CHECK(c.at(250.0) == doctest::Approx(0.0));  // flat after the end
+    const cosine_decay cf{.base = 0.05, .total = 10.0, .floor = 0.01};
+    CHECK(cf.at(5.0) == doctest::Approx(0.03));
+    CHECK(cf.at(10.0) == doctest::Approx(0.01));
+
     moving_average ema{0.5};
     ema.update(std::vector<float>{2.0F});
     ema.update(std::vector<float>{4.0F});
@@ -445,4 +456,55 @@ TEST_CASE("checkpoints: saved before the first step, after steps, and hostile co
     }
     const auto b = edited("\"dropout_rng\":\"123\"", "\"dropout_rng\":\"18446744073709551615\"");
     CHECK(load_checkpoint(io::safetensors_file{"max", b}, w4, o3, &e3).dropout_rng == ~std::uint64_t{0});
+}
+
+// The training GEMM on random shapes and every operand layout: against a double-precision
+// triple loop, and bit for bit between layouts holding the same values (packing moves values,
+// it must not change a sum: the transposed-B and contiguous-A packs use SIMD transposes).
+TEST_CASE("training GEMM: every operand layout, edge panels, equal sums for equal values") {
+    rng g{77};
+    std::vector<float> scratch(cpu::gemm_thread_scratch);
+    for (int trial = 0; trial < 60; ++trial) {
+        const int m = 1 + static_cast<int>(g.next() % 40), n = 1 + static_cast<int>(g.next() % 150),
+                  k = 1 + static_cast<int>(g.next() % 300);
+        std::vector<float> a(static_cast<std::size_t>(m) * k), b(static_cast<std::size_t>(k) * n);
+        for (float& v : a) v = static_cast<float>(g.normal());
+        for (float& v : b) v = static_cast<float>(g.normal());
+        // The same matrices stored transposed: at(r, c) equal in both layouts.
+        std::vector<float> at(a.size()), bt(b.size());
+        for (int r = 0; r < m; ++r)
+            for (int c = 0; c < k; ++c) at[static_cast<std::size_t>(c) * m + r] = a[static_cast<std::size_t>(r) * k + c];
+        for (int r = 0; r < k; ++r)
+            for (int c = 0; c < n; ++c) bt[static_cast<std::size_t>(c) * k + r] = b[static_cast<std::size_t>(r) * n + c];
+        const auto uk = static_cast<std::size_t>(k), un = static_cast<std::size_t>(n), um = static_cast<std::size_t>(m);
+        const cpu::matrix_ref as[2] = {{a.data(), uk, 1}, {at.data(), 1, um}};
+        const cpu::matrix_ref bs[2] = {{b.data(), un, 1}, {bt.data(), 1, uk}};
+        std::vector<float> first;
+        for (int ai = 0; ai < 2; ++ai)
+            for (int bi = 0; bi < 2; ++bi) {
+                std::vector<float> c(um * un, 0.0F), packed(cpu::gemm_packed_a_floats(m, k));
+                const cpu::gemm_args args{.m = m, .n = n, .k = k, .a = as[ai], .b = bs[bi], .c = c.data(), .ldc = un};
+                cpu::gemm_pack_a(args, packed.data(), 0, (m + cpu::gemm_mr - 1) / cpu::gemm_mr);
+                cpu::gemm_packed(args, packed.data(), scratch.data());
+                if (first.empty()) {
+                    first = c;
+                    double worst = 0.0;
+                    for (int r = 0; r < m; ++r)
+                        for (int j = 0; j < n; ++j) {
+                            double want = 0.0, mag = 0.0;
+                            for (int q = 0; q < k; ++q) {
+                                const double t = static_cast<double>(a[static_cast<std::size_t>(r) * k + q]) *
+                                                 b[static_cast<std::size_t>(q) * n + j];
+                                want += t;
+                                mag += std::fabs(t);
+                            }
+                            worst = std::max(worst, std::fabs(c[static_cast<std::size_t>(r) * n + j] - want) / mag);
+                        }
+                    CHECK_MESSAGE(worst < 1e-5, "m=" << m << " n=" << n << " k=" << k << ": error " << worst);
+                } else {
+                    CHECK_MESSAGE(c == first, "m=" << m << " n=" << n << " k=" << k << ", layouts A " << ai << " B " << bi
+                                                   << " differ from the row-major product");
+                }
+            }
+    }
 }

@@ -59,11 +59,110 @@ struct gemm_args {
     bool relu = false;
 };
 
+namespace detail {
+
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+// The 8x8 transpose of r (eight 8-float rows), in place.
+inline void transpose8(__m256 (&r)[8]) {
+    __m256 t[8];
+    for (int i = 0; i < 4; ++i) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 2; ++i) {
+        r[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int q = 0; q < 4; ++q) {
+        t[q] = _mm256_permute2f128_ps(r[q], r[4 + q], 0x20);
+        t[4 + q] = _mm256_permute2f128_ps(r[q], r[4 + q], 0x31);
+    }
+    for (int q = 0; q < 8; ++q) r[q] = t[q];
+}
+
+// The full-mask forms of three shuffles: the plain intrinsics pass an undefined vector as the
+// masked-off source, which g++ 12 reports as uninitialised (falsely). Same instructions.
+inline __m512 unpacklo16(__m512 a, __m512 b) { return _mm512_mask_unpacklo_ps(a, 0xFFFF, a, b); }
+inline __m512 unpackhi16(__m512 a, __m512 b) { return _mm512_mask_unpackhi_ps(a, 0xFFFF, a, b); }
+template <int imm>
+inline __m512 shuffle128x4(__m512 a, __m512 b) { return _mm512_mask_shuffle_f32x4(a, 0xFFFF, a, b, imm); }
+
+// dst[k * ldd + j] = src[j * cs + k] for j, k < 16: one 16x16 block of a transposed operand,
+// in four rounds of in-register shuffles instead of 256 scalar moves.
+inline void transpose16(const float* src, std::size_t cs, float* dst, std::size_t ldd) {
+    __m512 r[16], t[16];
+    for (std::size_t j = 0; j < 16; ++j) r[j] = _mm512_loadu_ps(src + j * cs);
+    for (int i = 0; i < 8; ++i) {
+        t[2 * i] = unpacklo16(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = unpackhi16(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; ++i) {
+        r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int q = 0; q < 4; ++q) {
+        t[q] = shuffle128x4<0x88>(r[q], r[4 + q]);
+        t[4 + q] = shuffle128x4<0xdd>(r[q], r[4 + q]);
+        t[8 + q] = shuffle128x4<0x88>(r[8 + q], r[12 + q]);
+        t[12 + q] = shuffle128x4<0xdd>(r[8 + q], r[12 + q]);
+    }
+    for (int q = 0; q < 8; ++q) {
+        _mm512_storeu_ps(dst + static_cast<std::size_t>(q) * ldd, shuffle128x4<0x88>(t[q], t[8 + q]));
+        _mm512_storeu_ps(dst + static_cast<std::size_t>(q + 8) * ldd, shuffle128x4<0xdd>(t[q], t[8 + q]));
+    }
+}
+#endif
+
+// One packed B panel from a transposed operand: d[k * NR + j] = src[j * cs + k] for k < kc,
+// j < w, zero for j in [w, NR). The same values as the element-wise copy, so the same sums.
+inline void pack_b_transposed(float* d, const float* src, std::size_t cs, int kc, int w) {
+    int j_done = 0, k_done = 0;
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+    static_assert(gemm_nr == 32, "two 16-column halves per panel");
+    j_done = w / 16 * 16;
+    k_done = kc / 16 * 16;
+    for (int j = 0; j < j_done; j += 16)
+        for (int k = 0; k < k_done; k += 16)
+            transpose16(src + static_cast<std::size_t>(j) * cs + k, cs, d + static_cast<std::size_t>(k) * gemm_nr + j,
+                        gemm_nr);
+#endif
+    for (int j = 0; j < w; ++j) {  // what the blocks left: the last rows, then the last columns
+        const float* s = src + static_cast<std::size_t>(j) * cs;
+        for (int k = j < j_done ? k_done : 0; k < kc; ++k) d[static_cast<std::size_t>(k) * gemm_nr + j] = s[k];
+    }
+    for (int k = 0; k < kc; ++k) std::fill(d + static_cast<std::size_t>(k) * gemm_nr + w, d + static_cast<std::size_t>(k + 1) * gemm_nr, 0.0F);
+}
+
+}  // namespace detail
+
 // Packs A (M x K) into MR-row panels [panel][k][MR], rows past M zero; panels [p0, p1) only.
+// Rows stored contiguously (column stride 1, as dY in the weight gradient): with AVX-512, eight
+// columns at a time through an 8x8 transpose, each packed column a masked store of MR floats.
 inline void gemm_pack_a(const gemm_args& g, float* packed_a, int p0, int p1) {
     for (int p = p0; p < p1; ++p) {
         float* dst = packed_a + static_cast<std::size_t>(p) * g.k * gemm_mr;
-        for (int kk = 0; kk < g.k; ++kk)
+        int k_done = 0;
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+        static_assert(gemm_mr <= 8, "a packed column fits one 8-float vector");
+        if (g.a.cs == 1 && p * gemm_mr + gemm_mr <= g.m) {
+            const float* rows = g.a.data + static_cast<std::size_t>(p) * gemm_mr * g.a.rs;
+            constexpr auto mask = static_cast<__mmask8>((1U << gemm_mr) - 1U);
+            k_done = g.k / 8 * 8;
+            for (int k0 = 0; k0 < k_done; k0 += 8) {
+                __m256 r[8];
+                for (int i = 0; i < 8; ++i)
+                    r[i] = i < gemm_mr ? _mm256_loadu_ps(rows + static_cast<std::size_t>(i) * g.a.rs + k0) : _mm256_setzero_ps();
+                detail::transpose8(r);
+                for (int i = 0; i < 8; ++i)
+                    _mm256_mask_storeu_ps(dst + static_cast<std::size_t>(k0 + i) * gemm_mr, mask, r[i]);
+            }
+        }
+#endif
+        for (int kk = k_done; kk < g.k; ++kk)
             for (int r = 0; r < gemm_mr; ++r) {
                 const int row = p * gemm_mr + r;
                 dst[static_cast<std::size_t>(kk) * gemm_mr + r] = row < g.m ? g.a.at(row, kk) : 0.0F;
@@ -85,6 +184,10 @@ inline void gemm_block(const gemm_args& g, const float* packed_a, int j0, int co
         for (int cp = 0; cp < col_panels; ++cp) {
             float* dst = b + static_cast<std::size_t>(cp) * kc * gemm_nr;
             const int jc = j0 + cp * gemm_nr, w = std::min(gemm_nr, j0 + cols - jc);
+            if (g.b.rs == 1 && g.b.cs != 1) {  // transposed (col(X)^T in the weight gradient)
+                detail::pack_b_transposed(dst, g.b.data + k0 + static_cast<std::size_t>(jc) * g.b.cs, g.b.cs, kc, w);
+                continue;
+            }
             for (int kk = 0; kk < kc; ++kk) {
                 float* d = dst + static_cast<std::size_t>(kk) * gemm_nr;
                 const float* src = g.b.data + static_cast<std::size_t>(k0 + kk) * g.b.rs + jc * g.b.cs;
