@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Training throughput: ctnet against PyTorch, one training step, side by side in one run.
 
-    /usr/bin/python3 bench/compare_pytorch_train.py path/to/ctnet [--model fashion|inception_v3]
+    /usr/bin/python3 bench/compare_pytorch_train.py path/to/ctnet [--model fashion|fashion_wide|inception_v3]
                      [--batch 64] [--threads 2] [--rounds 5] [--iters 5]
 
 The step on both sides: forward in training mode (batch statistics, dropout, aux head),
@@ -39,23 +39,33 @@ class Concat(nn.Module):
 
 
 class FashionNet(nn.Module):
-    """examples/fashion_net.hpp, fashion_net<> (factorized, BN-auxiliary), layer for layer."""
+    """examples/fashion_net.hpp, fashion_net<> (factorized, BN-auxiliary), layer for layer;
+    wide=True is fashion_net<{.wide = true}> (`ctnet train --wide`): 1.5x the channels after the stem."""
 
-    def __init__(self):
+    def __init__(self, wide=False):
         super().__init__()
+        w = 3 if wide else 2
+
+        def c(n):  # examples/fashion_net.hpp's ch<n, W>
+            return n * w // 2
+
         self.stem = nn.Sequential(basic(1, 32, 3, 1, 1), basic(32, 32, 3, 1, 1))
-        self.reduce_28_14 = Concat(basic(32, 48, 3, 2, 1), nn.MaxPool2d(3, 2, 1))
-        self.mixed_14 = Concat(basic(80, 32, 1),
-                               nn.Sequential(basic(80, 24, 1), basic(24, 32, 3, 1, 1)),
-                               nn.Sequential(basic(80, 24, 1), basic(24, 24, 3, 1, 1), basic(24, 32, 3, 1, 1)),
-                               nn.Sequential(nn.AvgPool2d(3, 1, 1), basic(80, 16, 1)))
-        self.aux = nn.Sequential(nn.AvgPool2d(5, 3), basic(112, 64, 1), basic(64, 128, 4), nn.Flatten(),
+        a_in = 32 + c(48)
+        self.reduce_28_14 = Concat(basic(32, c(48), 3, 2, 1), nn.MaxPool2d(3, 2, 1))
+        self.mixed_14 = Concat(basic(a_in, c(32), 1),
+                               nn.Sequential(basic(a_in, c(24), 1), basic(c(24), c(32), 3, 1, 1)),
+                               nn.Sequential(basic(a_in, c(24), 1), basic(c(24), c(24), 3, 1, 1), basic(c(24), c(32), 3, 1, 1)),
+                               nn.Sequential(nn.AvgPool2d(3, 1, 1), basic(a_in, c(16), 1)))
+        a_out = c(32) * 3 + c(16)
+        self.aux = nn.Sequential(nn.AvgPool2d(5, 3), basic(a_out, 64, 1), basic(64, 128, 4), nn.Flatten(),
                                  nn.Linear(128, 10, bias=False), nn.BatchNorm1d(10, eps=0.001))
-        self.reduce_14_7 = Concat(nn.Sequential(basic(112, 64, 1), basic(64, 96, 3, 2, 1)), nn.MaxPool2d(3, 2, 1))
-        self.mixed_7 = Concat(basic(208, 64, 1),
-                              nn.Sequential(basic(208, 48, 1), basic(48, 48, (1, 7), 1, (0, 3)), basic(48, 64, (7, 1), 1, (3, 0))),
-                              nn.Sequential(nn.AvgPool2d(3, 1, 1), basic(208, 32, 1)))
-        self.fc = nn.Linear(160, 10)
+        self.reduce_14_7 = Concat(nn.Sequential(basic(a_out, c(64), 1), basic(c(64), c(96), 3, 2, 1)), nn.MaxPool2d(3, 2, 1))
+        c_in = c(96) + a_out
+        self.mixed_7 = Concat(basic(c_in, c(64), 1),
+                              nn.Sequential(basic(c_in, c(48), 1), basic(c(48), c(48), (1, 7), 1, (0, 3)),
+                                            basic(c(48), c(64), (7, 1), 1, (3, 0))),
+                              nn.Sequential(nn.AvgPool2d(3, 1, 1), basic(c_in, c(32), 1)))
+        self.fc = nn.Linear(c(160), 10)
 
     def forward(self, x):
         x = self.mixed_14(self.reduce_28_14(self.stem(x)))
@@ -66,8 +76,8 @@ class FashionNet(nn.Module):
 
 
 def torch_step_fn(model_name, batch, channels_last):
-    if model_name == "fashion":
-        model, shape, classes = FashionNet(), (batch, 1, 28, 28), 10
+    if model_name.startswith("fashion"):
+        model, shape, classes = FashionNet(wide=model_name == "fashion_wide"), (batch, 1, 28, 28), 10
     else:
         model = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
         shape, classes = (batch, 3, 299, 299), 1000
@@ -82,7 +92,7 @@ def torch_step_fn(model_name, batch, channels_last):
     def step():
         opt.zero_grad(set_to_none=True)
         out = model(x)
-        logits, aux = (out.logits, out.aux_logits) if model_name != "fashion" else out
+        logits, aux = (out.logits, out.aux_logits) if not model_name.startswith("fashion") else out
         loss = F.cross_entropy(logits, y, label_smoothing=0.1) + 0.4 * F.cross_entropy(aux, y, label_smoothing=0.1)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 2.0)
@@ -94,7 +104,7 @@ def torch_step_fn(model_name, batch, channels_last):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("ctnet")
-    ap.add_argument("--model", default="fashion", choices=["fashion", "inception_v3"])
+    ap.add_argument("--model", default="fashion", choices=["fashion", "fashion_wide", "inception_v3"])
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)

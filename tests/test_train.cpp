@@ -508,3 +508,49 @@ TEST_CASE("training GEMM: every operand layout, edge panels, equal sums for equa
             }
     }
 }
+
+// im2col and its adjoint col2im (training's GEMM convolutions) against plain loops, bit for bit:
+// strides 1 to 3 (2 has its own SIMD rows), widths 1 to 40, every padding up to the kernel's.
+TEST_CASE("training im2col / col2im: plain loops' values on random windows, strides 1-3") {
+    rng g{91};
+    for (int trial = 0; trial < 300; ++trial) {
+        const auto pick = [&](int lo, int hi) { return lo + static_cast<int>(g.next() % static_cast<std::uint64_t>(hi - lo + 1)); };
+        window win;
+        win.kh = pick(1, 3);
+        win.kw = pick(1, 7);
+        win.sh = pick(1, 3);
+        win.sw = pick(1, 3);
+        win.pt = pick(0, win.kh - 1);
+        win.pb = pick(0, win.kh - 1);
+        win.pl = pick(0, win.kw - 1);
+        win.pr = pick(0, win.kw - 1);
+        const shape in{pick(1, 3), pick(win.kh, 12), pick(win.kw, 40)};
+        const int oh = (in.h + win.pt + win.pb - win.kh) / win.sh + 1, ow = (in.w + win.pl + win.pr - win.kw) / win.sw + 1;
+        const shape out{1, oh, ow};
+        const std::size_t hw = static_cast<std::size_t>(oh) * ow, k = static_cast<std::size_t>(in.c) * win.kh * win.kw;
+        std::vector<float> x(in.size()), col(k * hw, -7.0F), dcol(k * hw), dx(in.size()), want_dx(in.size());
+        for (float& v : x) v = static_cast<float>(g.normal());
+        for (float& v : dcol) v = static_cast<float>(g.normal());
+        for (std::size_t i = 0; i < dx.size(); ++i) dx[i] = want_dx[i] = static_cast<float>(g.normal());
+        cpu::im2col(x.data(), in, out, win, col.data());
+        cpu::col2im_add(dcol.data(), in, out, win, dx.data());
+        bool same = true;
+        for (int c = 0; c < in.c; ++c)
+            for (int i = 0; i < win.kh; ++i)
+                for (int j = 0; j < win.kw; ++j)
+                    for (int y = 0; y < oh; ++y)
+                        for (int z = 0; z < ow; ++z) {
+                            const std::size_t row = (static_cast<std::size_t>(c) * win.kh + i) * win.kw + j;
+                            const std::size_t at = row * hw + static_cast<std::size_t>(y) * ow + z;
+                            const int iy = y * win.sh - win.pt + i, ix = z * win.sw - win.pl + j;
+                            const bool inside = iy >= 0 && iy < in.h && ix >= 0 && ix < in.w;
+                            const std::size_t src = (static_cast<std::size_t>(c) * in.h + (inside ? iy : 0)) * in.w + (inside ? ix : 0);
+                            same = same && col[at] == (inside ? x[src] : 0.0F);
+                            if (inside) want_dx[src] += dcol[at];
+                        }
+        CHECK_MESSAGE(same, "im2col, input " << in.c << "x" << in.h << "x" << in.w << ", window " << win.kh << "x" << win.kw
+                                              << " stride " << win.sh << "," << win.sw);
+        CHECK_MESSAGE(dx == want_dx, "col2im, input " << in.c << "x" << in.h << "x" << in.w << ", window " << win.kh << "x"
+                                                       << win.kw << " stride " << win.sh << "," << win.sw);
+    }
+}

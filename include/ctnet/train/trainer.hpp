@@ -89,17 +89,19 @@ public:
         keep_.assign(static_cast<std::size_t>(p.n_ops), keep::none);
         mean_.resize(static_cast<std::size_t>(p.n_ops));
         invstd_.resize(static_cast<std::size_t>(p.n_ops));
-        std::size_t col = 0, packed_w = 0, packed_dy = 0, partial = 0, act = 0, bn_channels = 0, pool_row = 0, pool_int = 0;
+        std::size_t col = 0, group = 0, packed_w = 0, packed_dy = 0, partial = 0, act = 0, bn_channels = 0, pool_row = 0,
+                    pool_int = 0;
         for (int i = 0; i < p.n_ops; ++i) {
             const op& q = p.ops[i];
             act = std::max(act, q.out.s.size());
             switch (q.kind) {
                 case op_kind::conv: {
                     const int k = q.in.s.c * q.win.kh * q.win.kw, hw = q.out.s.h * q.out.s.w;
-                    if (!cpu::is_pointwise(q.win)) col = std::max(col, static_cast<std::size_t>(k) * hw);
+                    col = std::max(col, cpu::conv_col_floats(k, hw, cpu::is_pointwise(q.win)));
+                    group = std::max(group, cpu::conv_group_floats(q.out.s.c, hw));
                     packed_w = std::max({packed_w, cpu::gemm_packed_a_floats(q.out.s.c, k),
                                          cpu::gemm_packed_a_floats(k, q.out.s.c)});
-                    packed_dy = std::max(packed_dy, cpu::gemm_packed_a_floats(q.out.s.c, hw));
+                    packed_dy = std::max(packed_dy, cpu::gemm_packed_a_floats(q.out.s.c, cpu::conv_group(hw) * hw));
                     partial = std::max(partial, static_cast<std::size_t>(q.out.s.c) * (k + 1));
                     if (clobbered(q.in, i, true)) keep_[i] = keep::input;
                     break;
@@ -138,8 +140,10 @@ public:
             packed_.assign(packed_w + t * packed_dy, 0.0F);
             scratch_.assign(t * cpu::gemm_thread_scratch, 0.0F);
             partial_.assign(t * partial, 0.0F);
-            ws_ = {col_.data(), col, packed_.data(), packed_.data() + packed_w, packed_dy, scratch_.data(),
-                   partial_.data(), partial};
+            group_.assign(t * group, 0.0F);
+            ws_ = {.col = col_.data(), .col_stride = col, .packed_w = packed_.data(), .packed_a = packed_.data() + packed_w,
+                   .packed_stride = packed_dy, .scratch = scratch_.data(), .partial = partial_.data(),
+                   .partial_stride = partial, .group = group_.data(), .group_stride = group};
             pool_row_ = pool_row;
             pool_rows_.assign(t * pool_row, 0.0F);
             pool_int_ = pool_int;
@@ -641,7 +645,7 @@ private:
     std::vector<std::vector<float>> saved_, mean_, invstd_;
     std::vector<keep> keep_;
     std::vector<char> zeroed_;
-    std::vector<float> col_, packed_, scratch_, partial_;
+    std::vector<float> col_, packed_, scratch_, partial_, group_;
     std::vector<float> pool_rows_;  // backend::cpu: per thread, the pooling kernels' scratch
     std::vector<std::int32_t> pool_ints_;
     std::size_t pool_row_ = 0, pool_int_ = 0;
