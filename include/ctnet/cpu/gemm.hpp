@@ -65,21 +65,21 @@ namespace detail {
 // The 8x8 transpose of r (eight 8-float rows), in place.
 inline void transpose8(__m256 (&r)[8]) {
     __m256 t[8];
-    for (int i = 0; i < 4; ++i) {
+    for (std::size_t i = 0; i < 4; ++i) {
         t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
         t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
     }
-    for (int i = 0; i < 2; ++i) {
+    for (std::size_t i = 0; i < 2; ++i) {
         r[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
         r[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
         r[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
         r[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
     }
-    for (int q = 0; q < 4; ++q) {
+    for (std::size_t q = 0; q < 4; ++q) {
         t[q] = _mm256_permute2f128_ps(r[q], r[4 + q], 0x20);
         t[4 + q] = _mm256_permute2f128_ps(r[q], r[4 + q], 0x31);
     }
-    for (int q = 0; q < 8; ++q) r[q] = t[q];
+    for (std::size_t q = 0; q < 8; ++q) r[q] = t[q];
 }
 
 // The full-mask forms of three shuffles: the plain intrinsics pass an undefined vector as the
@@ -94,25 +94,25 @@ inline __m512 shuffle128x4(__m512 a, __m512 b) { return _mm512_mask_shuffle_f32x
 inline void transpose16(const float* src, std::size_t cs, float* dst, std::size_t ldd) {
     __m512 r[16], t[16];
     for (std::size_t j = 0; j < 16; ++j) r[j] = _mm512_loadu_ps(src + j * cs);
-    for (int i = 0; i < 8; ++i) {
+    for (std::size_t i = 0; i < 8; ++i) {
         t[2 * i] = unpacklo16(r[2 * i], r[2 * i + 1]);
         t[2 * i + 1] = unpackhi16(r[2 * i], r[2 * i + 1]);
     }
-    for (int i = 0; i < 4; ++i) {
+    for (std::size_t i = 0; i < 4; ++i) {
         r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
         r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
         r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
         r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
     }
-    for (int q = 0; q < 4; ++q) {
+    for (std::size_t q = 0; q < 4; ++q) {
         t[q] = shuffle128x4<0x88>(r[q], r[4 + q]);
         t[4 + q] = shuffle128x4<0xdd>(r[q], r[4 + q]);
         t[8 + q] = shuffle128x4<0x88>(r[8 + q], r[12 + q]);
         t[12 + q] = shuffle128x4<0xdd>(r[8 + q], r[12 + q]);
     }
-    for (int q = 0; q < 8; ++q) {
-        _mm512_storeu_ps(dst + static_cast<std::size_t>(q) * ldd, shuffle128x4<0x88>(t[q], t[8 + q]));
-        _mm512_storeu_ps(dst + static_cast<std::size_t>(q + 8) * ldd, shuffle128x4<0xdd>(t[q], t[8 + q]));
+    for (std::size_t q = 0; q < 8; ++q) {
+        _mm512_storeu_ps(dst + q * ldd, shuffle128x4<0x88>(t[q], t[8 + q]));
+        _mm512_storeu_ps(dst + (q + 8) * ldd, shuffle128x4<0xdd>(t[q], t[8 + q]));
     }
 }
 #endif
