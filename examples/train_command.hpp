@@ -366,7 +366,10 @@ int train_model(const train_args& a, communicator& comm) {
     io::save_safetensors(a.out + "/weights.safetensors", *final_w);
     // The saved weights once more, plain and with flip averaging (not in the log: its rows are
     // the plain protocol, one model pass per image).
-    const double plain = evaluate<Net>(*final_w, data.test, a.test_limit, a.threads).second;
+    // The plain figure is the last log row's when that row is of these weights (it always is after
+    // an epoch ran; a resumed run with none left has it from log.csv).
+    const bool logged = !rows.empty() && rows.back().epoch == state.epoch;
+    const double plain = logged ? rows.back().test_acc : evaluate<Net>(*final_w, data.test, a.test_limit, a.threads).second;
     const double flipped = evaluate<Net>(*final_w, data.test, a.test_limit, a.threads, true).second;
     std::printf("final weights%s: test acc %.2f%%, %.2f%% with flip averaging (image and mirror image)\n",
                 avg ? " (moving average)" : "", plain, flipped);
