@@ -1,81 +1,55 @@
-// ctnet/cuda/conv.cuh — implicit-GEMM convolution kernels (nvcc only; see cuda/launch.hpp).
+// ctnet/cuda/conv.cuh — the tiled GEMM engine of the convolutions and their gradients (nvcc
+// only; see cuda/launch.hpp).
 //
-// C[M x P] = W[M x K] * im2col(x)[K x P] per sample, M = output channels, P = output pixels,
-// K = input channels * kh * kw; im2col is never stored: each K x 64 tile of it is gathered from x
-// into shared memory. A 128-thread block computes a 64 x 64 tile of C; the epilogue adds the
-// (folded batch-norm) bias, applies the ReLU and writes into y's channel slice, so a concat's
-// branches write straight into the concatenated output.
-//   conv_tf32: 4 warps, each 32 x 32 as 2 x 2 WMMA m16n16k8 TF32 fragments (tensor cores,
+// C[z] (rows x cols) = A[z] (rows x depth) * B[z] (depth x cols), the operands read and the
+// result written through a problem type (cuda/operands.hpp): conv_forward (C = W * im2col(x),
+// im2col never stored, the epilogue adds the folded-BN bias, applies the ReLU and writes into
+// the destination's channel slice, so concat costs nothing), conv_input_grad and
+// conv_weight_grad. Each 16-deep slice of the block's A and B tiles is gathered into shared
+// memory (zero outside the matrices). A 128-thread block computes a 64 x 64 tile of C; grid
+// (col tiles, row tiles, z).
+//   gemm_tf32: 4 warps, each 32 x 32 as 2 x 2 WMMA m16n16k8 TF32 fragments (tensor cores,
 //              sm_80+), float accumulation.
-//   conv_fp32: each thread 8 x 4 outputs on CUDA cores, float throughout.
+//   gemm_fp32: each thread 8 x 4 outputs on CUDA cores, float throughout.
 #pragma once
 
 #include <mma.h>
 
 #include "launch.hpp"
+#include "operands.hpp"
 
 namespace ctnet::cuda::kernels {
 
 inline constexpr int tile_m = 64, tile_n = 64, tile_k = 16, conv_threads = 128;
 
-struct conv_args {
-    const float* w;
-    const float* bias;
-    bool relu;
-    geometry g;
-    view x, y;
-    int k;  // x.c * g.kh * g.kw
-};
-
-// Element (kk, j) of sample xs's im2col matrix: input channel, tap and output pixel from indices.
-__device__ __forceinline__ float im2col(const conv_args& a, const float* xs, int kk, int j) {
-    const int taps = a.g.kh * a.g.kw;
-    const int c = kk / taps, r = kk - c * taps;
-    const int ky = r / a.g.kw, kx = r - ky * a.g.kw;
-    const int oy = j / a.y.w, ox = j - oy * a.y.w;
-    const int iy = oy * a.g.sh - a.g.pt + ky, ix = ox * a.g.sw - a.g.pl + kx;
-    if (iy < 0 || iy >= a.x.h || ix < 0 || ix >= a.x.w) return 0.0F;
-    return xs[(static_cast<long long>(c) * a.x.h + iy) * a.x.w + ix];
-}
-
-// Loads the K-slice [k0, k0 + tile_k) of the block's A (weights) and B (im2col) tiles; zeros
-// outside the matrices.
-template <int LdA, int LdB>
-__device__ __forceinline__ void load_tiles(const conv_args& a, const float* xs, int m0, int j0, int k0, int pixels,
-                                           float (*as)[LdA], float (*bs)[LdB]) {
-    const int m_total = a.y.c;
+// Loads the depth slice [k0, k0 + tile_k) of the block's A and B tiles; zeros outside.
+template <int LdA, int LdB, class P>
+__device__ __forceinline__ void load_tiles(const P& p, int z, int m0, int j0, int k0, float (*as)[LdA], float (*bs)[LdB]) {
 #pragma unroll
     for (int i = 0; i < tile_m * tile_k / conv_threads; ++i) {
         const int e = static_cast<int>(threadIdx.x) + i * conv_threads;
         const int r = e / tile_k, c = e % tile_k;
         const int m = m0 + r, kk = k0 + c;
-        as[r][c] = (m < m_total && kk < a.k) ? a.w[static_cast<long long>(m) * a.k + kk] : 0.0F;
+        as[r][c] = (m < p.rows && kk < p.depth) ? p.a(z, m, kk) : 0.0F;
     }
 #pragma unroll
     for (int i = 0; i < tile_k * tile_n / conv_threads; ++i) {
         const int e = static_cast<int>(threadIdx.x) + i * conv_threads;
         const int r = e / tile_n, c = e % tile_n;
         const int kk = k0 + r, j = j0 + c;
-        bs[r][c] = (kk < a.k && j < pixels) ? im2col(a, xs, kk, j) : 0.0F;
+        bs[r][c] = (kk < p.depth && j < p.cols) ? p.b(z, kk, j) : 0.0F;
     }
 }
 
-__device__ __forceinline__ void store_output(const conv_args& a, float* ys, int m, int j, int pixels, float acc) {
-    if (m >= a.y.c || j >= pixels) return;
-    float v = acc + a.bias[m];
-    if (a.relu && v <= 0.0F) v = 0.0F;  // not fmaxf: NaN stays NaN, as in torch and backend::cpu
-    ys[static_cast<long long>(m) * pixels + j] = v;
-}
-
-__global__ void __launch_bounds__(conv_threads) conv_tf32(conv_args a) {
+template <class P>
+__global__ void __launch_bounds__(conv_threads) gemm_tf32(P p) {
     namespace wmma = nvcuda::wmma;
     constexpr int lda = tile_k + 4, ldb = tile_n + 4, ldc = tile_n + 4;  // multiples of 4 floats (16 bytes)
     __shared__ __align__(32) float as[tile_m][lda];
     __shared__ __align__(32) float bs[tile_k][ldb];
     __shared__ __align__(32) float cs[tile_m][ldc];
-    const int pixels = a.y.h * a.y.w;
     const int m0 = static_cast<int>(blockIdx.y) * tile_m, j0 = static_cast<int>(blockIdx.x) * tile_n;
-    const float* xs = a.x.data + static_cast<long long>(blockIdx.z) * a.x.stride;
+    const int z = static_cast<int>(blockIdx.z);
     const int warp = static_cast<int>(threadIdx.x) / 32, wm = warp / 2, wn = warp % 2;
 
     wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[2][2];
@@ -84,8 +58,8 @@ __global__ void __launch_bounds__(conv_threads) conv_tf32(conv_args a) {
 #pragma unroll
         for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0F);
 
-    for (int k0 = 0; k0 < a.k; k0 += tile_k) {
-        load_tiles<lda, ldb>(a, xs, m0, j0, k0, pixels, as, bs);
+    for (int k0 = 0; k0 < p.depth; k0 += tile_k) {
+        load_tiles<lda, ldb>(p, z, m0, j0, k0, as, bs);
         __syncthreads();
 #pragma unroll
         for (int kk = 0; kk < tile_k; kk += 8) {
@@ -113,25 +87,24 @@ __global__ void __launch_bounds__(conv_threads) conv_tf32(conv_args a) {
         for (int j = 0; j < 2; ++j)
             wmma::store_matrix_sync(&cs[wm * 32 + i * 16][wn * 32 + j * 16], acc[i][j], ldc, wmma::mem_row_major);
     __syncthreads();
-    float* ys = a.y.data + static_cast<long long>(blockIdx.z) * a.y.stride;
     for (int e = static_cast<int>(threadIdx.x); e < tile_m * tile_n; e += conv_threads) {
-        const int r = e / tile_n, c = e % tile_n;  // consecutive threads: consecutive pixels
-        store_output(a, ys, m0 + r, j0 + c, pixels, cs[r][c]);
+        const int r = e / tile_n, c = e % tile_n;  // consecutive threads: consecutive columns
+        if (m0 + r < p.rows && j0 + c < p.cols) p.store(z, m0 + r, j0 + c, cs[r][c]);
     }
 }
 
-__global__ void __launch_bounds__(conv_threads) conv_fp32(conv_args a) {
+template <class P>
+__global__ void __launch_bounds__(conv_threads) gemm_fp32(P p) {
     constexpr int lda = tile_k + 1, ldb = tile_n + 4;
     __shared__ float as[tile_m][lda];
     __shared__ float bs[tile_k][ldb];
-    const int pixels = a.y.h * a.y.w;
     const int m0 = static_cast<int>(blockIdx.y) * tile_m, j0 = static_cast<int>(blockIdx.x) * tile_n;
-    const float* xs = a.x.data + static_cast<long long>(blockIdx.z) * a.x.stride;
+    const int z = static_cast<int>(blockIdx.z);
     // Thread (ty, tx) of 8 x 16 owns rows ty + 8 i (i < 8) and columns tx + 16 j (j < 4).
     const int tx = static_cast<int>(threadIdx.x) % 16, ty = static_cast<int>(threadIdx.x) / 16;
     float acc[8][4] = {};
-    for (int k0 = 0; k0 < a.k; k0 += tile_k) {
-        load_tiles<lda, ldb>(a, xs, m0, j0, k0, pixels, as, bs);
+    for (int k0 = 0; k0 < p.depth; k0 += tile_k) {
+        load_tiles<lda, ldb>(p, z, m0, j0, k0, as, bs);
         __syncthreads();
 #pragma unroll
         for (int kk = 0; kk < tile_k; ++kk) {
@@ -147,11 +120,13 @@ __global__ void __launch_bounds__(conv_threads) conv_fp32(conv_args a) {
         }
         __syncthreads();
     }
-    float* ys = a.y.data + static_cast<long long>(blockIdx.z) * a.y.stride;
 #pragma unroll
     for (int i = 0; i < 8; ++i)
 #pragma unroll
-        for (int j = 0; j < 4; ++j) store_output(a, ys, m0 + ty + 8 * i, j0 + tx + 16 * j, pixels, acc[i][j]);
+        for (int j = 0; j < 4; ++j) {
+            const int m = m0 + ty + 8 * i, c = j0 + tx + 16 * j;
+            if (m < p.rows && c < p.cols) p.store(z, m, c, acc[i][j]);
+        }
 }
 
 }  // namespace ctnet::cuda::kernels

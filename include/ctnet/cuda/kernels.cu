@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include "../core/error.hpp"
+#include "backward.cuh"
 #include "conv.cuh"
 #include "launch.hpp"
 #include "ops.cuh"
@@ -31,16 +32,50 @@ long long elements(view v, int n) { return static_cast<long long>(n) * v.c * v.h
 
 }  // namespace
 
+// One GEMM problem (cuda/operands.hpp) over `slices` grid slices.
+template <class P>
+void run_gemm(const P& p, int slices, precision pr, cudaStream_t s, const char* name) {
+    const dim3 grid(static_cast<unsigned>((p.cols + kernels::tile_n - 1) / kernels::tile_n),
+                    static_cast<unsigned>((p.rows + kernels::tile_m - 1) / kernels::tile_m), static_cast<unsigned>(slices));
+    if (pr == precision::tf32) kernels::gemm_tf32<<<grid, kernels::conv_threads, 0, s>>>(p);
+    else kernels::gemm_fp32<<<grid, kernels::conv_threads, 0, s>>>(p);
+    check_launch(name);
+}
+
+// Samples per weight-gradient chunk: enough chunks for about two waves of blocks on a large GPU
+// (264 blocks), never more than the batch.
+int weight_grad_per_chunk(int rows, int cols, int n) {
+    const long long tiles = static_cast<long long>((rows + kernels::tile_m - 1) / kernels::tile_m) *
+                            ((cols + kernels::tile_n - 1) / kernels::tile_n);
+    const long long chunks = std::clamp<long long>((264 + tiles - 1) / tiles, 1, n);
+    return static_cast<int>((n + chunks - 1) / chunks);
+}
+
 void conv2d(const float* w, const float* bias, bool relu, geometry g, view x, view y, int n, precision p, cudaStream_t s) {
-    const kernels::conv_args a{w, bias, relu, g, x, y, x.c * g.kh * g.kw};
-    const dim3 grid((y.h * y.w + kernels::tile_n - 1) / kernels::tile_n, (y.c + kernels::tile_m - 1) / kernels::tile_m,
-                    static_cast<unsigned>(n));
-    if (p == precision::tf32) {
-        kernels::conv_tf32<<<grid, kernels::conv_threads, 0, s>>>(a);
-        check_launch("conv_tf32");
-    } else {
-        kernels::conv_fp32<<<grid, kernels::conv_threads, 0, s>>>(a);
-        check_launch("conv_fp32");
+    run_gemm(operands::conv_forward{w, bias, relu, g, x, y}, n, p, s, p == precision::tf32 ? "conv_tf32" : "conv_fp32");
+}
+
+void conv2d_input_grad(const float* w, geometry g, view dy, view dx, int n, precision p, cudaStream_t s) {
+    if (dx.data == nullptr) return;
+    run_gemm(operands::conv_input_grad{w, g, dy, dx}, n, p, s, "conv2d_input_grad");
+}
+
+long long conv2d_weight_grad_workspace(geometry g, view x, view dy, int n) {
+    const int rows = dy.c, cols = x.c * g.kh * g.kw, per = weight_grad_per_chunk(rows, cols, n);
+    return static_cast<long long>((n + per - 1) / per) * rows * cols;
+}
+
+void conv2d_weight_grad(geometry g, view x, view dy, int n, float* dw, float* db, float* workspace, precision p,
+                        cudaStream_t s) {
+    const int rows = dy.c, cols = x.c * g.kh * g.kw, per = weight_grad_per_chunk(rows, cols, n);
+    const int chunks = (n + per - 1) / per;
+    run_gemm(operands::conv_weight_grad{g, x, dy, n, per, workspace}, chunks, p, s, "conv2d_weight_grad");
+    const long long count = static_cast<long long>(rows) * cols;
+    kernels::add_chunks<<<blocks_for(count, 256), 256, 0, s>>>(workspace, chunks, count, dw);
+    check_launch("add_chunks");
+    if (db != nullptr) {
+        kernels::channel_grad_sum<<<static_cast<unsigned>(dy.c), kernels::reduce_threads, 0, s>>>(dy, n, db);
+        check_launch("channel_grad_sum");
     }
 }
 
@@ -95,6 +130,97 @@ void copy(view x, view y, int n, cudaStream_t s) {
     const long long total = elements(x, n);
     kernels::copy<<<blocks_for(total, 256), 256, 0, s>>>(x, y, total);
     check_launch("copy");
+}
+
+void batch_norm_train(const float* weight, const float* bias, double eps, float momentum, view x, view y, int n,
+                      float* mean, float* invstd, float* params, cudaStream_t s) {
+    kernels::batch_norm_train<<<static_cast<unsigned>(x.c), kernels::reduce_threads, 0, s>>>(weight, bias, eps, momentum, x,
+                                                                                              y, n, mean, invstd, params);
+    check_launch("batch_norm_train");
+}
+
+void batch_norm_train_backward(const float* weight, const float* mean, const float* invstd, view x, view dy, view dx,
+                               int n, float* dweight, float* dbias, cudaStream_t s) {
+    kernels::batch_norm_train_backward<<<static_cast<unsigned>(x.c), kernels::reduce_threads, 0, s>>>(
+        weight, mean, invstd, x, dy, dx, n, dweight, dbias);
+    check_launch("batch_norm_train_backward");
+}
+
+void relu_backward(view y, view dy, view dx, int n, cudaStream_t s) {
+    if (dx.data == nullptr) return;
+    const long long total = elements(y, n);
+    kernels::relu_backward<<<blocks_for(total, 256), 256, 0, s>>>(y, dy, dx, total);
+    check_launch("relu_backward");
+}
+
+void max_pool_backward(geometry g, view x, view dy, view dx, int n, cudaStream_t s) {
+    const long long total = elements(dx, n);
+    kernels::max_pool_backward<<<blocks_for(total, 256), 256, 0, s>>>(g, x, dy, dx, total);
+    check_launch("max_pool_backward");
+}
+
+void avg_pool_backward(geometry g, bool count_pad, view dy, view dx, int n, cudaStream_t s) {
+    const long long total = elements(dx, n);
+    kernels::avg_pool_backward<<<blocks_for(total, 256), 256, 0, s>>>(g, count_pad, dy, dx, total);
+    check_launch("avg_pool_backward");
+}
+
+void global_avg_pool_backward(view dy, view dx, int n, cudaStream_t s) {
+    const long long total = elements(dx, n);
+    kernels::global_avg_pool_backward<<<blocks_for(total, 256), 256, 0, s>>>(dy, dx, total);
+    check_launch("global_avg_pool_backward");
+}
+
+void linear_backward(const float* w, view x, view dy, view dx, int n, float* dw, float* db, cudaStream_t s) {
+    const long long in = static_cast<long long>(x.c) * x.h * x.w;
+    kernels::linear_weight_grad<<<blocks_for(in * dy.c, 256), 256, 0, s>>>(x, dy, n, dw, db);
+    check_launch("linear_weight_grad");
+    if (dx.data == nullptr) return;
+    kernels::linear_input_grad<<<blocks_for(in * n, 256), 256, 0, s>>>(w, dy, dx, n);
+    check_launch("linear_input_grad");
+}
+
+void softmax_backward(view y, view dy, view dx, int n, cudaStream_t s) {
+    kernels::softmax_backward<<<static_cast<unsigned>(n), kernels::reduce_threads, 0, s>>>(y, dy, dx);
+    check_launch("softmax_backward");
+}
+
+void scale_backward(const float* factor, view dy, view dx, int n, cudaStream_t s) {
+    const long long total = elements(dy, n);
+    kernels::scale_backward<<<blocks_for(total, 256), 256, 0, s>>>(factor, dy, dx, total);
+    check_launch("scale_backward");
+}
+
+void channel_affine_backward(affine4 a, view dy, view dx, int n, cudaStream_t s) {
+    if (dx.data == nullptr) return;
+    const long long total = elements(dy, n);
+    kernels::channel_affine_backward<<<blocks_for(total, 256), 256, 0, s>>>(a, dy, dx, total);
+    check_launch("channel_affine_backward");
+}
+
+void softmax_cross_entropy(view logits, const int* labels, int n, double smoothing, double weight, double* loss,
+                           int* correct, view dlogits, cudaStream_t s) {
+    kernels::softmax_cross_entropy<<<static_cast<unsigned>(n), kernels::reduce_threads, 0, s>>>(
+        logits, labels, n, smoothing, weight, loss, correct, dlogits);
+    check_launch("softmax_cross_entropy");
+}
+
+void sum_squares(const float* g, long long count, double* partial, double* out, cudaStream_t s) {
+    kernels::sum_squares_partial<<<sum_squares_blocks, kernels::reduce_threads, 0, s>>>(g, count, partial);
+    check_launch("sum_squares_partial");
+    kernels::sum_partials<<<1, kernels::reduce_threads, 0, s>>>(partial, sum_squares_blocks, out);
+    check_launch("sum_partials");
+}
+
+void scale(float* g, long long count, double factor, cudaStream_t s) {
+    kernels::scale<<<blocks_for(count, 256), 256, 0, s>>>(g, count, factor);
+    check_launch("scale");
+}
+
+void rmsprop(float* p, const float* g, float* ms, float* mom, long long count, double lr, double decay, double momentum,
+             double eps, double weight_decay, cudaStream_t s) {
+    kernels::rmsprop<<<blocks_for(count, 256), 256, 0, s>>>(p, g, ms, mom, count, lr, decay, momentum, eps, weight_decay);
+    check_launch("rmsprop");
 }
 
 }  // namespace ctnet::cuda

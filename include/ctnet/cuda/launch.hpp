@@ -16,24 +16,9 @@
 
 #include <cuda_runtime_api.h>
 
+#include "types.hpp"
+
 namespace ctnet::cuda {
-
-// n samples of c x h x w floats in device memory; sample i starts at data + i * stride (a channel
-// slice of a concat output has a stride larger than c * h * w).
-struct view {
-    float* data = nullptr;
-    long long stride = 0;
-    int c = 0, h = 0, w = 0;
-};
-
-struct geometry {  // a conv's or a pooling layer's window
-    int kh = 1, kw = 1, sh = 1, sw = 1, pt = 0, pb = 0, pl = 0, pr = 0;
-};
-
-enum class precision : unsigned char {
-    tf32,  // tensor cores (mma via WMMA), 10-bit mantissa inputs, float32 accumulation
-    fp32,  // CUDA cores, float32 throughout: the reference-accuracy path
-};
 
 // y = relu?(conv(x, w) + bias): implicit GEMM, M = out channels, N = out pixels, K = c*kh*kw;
 // w is (M, K) row-major in device memory.
@@ -64,5 +49,56 @@ struct affine4 {  // torchvision's transform_input: y = x * scale[c] + shift[c],
 };
 void channel_affine(affine4 a, view x, view y, int n, cudaStream_t s);
 void copy(view x, view y, int n, cudaStream_t s);
+
+// ---- Training --------------------------------------------------------------------------------
+// The gradients ADD into dx and into the parameter gradients, as cpu/backward.hpp does (a value
+// read by several branches collects one contribution per reader); those marked "in place" also
+// take dx == dy. Every reduction has a fixed order, so a run repeats its bits.
+
+// dx += the input gradient of y = conv(x, w): W^T * dY gathered back onto the input pixels
+// (cuda/operands.hpp conv_input_grad); w is the conv's (out, in, kh, kw) weights.
+void conv2d_input_grad(const float* w, geometry g, view dy, view dx, int n, precision p, cudaStream_t s);
+// Floats of device workspace conv2d_weight_grad needs for these shapes.
+long long conv2d_weight_grad_workspace(geometry g, view x, view dy, int n);
+// dw += sum over the batch of dY * im2col(x)^T (dw (out, in, kh, kw)); db += sum of dY per
+// channel (db may be null). The batch is cut into chunks, each one GEMM into the workspace,
+// and the chunks are added in order.
+void conv2d_weight_grad(geometry g, view x, view dy, int n, float* dw, float* db, float* workspace, precision p,
+                        cudaStream_t s);
+// Training-mode batch norm: y = x * a + b from this batch's statistics (cpu::ref::batch_norm_train);
+// writes the batch mean and invstd = 1 / sqrt(var + eps) (c floats each); with params given
+// (gamma, beta, running mean, running var: the layer's parameter block) updates the running
+// statistics with `momentum` (unbiased variance), as the CPU trainer does.
+void batch_norm_train(const float* weight, const float* bias, double eps, float momentum, view x, view y, int n,
+                      float* mean, float* invstd, float* params, cudaStream_t s);
+// Its gradient from the forward pass's x, mean and invstd; dweight / dbias += (c floats each). In place.
+void batch_norm_train_backward(const float* weight, const float* mean, const float* invstd, view x, view dy, view dx,
+                               int n, float* dweight, float* dbias, cudaStream_t s);
+void relu_backward(view y, view dy, view dx, int n, cudaStream_t s);  // in place
+// The whole gradient of a window goes to its first maximum (NaN wins), as the reference.
+void max_pool_backward(geometry g, view x, view dy, view dx, int n, cudaStream_t s);
+void avg_pool_backward(geometry g, bool count_pad, view dy, view dx, int n, cudaStream_t s);
+void global_avg_pool_backward(view dy, view dx, int n, cudaStream_t s);
+// y = W x + b: dw += dy x^T, db += dy (db may be null), dx += W^T dy (dx.data may be null).
+void linear_backward(const float* w, view x, view dy, view dx, int n, float* dw, float* db, cudaStream_t s);
+void softmax_backward(view y, view dy, view dx, int n, cudaStream_t s);  // in place
+// dx += dy * factor, factor n * c * h * w floats (dropout's mask / (1 - p)). In place.
+void scale_backward(const float* factor, view dy, view dx, int n, cudaStream_t s);
+void channel_affine_backward(affine4 a, view dy, view dx, int n, cudaStream_t s);  // in place
+// The smoothed cross-entropy of n samples' logits (train/loss.hpp): loss[i] (double, times
+// weight; NaN when a logit is not finite), correct[i] (1 when the first largest logit is the
+// label), and dlogits += weight * (softmax - q) / n when dlogits.data is given. labels: device
+// ints the caller has checked to lie in [0, classes).
+void softmax_cross_entropy(view logits, const int* labels, int n, double smoothing, double weight, double* loss,
+                           int* correct, view dlogits, cudaStream_t s);
+inline constexpr int sum_squares_blocks = 256;
+// out[0] = sum of g[e]^2 over count floats, in double (partial: sum_squares_blocks doubles).
+void sum_squares(const float* g, long long count, double* partial, double* out, cudaStream_t s);
+void scale(float* g, long long count, double factor, cudaStream_t s);  // g *= factor (gradient clipping)
+// One step of tf.train.RMSPropOptimizer over count parameters (train/optim.hpp, the paper's
+// optimizer; ms starts at 1, mom at 0): g += weight_decay * p; ms = decay * ms + (1 - decay) g^2;
+// mom = momentum * mom + lr * g / sqrt(ms + eps); p -= mom.
+void rmsprop(float* p, const float* g, float* ms, float* mom, long long count, double lr, double decay, double momentum,
+             double eps, double weight_decay, cudaStream_t s);
 
 }  // namespace ctnet::cuda
