@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/gpu_check.sh — on a machine with an NVIDIA GPU: build the CUDA backend, run its tests
 # (parity with the CPU reference runner: FP32 <= 1e-5, TF32 <= 1e-2 relative), and benchmark
-# Inception v3 at batch 1, 32 and 128 against cuDNN (and PyTorch when it imports with CUDA).
+# Inception v3 at batch 1, 32 and 128 against cuDNN (and PyTorch when it imports with CUDA); the
+# same test binary checks the training kernels against the reference kernels.
 # Prints a short table last. Needs the CUDA Toolkit (nvcc, cuDNN), cmake, g++ and doctest;
 # meant to finish in a few minutes on an H100 with 16 cores.
 #   bash bench/gpu_check.sh [BUILD_DIR]

@@ -196,7 +196,7 @@ __global__ void softmax_backward(view y, view dy, view dx) {
 __global__ void scale_backward(const float* factor, view dy, view dx, long long total) {
     const bool in_place = dx.data == dy.data;
     for (long long e = first_index(); e < total; e += grid_step()) {
-        const float v = *at(dy, e) * factor[e];
+        const float v = __fmul_rn(*at(dy, e), factor[e]);  // rounded before the add, as on the host
         float* out = at(dx, e);
         *out = in_place ? v : *out + v;
     }
@@ -208,7 +208,7 @@ __global__ void channel_affine_backward(affine4 k, view dy, view dx, long long t
     const int plane = dx.h * dx.w;
     for (long long e = first_index(); e < total; e += grid_step()) {
         const int c = static_cast<int>(e / plane % dx.c);
-        const float v = *at(dy, e) * k.scale[c];
+        const float v = __fmul_rn(*at(dy, e), k.scale[c]);
         float* out = at(dx, e);
         *out = in_place ? v : *out + v;
     }
@@ -216,8 +216,8 @@ __global__ void channel_affine_backward(affine4 k, view dy, view dx, long long t
 
 // One block per sample: the smoothed cross-entropy of its logits (train/loss.hpp's formula, in
 // double with a stable log-sum-exp): loss[i] = -sum_k q_k log softmax_k (times weight; NaN when
-// a logit is not finite), correct[i] = 1 when the first largest logit is the label, and
-// dlogits += weight * (softmax - q) / n when dlogits.data is given.
+// a logit is not finite, and then dlogits is left alone), correct[i] = 1 when the first largest
+// logit is the label, and dlogits += weight * (softmax - q) / n when dlogits.data is given.
 __global__ void softmax_cross_entropy(view x, const int* labels, int n, double smoothing, double weight, double* loss,
                                       int* correct, view dlogits) {
     __shared__ double red[reduce_threads];
@@ -230,7 +230,7 @@ __global__ void softmax_cross_entropy(view x, const int* labels, int n, double s
     int arg = k;
     double bad = 0.0;
     for (int j = t; j < k; j += reduce_threads) {
-        if (!isfinite(xs[j])) bad = 1.0;
+        if (!operands::is_finite(xs[j])) bad = 1.0;
         if (xs[j] > m || arg == k) {  // strictly larger: the first largest of this thread's classes
             m = xs[j];
             arg = j;
@@ -257,7 +257,7 @@ __global__ void softmax_cross_entropy(view x, const int* labels, int n, double s
     for (int j = t; j < k; j += reduce_threads) {
         const double q = j == label ? on : off;
         l -= q * (static_cast<double>(xs[j]) - lse);
-        if (dlogits.data != nullptr)
+        if (dlogits.data != nullptr && !any_bad)
             dlogits.data[i * dlogits.stride + j] += static_cast<float>(weight * (exp(static_cast<double>(xs[j]) - lse) - q) /
                                                                        static_cast<double>(n));
     }

@@ -35,6 +35,10 @@ long long elements(view v, int n) { return static_cast<long long>(n) * v.c * v.h
 // One GEMM problem (cuda/operands.hpp) over `slices` grid slices.
 template <class P>
 void run_gemm(const P& p, int slices, precision pr, cudaStream_t s, const char* name) {
+    if (p.rows == 0 || p.cols == 0 || slices <= 0) return;
+    if (slices > 65535)
+        throw error(std::string{"ctnet: cuda: "} + name + ": " + std::to_string(slices) +
+                    " grid slices (samples or chunks), at most 65535");
     const dim3 grid(static_cast<unsigned>((p.cols + kernels::tile_n - 1) / kernels::tile_n),
                     static_cast<unsigned>((p.rows + kernels::tile_m - 1) / kernels::tile_m), static_cast<unsigned>(slices));
     if (pr == precision::tf32) kernels::gemm_tf32<<<grid, kernels::conv_threads, 0, s>>>(p);
@@ -45,6 +49,7 @@ void run_gemm(const P& p, int slices, precision pr, cudaStream_t s, const char* 
 // Samples per weight-gradient chunk: enough chunks for about two waves of blocks on a large GPU
 // (264 blocks), never more than the batch.
 int weight_grad_per_chunk(int rows, int cols, int n) {
+    if (n <= 0) return 1;
     const long long tiles = static_cast<long long>((rows + kernels::tile_m - 1) / kernels::tile_m) *
                             ((cols + kernels::tile_n - 1) / kernels::tile_n);
     const long long chunks = std::clamp<long long>((264 + tiles - 1) / tiles, 1, n);
@@ -67,6 +72,7 @@ long long conv2d_weight_grad_workspace(geometry g, view x, view dy, int n) {
 
 void conv2d_weight_grad(geometry g, view x, view dy, int n, float* dw, float* db, float* workspace, precision p,
                         cudaStream_t s) {
+    if (n <= 0 || dy.c == 0) return;
     const int rows = dy.c, cols = x.c * g.kh * g.kw, per = weight_grad_per_chunk(rows, cols, n);
     const int chunks = (n + per - 1) / per;
     run_gemm(operands::conv_weight_grad{g, x, dy, n, per, workspace}, chunks, p, s, "conv2d_weight_grad");
@@ -81,24 +87,28 @@ void conv2d_weight_grad(geometry g, view x, view dy, int n, float* dw, float* db
 
 void max_pool(geometry g, view x, view y, int n, cudaStream_t s) {
     const long long total = elements(y, n);
+    if (total == 0) return;
     kernels::max_pool<<<blocks_for(total, 256), 256, 0, s>>>(g, x, y, total);
     check_launch("max_pool");
 }
 
 void avg_pool(geometry g, bool count_pad, view x, view y, int n, cudaStream_t s) {
     const long long total = elements(y, n);
+    if (total == 0) return;
     kernels::avg_pool<<<blocks_for(total, 256), 256, 0, s>>>(g, count_pad, x, y, total);
     check_launch("avg_pool");
 }
 
 void global_avg_pool(view x, view y, int n, cudaStream_t s) {
     const long long total = static_cast<long long>(n) * x.c;
+    if (total == 0) return;
     kernels::global_avg_pool<<<blocks_for(total, 128), 128, 0, s>>>(x, y, total);
     check_launch("global_avg_pool");
 }
 
 void linear(const float* w, const float* bias, view x, view y, int n, cudaStream_t s) {
     const long long threads = static_cast<long long>(n) * y.c * 32;
+    if (threads == 0) return;
     kernels::linear<<<static_cast<unsigned>((threads + 255) / 256), 256, 0, s>>>(w, bias, x, y, n);
     check_launch("linear");
 }
@@ -110,30 +120,38 @@ void softmax(view x, view y, int n, cudaStream_t s) {
 
 void batch_norm(const float* params, double eps, view x, view y, int n, cudaStream_t s) {
     const long long total = elements(x, n);
+    if (total == 0) return;
     kernels::batch_norm<<<blocks_for(total, 256), 256, 0, s>>>(params, eps, x, y, total);
     check_launch("batch_norm");
 }
 
 void relu(view x, view y, int n, cudaStream_t s) {
     const long long total = elements(x, n);
+    if (total == 0) return;
     kernels::relu<<<blocks_for(total, 256), 256, 0, s>>>(x, y, total);
     check_launch("relu");
 }
 
 void channel_affine(affine4 a, view x, view y, int n, cudaStream_t s) {
     const long long total = elements(x, n);
+    if (total == 0) return;
     kernels::channel_affine<<<blocks_for(total, 256), 256, 0, s>>>(a, x, y, total);
     check_launch("channel_affine");
 }
 
 void copy(view x, view y, int n, cudaStream_t s) {
     const long long total = elements(x, n);
+    if (total == 0) return;
     kernels::copy<<<blocks_for(total, 256), 256, 0, s>>>(x, y, total);
     check_launch("copy");
 }
 
 void batch_norm_train(const float* weight, const float* bias, double eps, float momentum, view x, view y, int n,
                       float* mean, float* invstd, float* params, cudaStream_t s) {
+    if (static_cast<long long>(n) * x.h * x.w < 2)  // the variance of one value (and its unbiased form) is undefined
+        throw error("ctnet: cuda: batch_norm_train needs more than one value per channel (batch " + std::to_string(n) +
+                    ", input " + std::to_string(x.h) + "x" + std::to_string(x.w) + ")");
+    if (x.c == 0) return;
     kernels::batch_norm_train<<<static_cast<unsigned>(x.c), kernels::reduce_threads, 0, s>>>(weight, bias, eps, momentum, x,
                                                                                               y, n, mean, invstd, params);
     check_launch("batch_norm_train");
@@ -141,6 +159,7 @@ void batch_norm_train(const float* weight, const float* bias, double eps, float 
 
 void batch_norm_train_backward(const float* weight, const float* mean, const float* invstd, view x, view dy, view dx,
                                int n, float* dweight, float* dbias, cudaStream_t s) {
+    if (n <= 0 || x.c == 0) return;
     kernels::batch_norm_train_backward<<<static_cast<unsigned>(x.c), kernels::reduce_threads, 0, s>>>(
         weight, mean, invstd, x, dy, dx, n, dweight, dbias);
     check_launch("batch_norm_train_backward");
@@ -149,30 +168,35 @@ void batch_norm_train_backward(const float* weight, const float* mean, const flo
 void relu_backward(view y, view dy, view dx, int n, cudaStream_t s) {
     if (dx.data == nullptr) return;
     const long long total = elements(y, n);
+    if (total == 0) return;
     kernels::relu_backward<<<blocks_for(total, 256), 256, 0, s>>>(y, dy, dx, total);
     check_launch("relu_backward");
 }
 
 void max_pool_backward(geometry g, view x, view dy, view dx, int n, cudaStream_t s) {
     const long long total = elements(dx, n);
+    if (total == 0) return;
     kernels::max_pool_backward<<<blocks_for(total, 256), 256, 0, s>>>(g, x, dy, dx, total);
     check_launch("max_pool_backward");
 }
 
 void avg_pool_backward(geometry g, bool count_pad, view dy, view dx, int n, cudaStream_t s) {
     const long long total = elements(dx, n);
+    if (total == 0) return;
     kernels::avg_pool_backward<<<blocks_for(total, 256), 256, 0, s>>>(g, count_pad, dy, dx, total);
     check_launch("avg_pool_backward");
 }
 
 void global_avg_pool_backward(view dy, view dx, int n, cudaStream_t s) {
     const long long total = elements(dx, n);
+    if (total == 0) return;
     kernels::global_avg_pool_backward<<<blocks_for(total, 256), 256, 0, s>>>(dy, dx, total);
     check_launch("global_avg_pool_backward");
 }
 
 void linear_backward(const float* w, view x, view dy, view dx, int n, float* dw, float* db, cudaStream_t s) {
     const long long in = static_cast<long long>(x.c) * x.h * x.w;
+    if (n <= 0 || in == 0 || dy.c == 0) return;
     kernels::linear_weight_grad<<<blocks_for(in * dy.c, 256), 256, 0, s>>>(x, dy, n, dw, db);
     check_launch("linear_weight_grad");
     if (dx.data == nullptr) return;
@@ -181,12 +205,14 @@ void linear_backward(const float* w, view x, view dy, view dx, int n, float* dw,
 }
 
 void softmax_backward(view y, view dy, view dx, int n, cudaStream_t s) {
+    if (n <= 0) return;
     kernels::softmax_backward<<<static_cast<unsigned>(n), kernels::reduce_threads, 0, s>>>(y, dy, dx);
     check_launch("softmax_backward");
 }
 
 void scale_backward(const float* factor, view dy, view dx, int n, cudaStream_t s) {
     const long long total = elements(dy, n);
+    if (total == 0) return;
     kernels::scale_backward<<<blocks_for(total, 256), 256, 0, s>>>(factor, dy, dx, total);
     check_launch("scale_backward");
 }
@@ -194,12 +220,14 @@ void scale_backward(const float* factor, view dy, view dx, int n, cudaStream_t s
 void channel_affine_backward(affine4 a, view dy, view dx, int n, cudaStream_t s) {
     if (dx.data == nullptr) return;
     const long long total = elements(dy, n);
+    if (total == 0) return;
     kernels::channel_affine_backward<<<blocks_for(total, 256), 256, 0, s>>>(a, dy, dx, total);
     check_launch("channel_affine_backward");
 }
 
 void softmax_cross_entropy(view logits, const int* labels, int n, double smoothing, double weight, double* loss,
                            int* correct, view dlogits, cudaStream_t s) {
+    if (n <= 0) return;
     kernels::softmax_cross_entropy<<<static_cast<unsigned>(n), kernels::reduce_threads, 0, s>>>(
         logits, labels, n, smoothing, weight, loss, correct, dlogits);
     check_launch("softmax_cross_entropy");
@@ -213,12 +241,14 @@ void sum_squares(const float* g, long long count, double* partial, double* out, 
 }
 
 void scale(float* g, long long count, double factor, cudaStream_t s) {
+    if (count == 0) return;
     kernels::scale<<<blocks_for(count, 256), 256, 0, s>>>(g, count, factor);
     check_launch("scale");
 }
 
 void rmsprop(float* p, const float* g, float* ms, float* mom, long long count, double lr, double decay, double momentum,
              double eps, double weight_decay, cudaStream_t s) {
+    if (count == 0) return;
     kernels::rmsprop<<<blocks_for(count, 256), 256, 0, s>>>(p, g, ms, mom, count, lr, decay, momentum, eps, weight_decay);
     check_launch("rmsprop");
 }

@@ -23,6 +23,7 @@ namespace ctnet::cuda::operands {
 CTNET_HD int imin(int a, int b) { return a < b ? a : b; }
 CTNET_HD int imax(int a, int b) { return a > b ? a : b; }
 CTNET_HD bool is_nan(float v) { return v != v; }
+CTNET_HD bool is_finite(float v) { return v - v == 0.0F; }  // inf - inf and NaN are NaN
 
 // Element (kk, j) of sample xs's im2col matrix for output width out_w: kk = (channel, ky, kx) in
 // torch's (C, KH, KW) order, j = (oy, ox); zero in the padding.
