@@ -245,46 +245,72 @@ inline void micro_kernel(int kc, const float* a, const float* b, float* c, std::
 
 }  // namespace detail
 
-// Floats of scratch one task needs (a packed KC x NC block, SIMD-aligned) plus an edge tile.
-inline constexpr std::size_t conv_scratch_floats =
-    static_cast<std::size_t>(gemm_kc) * gemm_nc + static_cast<std::size_t>(gemm_mr) * gemm_nr + 64;
+// Column blocks one task may hold packed at once (conv_gemm_units).
+inline constexpr int gemm_units = 4;
 
-// Rows [row0, row1) (multiples of MR, or M) and columns [j0, j0 + cols), cols <= NC, of one
-// sample's output. x: the sample's input (C, H, W); y: its output planes (row stride
-// out.h * out.w). scratch: conv_scratch_floats floats.
-inline void conv_gemm_block(const packed_conv& cv, const float* x, float* y, int row0, int row1, int j0, int cols,
+// Floats of scratch one task needs (gemm_units packed KC x NC blocks, SIMD-aligned) plus an edge tile.
+inline constexpr std::size_t conv_scratch_floats =
+    static_cast<std::size_t>(gemm_units) * gemm_kc * gemm_nc + static_cast<std::size_t>(gemm_mr) * gemm_nr + 64;
+
+// A block of one sample's output: columns [j0, j0 + cols), cols <= NC, of the conv of x into y
+// (x: the sample's input (C, H, W); y: its output planes, row stride out.h * out.w).
+struct conv_unit {
+    const float* x;
+    float* y;
+    int j0, cols;
+};
+
+// Rows [row0, row1) (multiples of MR, or M) of `count` <= gemm_units blocks. K block by K block:
+// every block's columns are packed, then each of their NR panels meets every row panel, so a
+// K block of the weights is read from memory once per task rather than once per block (the
+// weights of a 17x17 conv, up to 4 MB, were read again for each of its five blocks). Each
+// output tile sums the same K blocks in the same order as one block at a time would.
+// scratch: conv_scratch_floats floats.
+inline void conv_gemm_units(const packed_conv& cv, const conv_unit* units, int count, int row0, int row1,
                             float* scratch) {
     const std::size_t ldy = static_cast<std::size_t>(cv.out.h) * cv.out.w;
+    constexpr std::size_t block_floats = static_cast<std::size_t>(gemm_kc) * gemm_nc;
     float* b = detail::align64(scratch);
-    float* tile = b + static_cast<std::size_t>(gemm_kc) * gemm_nc;
-    const int col_panels = (cols + gemm_nr - 1) / gemm_nr;
+    float* tile = b + gemm_units * block_floats;
     for (int k0 = 0; k0 < cv.k; k0 += gemm_kc) {
         const int kc = std::min(gemm_kc, cv.k - k0);
         const bool first = k0 == 0, last = k0 + kc == cv.k;
-        detail::pack_block(cv, x, k0, kc, j0, cols, b);
-        for (int row = row0; row < row1; row += gemm_mr) {
-            const int rows = std::min(gemm_mr, row1 - row);
-            const float* a = cv.a.data() + cv.panel_offset(k0, kc, row / gemm_mr);
-            float bias[gemm_mr]{};
-            std::copy(cv.bias.begin() + row, cv.bias.begin() + row + rows, bias);
+        for (int u = 0; u < count; ++u)
+            detail::pack_block(cv, units[u].x, k0, kc, units[u].j0, units[u].cols, b + static_cast<std::size_t>(u) * block_floats);
+        for (int u = 0; u < count; ++u) {
+            const conv_unit& unit = units[u];
+            const int col_panels = (unit.cols + gemm_nr - 1) / gemm_nr;
             for (int cp = 0; cp < col_panels; ++cp) {
-                const float* bp = b + static_cast<std::size_t>(cp) * kc * gemm_nr;
-                const int jc = cp * gemm_nr, n = std::min(gemm_nr, cols - jc);
-                float* c = y + static_cast<std::size_t>(row) * ldy + j0 + jc;
-                if (rows == gemm_mr && n == gemm_nr) {
-                    detail::micro_kernel(kc, a, bp, c, ldy, first, last, bias, cv.relu);
-                    continue;
+                const float* bp = b + static_cast<std::size_t>(u) * block_floats + static_cast<std::size_t>(cp) * kc * gemm_nr;
+                const int jc = cp * gemm_nr, n = std::min(gemm_nr, unit.cols - jc);
+                for (int row = row0; row < row1; row += gemm_mr) {
+                    const int rows = std::min(gemm_mr, row1 - row);
+                    const float* a = cv.a.data() + cv.panel_offset(k0, kc, row / gemm_mr);
+                    float bias[gemm_mr]{};
+                    std::copy(cv.bias.begin() + row, cv.bias.begin() + row + rows, bias);
+                    float* c = unit.y + static_cast<std::size_t>(row) * ldy + unit.j0 + jc;
+                    if (rows == gemm_mr && n == gemm_nr) {
+                        detail::micro_kernel(kc, a, bp, c, ldy, first, last, bias, cv.relu);
+                        continue;
+                    }
+                    // Edge: work in a full tile, copy the valid part in and out.
+                    constexpr auto ldt = static_cast<std::size_t>(gemm_nr);
+                    for (std::size_t i = 0; i < static_cast<std::size_t>(rows); ++i)
+                        std::copy(c + i * ldy, c + i * ldy + n, tile + i * ldt);
+                    detail::micro_kernel(kc, a, bp, tile, ldt, first, last, bias, cv.relu);
+                    for (std::size_t i = 0; i < static_cast<std::size_t>(rows); ++i)
+                        std::copy(tile + i * ldt, tile + i * ldt + n, c + i * ldy);
                 }
-                // Edge: work in a full tile, copy the valid part in and out.
-                constexpr auto ldt = static_cast<std::size_t>(gemm_nr);
-                for (std::size_t i = 0; i < static_cast<std::size_t>(rows); ++i)
-                    std::copy(c + i * ldy, c + i * ldy + n, tile + i * ldt);
-                detail::micro_kernel(kc, a, bp, tile, ldt, first, last, bias, cv.relu);
-                for (std::size_t i = 0; i < static_cast<std::size_t>(rows); ++i)
-                    std::copy(tile + i * ldt, tile + i * ldt + n, c + i * ldy);
             }
         }
     }
+}
+
+// Rows [row0, row1) and columns [j0, j0 + cols), cols <= NC, of one sample's output (one unit).
+inline void conv_gemm_block(const packed_conv& cv, const float* x, float* y, int row0, int row1, int j0, int cols,
+                            float* scratch) {
+    const conv_unit unit{x, y, j0, cols};
+    conv_gemm_units(cv, &unit, 1, row0, row1, scratch);
 }
 
 // The whole output of one sample, in blocks (for tests and single-threaded use).

@@ -220,20 +220,48 @@ private:
             run_winograd(cv, x, y, n);
             return;
         }
-        // Tasks: units of (sample, block of NC columns), all rows, as long as they share out
-        // evenly over the threads; the last `total % threads` units are split into row ranges,
-        // one per thread (each range packs the block's columns again). With 4 row-split tasks
+        // Units: (sample, block of NC columns). While they share out evenly over the threads,
+        // tasks take runs of up to gemm_units consecutive units with all rows (one pass over the
+        // weights serves the whole run); the last `total % threads` units are split into row
+        // ranges, one per thread (each range packs the block's columns again). With 4 row-split tasks
         // per thread, as first written, each 8x8 block was packed 8 times; splitting only until
         // every thread has a task made Mixed_7b/7c 25-30 % faster, and splitting only the
         // remainder keeps 17x17 (5 blocks on 2 threads) from idling one thread for a block.
         // 32-column blocks instead of row splits measured slower (bench/RESULTS.md).
         const int cols = cv.out.h * cv.out.w;
         const int col_blocks = (cols + cpu::gemm_nc - 1) / cpu::gemm_nc;
-        run_units(n * col_blocks, cv.m, [&](int unit, int row0, int row1, int thread) {
-            const int sample = unit / col_blocks, j0 = unit % col_blocks * cpu::gemm_nc;
-            cpu::conv_gemm_block(cv, x.sample(sample), y.sample(sample), row0, row1, j0,
-                                 std::min(cpu::gemm_nc, cols - j0),
+        const auto unit_of = [&](int u) {
+            const int sample = u / col_blocks, j0 = u % col_blocks * cpu::gemm_nc;
+            return cpu::conv_unit{x.sample(sample), y.sample(sample), j0, std::min(cpu::gemm_nc, cols - j0)};
+        };
+        run_unit_runs(n * col_blocks, cv.m, [&](int u0, int u1, int row0, int row1, int thread) {
+            cpu::conv_unit units[cpu::gemm_units];
+            for (int u = u0; u < u1; ++u) units[u - u0] = unit_of(u);
+            cpu::conv_gemm_units(cv, units, u1 - u0, row0, row1,
                                  scratch_.data() + static_cast<std::size_t>(thread) * conv_scratch_floats());
+        });
+    }
+
+    // Runs f(u0, u1, row0, row1, thread) over units [0, units) of m rows: the units that share out
+    // evenly over the threads as threads * c runs of consecutive units (at most gemm_units each,
+    // sizes differing by at most one), all rows; then each of the last `units % threads` alone,
+    // split into one row range (multiples of MR) per thread.
+    template <class F>
+    void run_unit_runs(int units, int m, F&& f) {
+        const int panels = (m + cpu::gemm_mr - 1) / cpu::gemm_mr, threads = pool_.size();
+        const int rest = threads > 1 ? units % threads : 0, whole = units - rest;
+        const int per_thread = (whole + threads * cpu::gemm_units - 1) / (threads * cpu::gemm_units);
+        const int runs = threads * per_thread, splits = std::min(panels, threads);
+        pool_.run(runs + rest * splits, [&](int task, int thread) {
+            if (task < runs) {
+                const int u0 = static_cast<int>(static_cast<long long>(whole) * task / runs);
+                const int u1 = static_cast<int>(static_cast<long long>(whole) * (task + 1) / runs);
+                if (u1 > u0) f(u0, u1, 0, m, thread);
+                return;
+            }
+            const int split = (task - runs) % splits, u = whole + (task - runs) / splits;
+            f(u, u + 1, panels * split / splits * cpu::gemm_mr, std::min(m, panels * (split + 1) / splits * cpu::gemm_mr),
+              thread);
         });
     }
 
