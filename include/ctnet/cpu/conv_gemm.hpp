@@ -202,44 +202,37 @@ inline void pack_block(const packed_conv& cv, const float* x, int k0, int kc, in
 }
 
 // c (MR x NR tile, row stride ldc) = (first ? 0 : c) + a_panel (kc x MR) * b (kc x NR);
-// on the last block adds bias and applies ReLU.
+// on the last block adds bias and applies ReLU. With Vectors = 1 only the first SIMD width of
+// columns (b's rows still NR apart): a panel with at most that many columns (the 17x17 maps'
+// 289th) costs half. Each column is the same chain of FMAs either way, so the same bits.
+template <int Vectors = 2>
 inline void micro_kernel(int kc, const float* a, const float* b, float* c, std::size_t ldc, bool first, bool last,
                          const float* bias, bool relu) {
-    simd acc[gemm_mr][2];
-    for (std::size_t i = 0; i < gemm_mr; ++i) {
-        if (first) {
-            acc[i][0] = simd(0.0F);
-            acc[i][1] = simd(0.0F);
-        } else {
-            acc[i][0] = simd::load_unaligned(c + i * ldc);
-            acc[i][1] = simd::load_unaligned(c + i * ldc + simd_width);
-        }
-    }
+    static_assert(Vectors == 1 || Vectors == 2, "one or two SIMD vectors of columns");
+    simd acc[gemm_mr][Vectors];
+    for (std::size_t i = 0; i < gemm_mr; ++i)
+        for (std::size_t v = 0; v < Vectors; ++v)
+            acc[i][v] = first ? simd(0.0F) : simd::load_unaligned(c + i * ldc + v * simd_width);
     for (int k = 0; k < kc; ++k) {
-        const simd b0 = simd::load_aligned(b + static_cast<std::size_t>(k) * gemm_nr);
-        const simd b1 = simd::load_aligned(b + static_cast<std::size_t>(k) * gemm_nr + simd_width);
+        simd bv[Vectors];
+        for (std::size_t v = 0; v < Vectors; ++v) bv[v] = simd::load_aligned(b + static_cast<std::size_t>(k) * gemm_nr + v * simd_width);
         const float* ak = a + static_cast<std::size_t>(k) * gemm_mr;
 #pragma GCC unroll 6
         for (int i = 0; i < gemm_mr; ++i) {
             const simd ai(ak[i]);
-            acc[i][0] = xsimd::fma(ai, b0, acc[i][0]);
-            acc[i][1] = xsimd::fma(ai, b1, acc[i][1]);
+            for (std::size_t v = 0; v < Vectors; ++v) acc[i][v] = xsimd::fma(ai, bv[v], acc[i][v]);
         }
     }
     for (std::size_t i = 0; i < gemm_mr; ++i) {
-        if (last) {
-            const simd bi(bias[i]);
-            acc[i][0] += bi;
-            acc[i][1] += bi;
-            if (relu) {  // zero where <= 0: a NaN stays NaN, as torch's relu (and select, not max:
-                         // g++ 12 warns falsely inside _mm512_max_ps)
-                const simd zero(0.0F);
-                acc[i][0] = xsimd::select(acc[i][0] <= zero, zero, acc[i][0]);
-                acc[i][1] = xsimd::select(acc[i][1] <= zero, zero, acc[i][1]);
+        for (std::size_t v = 0; v < Vectors; ++v) {
+            if (last) {
+                acc[i][v] += simd(bias[i]);
+                if (relu)  // zero where <= 0: a NaN stays NaN, as torch's relu (and select, not max:
+                           // g++ 12 warns falsely inside _mm512_max_ps)
+                    acc[i][v] = xsimd::select(acc[i][v] <= simd(0.0F), simd(0.0F), acc[i][v]);
             }
+            acc[i][v].store_unaligned(c + i * ldc + v * simd_width);
         }
-        acc[i][0].store_unaligned(c + i * ldc);
-        acc[i][1].store_unaligned(c + i * ldc + simd_width);
     }
 }
 
@@ -297,7 +290,8 @@ inline void conv_gemm_units(const packed_conv& cv, const conv_unit* units, int c
                     constexpr auto ldt = static_cast<std::size_t>(gemm_nr);
                     for (std::size_t i = 0; i < static_cast<std::size_t>(rows); ++i)
                         std::copy(c + i * ldy, c + i * ldy + n, tile + i * ldt);
-                    detail::micro_kernel(kc, a, bp, tile, ldt, first, last, bias, cv.relu);
+                    if (n <= simd_width) detail::micro_kernel<1>(kc, a, bp, tile, ldt, first, last, bias, cv.relu);
+                    else detail::micro_kernel(kc, a, bp, tile, ldt, first, last, bias, cv.relu);
                     for (std::size_t i = 0; i < static_cast<std::size_t>(rows); ++i)
                         std::copy(tile + i * ldt, tile + i * ldt + n, c + i * ldy);
                 }

@@ -217,7 +217,8 @@ inline void gemm_block(const gemm_args& g, const float* packed_a, int j0, int co
                 if (!first)
                     for (std::size_t i = 0; i < static_cast<std::size_t>(rows); ++i)
                         std::copy(c + i * g.ldc, c + i * g.ldc + w, tile + i * ldt);
-                micro_kernel(kc, a, bp, tile, ldt, first, epilogue, bias, g.relu);
+                if (w <= simd_width) micro_kernel<1>(kc, a, bp, tile, ldt, first, epilogue, bias, g.relu);  // half the work
+                else micro_kernel(kc, a, bp, tile, ldt, first, epilogue, bias, g.relu);
                 for (std::size_t i = 0; i < static_cast<std::size_t>(rows); ++i)
                     std::copy(tile + i * ldt, tile + i * ldt + w, c + i * g.ldc);
             }
