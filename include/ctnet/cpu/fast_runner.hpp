@@ -256,7 +256,7 @@ private:
             if (task < runs) {
                 const int u0 = static_cast<int>(static_cast<long long>(whole) * task / runs);
                 const int u1 = static_cast<int>(static_cast<long long>(whole) * (task + 1) / runs);
-                if (u1 > u0) f(u0, u1, 0, m, thread);
+                f(u0, u1, 0, m, thread);  // never empty: runs <= whole
                 return;
             }
             const int split = (task - runs) % splits, u = whole + (task - runs) / splits;

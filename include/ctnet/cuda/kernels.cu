@@ -3,6 +3,7 @@
 // sm_90); without CMake: nvcc -std=c++17 -arch=sm_80 -c ctnet/cuda/kernels.cu.
 #include <algorithm>
 #include <string>
+#include <utility>
 
 #include <cuda_runtime.h>
 
@@ -29,6 +30,15 @@ unsigned blocks_for(long long total, int threads) {
 }
 
 long long elements(view v, int n) { return static_cast<long long>(n) * v.c * v.h * v.w; }
+
+// Launches a grid-stride kernel over `total` elements (nothing for none: a grid of zero blocks
+// is a launch error) and checks the launch.
+template <class... Params, class... Args>
+void over(void (*kernel)(Params...), const char* name, long long total, int threads, cudaStream_t s, Args&&... args) {
+    if (total == 0) return;
+    kernel<<<blocks_for(total, threads), threads, 0, s>>>(std::forward<Args>(args)...);
+    check_launch(name);
+}
 
 }  // namespace
 
@@ -77,8 +87,7 @@ void conv2d_weight_grad(geometry g, view x, view dy, int n, float* dw, float* db
     const int chunks = (n + per - 1) / per;
     run_gemm(operands::conv_weight_grad{g, x, dy, n, per, workspace}, chunks, p, s, "conv2d_weight_grad");
     const long long count = static_cast<long long>(rows) * cols;
-    kernels::add_chunks<<<blocks_for(count, 256), 256, 0, s>>>(workspace, chunks, count, dw);
-    check_launch("add_chunks");
+    over(kernels::add_chunks, "add_chunks", count, 256, s, workspace, chunks, count, dw);
     if (db != nullptr) {
         kernels::channel_grad_sum<<<static_cast<unsigned>(dy.c), kernels::reduce_threads, 0, s>>>(dy, n, db);
         check_launch("channel_grad_sum");
@@ -87,23 +96,17 @@ void conv2d_weight_grad(geometry g, view x, view dy, int n, float* dw, float* db
 
 void max_pool(geometry g, view x, view y, int n, cudaStream_t s) {
     const long long total = elements(y, n);
-    if (total == 0) return;
-    kernels::max_pool<<<blocks_for(total, 256), 256, 0, s>>>(g, x, y, total);
-    check_launch("max_pool");
+    over(kernels::max_pool, "max_pool", total, 256, s, g, x, y, total);
 }
 
 void avg_pool(geometry g, bool count_pad, view x, view y, int n, cudaStream_t s) {
     const long long total = elements(y, n);
-    if (total == 0) return;
-    kernels::avg_pool<<<blocks_for(total, 256), 256, 0, s>>>(g, count_pad, x, y, total);
-    check_launch("avg_pool");
+    over(kernels::avg_pool, "avg_pool", total, 256, s, g, count_pad, x, y, total);
 }
 
 void global_avg_pool(view x, view y, int n, cudaStream_t s) {
     const long long total = static_cast<long long>(n) * x.c;
-    if (total == 0) return;
-    kernels::global_avg_pool<<<blocks_for(total, 128), 128, 0, s>>>(x, y, total);
-    check_launch("global_avg_pool");
+    over(kernels::global_avg_pool, "global_avg_pool", total, 128, s, x, y, total);
 }
 
 void linear(const float* w, const float* bias, view x, view y, int n, cudaStream_t s) {
@@ -120,30 +123,22 @@ void softmax(view x, view y, int n, cudaStream_t s) {
 
 void batch_norm(const float* params, double eps, view x, view y, int n, cudaStream_t s) {
     const long long total = elements(x, n);
-    if (total == 0) return;
-    kernels::batch_norm<<<blocks_for(total, 256), 256, 0, s>>>(params, eps, x, y, total);
-    check_launch("batch_norm");
+    over(kernels::batch_norm, "batch_norm", total, 256, s, params, eps, x, y, total);
 }
 
 void relu(view x, view y, int n, cudaStream_t s) {
     const long long total = elements(x, n);
-    if (total == 0) return;
-    kernels::relu<<<blocks_for(total, 256), 256, 0, s>>>(x, y, total);
-    check_launch("relu");
+    over(kernels::relu, "relu", total, 256, s, x, y, total);
 }
 
 void channel_affine(affine4 a, view x, view y, int n, cudaStream_t s) {
     const long long total = elements(x, n);
-    if (total == 0) return;
-    kernels::channel_affine<<<blocks_for(total, 256), 256, 0, s>>>(a, x, y, total);
-    check_launch("channel_affine");
+    over(kernels::channel_affine, "channel_affine", total, 256, s, a, x, y, total);
 }
 
 void copy(view x, view y, int n, cudaStream_t s) {
     const long long total = elements(x, n);
-    if (total == 0) return;
-    kernels::copy<<<blocks_for(total, 256), 256, 0, s>>>(x, y, total);
-    check_launch("copy");
+    over(kernels::copy, "copy", total, 256, s, x, y, total);
 }
 
 void batch_norm_train(const float* weight, const float* bias, double eps, float momentum, view x, view y, int n,
@@ -168,40 +163,30 @@ void batch_norm_train_backward(const float* weight, const float* mean, const flo
 void relu_backward(view y, view dy, view dx, int n, cudaStream_t s) {
     if (dx.data == nullptr) return;
     const long long total = elements(y, n);
-    if (total == 0) return;
-    kernels::relu_backward<<<blocks_for(total, 256), 256, 0, s>>>(y, dy, dx, total);
-    check_launch("relu_backward");
+    over(kernels::relu_backward, "relu_backward", total, 256, s, y, dy, dx, total);
 }
 
 void max_pool_backward(geometry g, view x, view dy, view dx, int n, cudaStream_t s) {
     const long long total = elements(dx, n);
-    if (total == 0) return;
-    kernels::max_pool_backward<<<blocks_for(total, 256), 256, 0, s>>>(g, x, dy, dx, total);
-    check_launch("max_pool_backward");
+    over(kernels::max_pool_backward, "max_pool_backward", total, 256, s, g, x, dy, dx, total);
 }
 
 void avg_pool_backward(geometry g, bool count_pad, view dy, view dx, int n, cudaStream_t s) {
     const long long total = elements(dx, n);
-    if (total == 0) return;
-    kernels::avg_pool_backward<<<blocks_for(total, 256), 256, 0, s>>>(g, count_pad, dy, dx, total);
-    check_launch("avg_pool_backward");
+    over(kernels::avg_pool_backward, "avg_pool_backward", total, 256, s, g, count_pad, dy, dx, total);
 }
 
 void global_avg_pool_backward(view dy, view dx, int n, cudaStream_t s) {
     const long long total = elements(dx, n);
-    if (total == 0) return;
-    kernels::global_avg_pool_backward<<<blocks_for(total, 256), 256, 0, s>>>(dy, dx, total);
-    check_launch("global_avg_pool_backward");
+    over(kernels::global_avg_pool_backward, "global_avg_pool_backward", total, 256, s, dy, dx, total);
 }
 
 void linear_backward(const float* w, view x, view dy, view dx, int n, float* dw, float* db, cudaStream_t s) {
     const long long in = static_cast<long long>(x.c) * x.h * x.w;
     if (n <= 0 || in == 0 || dy.c == 0) return;
-    kernels::linear_weight_grad<<<blocks_for(in * dy.c, 256), 256, 0, s>>>(x, dy, n, dw, db);
-    check_launch("linear_weight_grad");
+    over(kernels::linear_weight_grad, "linear_weight_grad", in * dy.c, 256, s, x, dy, n, dw, db);
     if (dx.data == nullptr) return;
-    kernels::linear_input_grad<<<blocks_for(in * n, 256), 256, 0, s>>>(w, dy, dx, n);
-    check_launch("linear_input_grad");
+    over(kernels::linear_input_grad, "linear_input_grad", in * n, 256, s, w, dy, dx, n);
 }
 
 void softmax_backward(view y, view dy, view dx, int n, cudaStream_t s) {
@@ -212,17 +197,13 @@ void softmax_backward(view y, view dy, view dx, int n, cudaStream_t s) {
 
 void scale_backward(const float* factor, view dy, view dx, int n, cudaStream_t s) {
     const long long total = elements(dy, n);
-    if (total == 0) return;
-    kernels::scale_backward<<<blocks_for(total, 256), 256, 0, s>>>(factor, dy, dx, total);
-    check_launch("scale_backward");
+    over(kernels::scale_backward, "scale_backward", total, 256, s, factor, dy, dx, total);
 }
 
 void channel_affine_backward(affine4 a, view dy, view dx, int n, cudaStream_t s) {
     if (dx.data == nullptr) return;
     const long long total = elements(dy, n);
-    if (total == 0) return;
-    kernels::channel_affine_backward<<<blocks_for(total, 256), 256, 0, s>>>(a, dy, dx, total);
-    check_launch("channel_affine_backward");
+    over(kernels::channel_affine_backward, "channel_affine_backward", total, 256, s, a, dy, dx, total);
 }
 
 void softmax_cross_entropy(view logits, const int* labels, int n, double smoothing, double weight, double* loss,
@@ -241,16 +222,12 @@ void sum_squares(const float* g, long long count, double* partial, double* out, 
 }
 
 void scale(float* g, long long count, double factor, cudaStream_t s) {
-    if (count == 0) return;
-    kernels::scale<<<blocks_for(count, 256), 256, 0, s>>>(g, count, factor);
-    check_launch("scale");
+    over(kernels::scale, "scale", count, 256, s, g, count, factor);
 }
 
 void rmsprop(float* p, const float* g, float* ms, float* mom, long long count, double lr, double decay, double momentum,
              double eps, double weight_decay, cudaStream_t s) {
-    if (count == 0) return;
-    kernels::rmsprop<<<blocks_for(count, 256), 256, 0, s>>>(p, g, ms, mom, count, lr, decay, momentum, eps, weight_decay);
-    check_launch("rmsprop");
+    over(kernels::rmsprop, "rmsprop", count, 256, s, p, g, ms, mom, count, lr, decay, momentum, eps, weight_decay);
 }
 
 }  // namespace ctnet::cuda
