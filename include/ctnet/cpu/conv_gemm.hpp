@@ -56,7 +56,8 @@ struct packed_conv {
     int m = 0, k = 0;          // output channels, taps per output (C * KH * KW)
     std::vector<float> a;      // [K block of KC][ceil(M / MR)][kc][MR]: one K block's panels in a row
     std::vector<float> bias;   // M
-    std::vector<float> wino;   // when it runs as Winograd F(2x2, 3x3) (cpu/winograd.hpp): U, and `a` is empty
+    std::vector<float> wino;   // when it runs as Winograd (cpu/winograd.hpp): U, and `a` is empty
+    int wino_tile = 0;         // its output tile: 2 for F(2x2, 3x3), 4 for F(4x4, 3x3)
     bool relu = false;
     window win{};
     shape in{}, out{};

@@ -1,19 +1,22 @@
-// ctnet/cpu/winograd.hpp — 3x3 stride-1 convolution as Winograd F(2x2, 3x3) on the GEMM
-// micro-kernel (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015).
+// ctnet/cpu/winograd.hpp — 3x3 stride-1 convolution as Winograd F(2x2, 3x3) or F(4x4, 3x3) on
+// the GEMM micro-kernel (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015).
 //
-// Each 2x2 output tile is computed from its 4x4 input patch d as Y = A^T [ (G g G^T) . (B^T d B) ] A:
-// 16 products per tile and channel instead of 36, i.e. 2.25x fewer multiply-adds, paid for by
-// the input and output transforms. With the transforms in the Winograd domain the products are
-// 16 independent GEMMs, one per position xi of the 4x4 patch:  M_xi (Cout x tiles) =
-// U_xi (Cout x Cin) * V_xi (Cin x tiles), U = G g G^T of the weights (transformed and packed
-// once, at load time), V = B^T d B of the input (transformed per task, straight into the
-// micro-kernel's NR-wide panel layout). A task is one panel of NR tiles and a range of rows: it
-// transforms the panel's input once (16 x Cin x NR floats), then for each MR-row panel runs
-// the 16 GEMMs into a small tile buffer and applies the output transform, bias and ReLU.
-// Requires: a 3x3 window at stride 1 (any padding up to 2); scratch: winograd_scratch_floats(Cin).
-// Guarantees: within float rounding of cpu::ref::conv2d (the transforms' coefficients are 0,
-// +-1 and +-1/2, exact in float; tested on random shapes); tasks write disjoint outputs, so any
-// thread count gives bit-identical results.
+// Each T x T output tile (T = 2 or 4) is computed from its (T+2) x (T+2) input patch d as
+// Y = A^T [ (G g G^T) . (B^T d B) ] A: (T+2)^2 products per tile and channel instead of 9 T^2,
+// i.e. 2.25x (T = 2) or 4x (T = 4) fewer multiply-adds, paid for by the input and output
+// transforms. With the transforms in the Winograd domain the products are (T+2)^2 independent
+// GEMMs, one per position xi of the patch:  M_xi (Cout x tiles) = U_xi (Cout x Cin) * V_xi
+// (Cin x tiles), U = G g G^T of the weights (transformed and packed once, at load time), V =
+// B^T d B of the input (transformed per task, straight into the micro-kernel's NR-wide panel
+// layout). A task is one panel of NR tiles and a range of rows: it transforms the panel's input
+// once ((T+2)^2 x Cin x NR floats), then for each MR-row panel runs the GEMMs into a small tile
+// buffer and applies the output transform, bias and ReLU.
+// F(4x4, 3x3) also reads fewer input floats per output (36 per 16 instead of 16 per 4), but its
+// tiles pad a map to a multiple of 4 and its transforms have the coefficients 2, 4, 5, 8 and
+// 1/6, 1/12, 1/24 (rounded in U): it runs where a map has enough 4x4 tiles (winograd_tile_for).
+// Requires: a 3x3 window at stride 1 (any padding up to 2); scratch: winograd_scratch_floats(Cin, T).
+// Guarantees: within float rounding of cpu::ref::conv2d (tested on random shapes, both tile
+// sizes); tasks write disjoint outputs, so any thread count gives bit-identical results.
 #pragma once
 
 #include <algorithm>
@@ -24,103 +27,293 @@
 
 namespace ctnet::cpu {
 
-inline constexpr int wino_tile = 2;    // output tile side
-inline constexpr int wino_patch = 4;   // input patch side
-inline constexpr int wino_xi = 16;     // Winograd-domain positions (patch elements)
+// Output tiles of T x T (the last row and column of tiles may reach past the map).
+[[nodiscard]] constexpr int winograd_tiles(shape out, int tile) {
+    return ((out.h + tile - 1) / tile) * ((out.w + tile - 1) / tile);
+}
 
-// Whether a conv runs as Winograd: 3x3, stride 1, and enough tiles per sample to fill panels
-// (below that the padded panel wastes what the transform saves; measured in bench/RESULTS.md).
+// The tile size a conv runs with as Winograd, or 0 for the GEMM: 3x3, stride 1, at least 16
+// input channels, and enough tiles per sample to fill panels of NR (below that the padded panel
+// wastes what the transform saves; measured in bench/RESULTS.md). F(4x4, 3x3) from 2 panels of
+// 4x4 tiles (35x35 maps, 81 tiles, measured 1.2-1.35x faster than F(2x2) there), F(2x2, 3x3)
+// from 4 panels of 2x2 tiles.
+[[nodiscard]] constexpr int winograd_tile_for(const window& g, shape in, shape out) {
+    if (g.kh != 3 || g.kw != 3 || g.sh != 1 || g.sw != 1 || g.pt > 2 || g.pb > 2 || g.pl > 2 || g.pr > 2 || in.c < 16)
+        return 0;
+    if (winograd_tiles(out, 4) >= 2 * gemm_nr) return 4;
+    return winograd_tiles(out, 2) >= 4 * gemm_nr ? 2 : 0;
+}
+
 [[nodiscard]] constexpr bool winograd_eligible(const window& g, shape in, shape out) {
-    const int tiles = ((out.h + 1) / 2) * ((out.w + 1) / 2);
-    return g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.pt <= 2 && g.pb <= 2 && g.pl <= 2 && g.pr <= 2 &&
-           tiles >= 4 * gemm_nr && in.c >= 16;
+    return winograd_tile_for(g, in, out) != 0;
 }
 
-// Floats of per-task scratch: V (16 x Cin x NR), the 16 MR x NR product tiles, a patch row buffer.
-[[nodiscard]] constexpr std::size_t winograd_scratch_floats(int cin) {
-    return static_cast<std::size_t>(wino_xi) * cin * gemm_nr + static_cast<std::size_t>(wino_xi) * gemm_mr * gemm_nr +
-           (2 * gemm_nr + 8) + 64;
+// Floats of per-task scratch: V ((T+2)^2 x Cin x NR) and the (T+2)^2 MR x NR product tiles, 64-byte aligned.
+[[nodiscard]] constexpr std::size_t winograd_scratch_floats(int cin, int tile) {
+    const auto xi = static_cast<std::size_t>(tile + 2) * (tile + 2);
+    return xi * cin * gemm_nr + xi * gemm_mr * gemm_nr + 64;
 }
 
-// U = G g G^T for every (output, input) channel pair, packed as 16 A matrices [panel][Cin][MR]
-// (rows past Cout zero). w: (Cout, Cin, 3, 3), already scaled by any folded batch norm.
-inline std::vector<float> winograd_pack_weights(const float* w, int cout, int cin) {
+namespace detail {
+
+// The three transforms of F(T x T, 3x3) in one dimension; each is applied along rows, then
+// along columns. Lanes are NR independent tiles, in SIMD vectors (every pointer 64-byte aligned).
+template <int T>
+struct wino_f;
+
+inline simd load(const float* p) { return simd::load_aligned(p); }
+
+// F(2, 3), points 0, 1, -1, infinity: coefficients 0, +-1 and +-1/2, exact in float.
+template <>
+struct wino_f<2> {
+    static constexpr int alpha = 4;
+    // G g: G rows (1,0,0), (1/2,1/2,1/2), (1/2,-1/2,1/2), (0,0,1).
+    static void weight(const double g[3], double u[4]) {
+        u[0] = g[0];
+        u[1] = 0.5 * (g[0] + g[1] + g[2]);
+        u[2] = 0.5 * (g[0] - g[1] + g[2]);
+        u[3] = g[2];
+    }
+    // B^T d: B^T rows (1,0,-1,0), (0,1,1,0), (0,-1,1,0), (0,1,0,-1).
+    static void input(const float* const d[4], float* const e[4]) {
+        for (int l = 0; l < gemm_nr; l += simd_width) {
+            const simd d0 = load(d[0] + l), d1 = load(d[1] + l), d2 = load(d[2] + l), d3 = load(d[3] + l);
+            (d0 - d2).store_aligned(e[0] + l);
+            (d1 + d2).store_aligned(e[1] + l);
+            (d2 - d1).store_aligned(e[2] + l);
+            (d1 - d3).store_aligned(e[3] + l);
+        }
+    }
+    // A^T m: A^T rows (1,1,1,0), (0,1,-1,-1).
+    static void output(const float* const m[4], float* const o[2]) {
+        for (int l = 0; l < gemm_nr; l += simd_width) {
+            const simd m0 = load(m[0] + l), m1 = load(m[1] + l), m2 = load(m[2] + l), m3 = load(m[3] + l);
+            (m0 + m1 + m2).store_aligned(o[0] + l);
+            (m1 - m2 - m3).store_aligned(o[1] + l);
+        }
+    }
+};
+
+// F(4, 3), points 0, 1, -1, 2, -2, infinity (Lavin & Gray's matrices).
+template <>
+struct wino_f<4> {
+    static constexpr int alpha = 6;
+    // G g: G rows (1/4,0,0), (-1/6,-1/6,-1/6), (-1/6,1/6,-1/6), (1/24,1/12,1/6), (1/24,-1/12,1/6), (0,0,1).
+    static void weight(const double g[3], double u[6]) {
+        u[0] = g[0] / 4;
+        u[1] = -(g[0] + g[1] + g[2]) / 6;
+        u[2] = -(g[0] - g[1] + g[2]) / 6;
+        u[3] = g[0] / 24 + g[1] / 12 + g[2] / 6;
+        u[4] = g[0] / 24 - g[1] / 12 + g[2] / 6;
+        u[5] = g[2];
+    }
+    // B^T d: B^T rows (4,0,-5,0,1,0), (0,-4,-4,1,1,0), (0,4,-4,-1,1,0), (0,-2,-1,2,1,0),
+    // (0,2,-1,-2,1,0), (0,4,0,-5,0,1).
+    static void input(const float* const d[6], float* const e[6]) {
+        const simd four(4.0F), five(5.0F), two(2.0F);
+        for (int l = 0; l < gemm_nr; l += simd_width) {
+            const simd d0 = load(d[0] + l), d1 = load(d[1] + l), d2 = load(d[2] + l), d3 = load(d[3] + l);
+            const simd d4 = load(d[4] + l), d5 = load(d[5] + l);
+            const simd p = xsimd::fnma(four, d2, d4), q = xsimd::fnma(four, d1, d3), r = d4 - d2, s = two * (d3 - d1);
+            xsimd::fnma(five, d2, xsimd::fma(four, d0, d4)).store_aligned(e[0] + l);
+            (p + q).store_aligned(e[1] + l);
+            (p - q).store_aligned(e[2] + l);
+            (r + s).store_aligned(e[3] + l);
+            (r - s).store_aligned(e[4] + l);
+            xsimd::fnma(five, d3, xsimd::fma(four, d1, d5)).store_aligned(e[5] + l);
+        }
+    }
+    // A^T m: A^T rows (1,1,1,1,1,0), (0,1,-1,2,-2,0), (0,1,1,4,4,0), (0,1,-1,8,-8,1).
+    static void output(const float* const m[6], float* const o[4]) {
+        const simd two(2.0F), four(4.0F), eight(8.0F);
+        for (int l = 0; l < gemm_nr; l += simd_width) {
+            const simd m1 = load(m[1] + l), m2 = load(m[2] + l), m3 = load(m[3] + l), m4 = load(m[4] + l);
+            const simd a = m1 + m2, b = m1 - m2, c = m3 + m4, d = m3 - m4;
+            (load(m[0] + l) + a + c).store_aligned(o[0] + l);
+            xsimd::fma(two, d, b).store_aligned(o[1] + l);
+            xsimd::fma(four, c, a).store_aligned(o[2] + l);
+            (xsimd::fma(eight, d, b) + load(m[5] + l)).store_aligned(o[3] + l);
+        }
+    }
+};
+
+}  // namespace detail
+
+// U = G g G^T for every (output, input) channel pair, packed as (T+2)^2 A matrices
+// [panel][Cin][MR] (rows past Cout zero), computed in double and rounded once.
+// w: (Cout, Cin, 3, 3), already scaled by any folded batch norm; tile: 2 or 4.
+template <int T>
+std::vector<float> winograd_pack_weights_t(const float* w, int cout, int cin) {
+    constexpr int n = detail::wino_f<T>::alpha;
     const int panels = (cout + gemm_mr - 1) / gemm_mr;
     const std::size_t per_xi = static_cast<std::size_t>(panels) * cin * gemm_mr;
-    std::vector<float> u(per_xi * wino_xi, 0.0F);
+    std::vector<float> u(per_xi * n * n, 0.0F);
     for (int m = 0; m < cout; ++m)
         for (int c = 0; c < cin; ++c) {
             const float* g = w + (static_cast<std::size_t>(m) * cin + c) * 9;
-            float t[4][3];  // G g: rows of G = (1,0,0), (1/2,1/2,1/2), (1/2,-1/2,1/2), (0,0,1)
+            double t[3][n];  // G applied to each kernel column: t[j] = G (g[0][j], g[1][j], g[2][j])
             for (int j = 0; j < 3; ++j) {
-                t[0][j] = g[j];
-                t[1][j] = 0.5F * (g[j] + g[3 + j] + g[6 + j]);
-                t[2][j] = 0.5F * (g[j] - g[3 + j] + g[6 + j]);
-                t[3][j] = g[6 + j];
+                const double col[3] = {g[j], g[3 + j], g[6 + j]};
+                detail::wino_f<T>::weight(col, t[j]);
             }
-            for (int i = 0; i < 4; ++i) {
-                const float r[4] = {t[i][0], 0.5F * (t[i][0] + t[i][1] + t[i][2]), 0.5F * (t[i][0] - t[i][1] + t[i][2]),
-                                    t[i][2]};
-                for (int j = 0; j < 4; ++j) {
-                    const std::size_t xi = static_cast<std::size_t>(i) * 4 + j;
-                    u[xi * per_xi + (static_cast<std::size_t>(m / gemm_mr) * cin + c) * gemm_mr + m % gemm_mr] = r[j];
+            for (int i = 0; i < n; ++i) {
+                const double row[3] = {t[0][i], t[1][i], t[2][i]};
+                double r[n];
+                detail::wino_f<T>::weight(row, r);
+                for (int j = 0; j < n; ++j) {
+                    const std::size_t xi = static_cast<std::size_t>(i) * n + j;
+                    u[xi * per_xi + (static_cast<std::size_t>(m / gemm_mr) * cin + c) * gemm_mr + m % gemm_mr] =
+                        static_cast<float>(r[j]);
                 }
             }
         }
     return u;
 }
 
+inline std::vector<float> winograd_pack_weights(const float* w, int cout, int cin, int tile) {
+    return tile == 4 ? winograd_pack_weights_t<4>(w, cout, cin) : winograd_pack_weights_t<2>(w, cout, cin);
+}
+
 namespace detail {
 
 // V for tiles [t0, t0 + NR) of one sample (tiles past the plane's last are zero): for each input
 // channel c and position xi, NR floats at v[(xi * Cin + c) * NR], the micro-kernel's B layout.
-// The patch columns of consecutive tiles are read from one zero-padded input row segment.
-inline void winograd_input(const packed_conv& cv, const float* x, int t0, float* v, float* rowbuf) {
+// Lanes run in segments of consecutive tiles of one tile row. Per patch row r, each segment's
+// input row span (zero-padded) is copied to pb[r] at T * lane, so lane l's patch row is
+// pb[r][T*l .. T*l + T+2) and the patch is gathered with fixed strides for all NR lanes at once;
+// the copy of the next segment overwrites the last 2 floats of a segment's last tile, which
+// are kept aside and put back after the gather.
+template <int T>
+void winograd_input(const packed_conv& cv, const float* x, int t0, float* v) {
+    using f = wino_f<T>;
+    constexpr int n = f::alpha, pb_floats = T * gemm_nr + 16;
     const window& g = cv.win;
-    const int cin = cv.in.c, h = cv.in.h, w = cv.in.w, tw_n = (cv.out.w + 1) / 2, th_n = (cv.out.h + 1) / 2;
-    const int tiles = th_n * tw_n, count = std::min(gemm_nr, tiles - t0);
+    const int cin = cv.in.c, h = cv.in.h, w = cv.in.w, tw_n = (cv.out.w + T - 1) / T;
+    const int count = std::min(gemm_nr, winograd_tiles(cv.out, T) - t0);
     const std::size_t plane = static_cast<std::size_t>(h) * w, xi_stride = static_cast<std::size_t>(cin) * gemm_nr;
-    alignas(64) float d[4][4][gemm_nr];  // patch element (r, j) of each lane's tile
+    struct segment {
+        int lane, len, ih0, iw0, lo, hi;  // lanes [lane, lane + len); input rows from ih0, columns iw0 + [lo, hi) inside
+    };
+    segment segs[gemm_nr];
+    int n_segs = 0;
+    for (int lane = 0; lane < count;) {
+        const int t = t0 + lane, th = t / tw_n, tw = t % tw_n, len = std::min(count - lane, tw_n - tw);
+        const int iw0 = T * tw - g.pl, span = T * len + (n - T);
+        const int lo = std::clamp(-iw0, 0, span);
+        segs[n_segs++] = {lane, len, T * th - g.pt, iw0, lo, std::clamp(w - iw0, lo, span)};
+        lane += len;
+    }
+    alignas(64) float pb[n][pb_floats]{};  // zeros past the last tile (lanes past it compute outputs nobody stores)
+    alignas(64) float d[n][n][gemm_nr];    // patch element (r, j) of each lane's tile
+    alignas(64) float e[n][n][gemm_nr];    // B^T d
+    float kept[gemm_nr][n][n - T];         // a segment's last tile's last columns, per patch row
     for (int c = 0; c < cin; ++c) {
         const float* xc = x + static_cast<std::size_t>(c) * plane;
-        for (auto& row : d)
-            for (auto& col : row) std::fill(col, col + gemm_nr, 0.0F);
-        // Segments of consecutive tiles in one tile row.
-        for (int lane = 0; lane < count;) {
-            const int t = t0 + lane, th = t / tw_n, tw = t % tw_n, len = std::min(count - lane, tw_n - tw);
-            const int iw0 = 2 * tw - g.pl, span = 2 * len + 2;
-            for (int r = 0; r < 4; ++r) {
-                const int ih = 2 * th - g.pt + r;
-                if (ih < 0 || ih >= h) continue;  // zero rows stay zero
-                const float* row = xc + static_cast<std::size_t>(ih) * w;
-                const int lo = std::clamp(-iw0, 0, span), hi = std::clamp(w - iw0, lo, span);
-                std::fill(rowbuf, rowbuf + lo, 0.0F);
-                std::copy(row + (iw0 + lo), row + (iw0 + hi), rowbuf + lo);
-                std::fill(rowbuf + hi, rowbuf + span, 0.0F);
-                for (int j = 0; j < 4; ++j)
-                    for (int l = 0; l < len; ++l) d[r][j][lane + l] = rowbuf[2 * l + j];
+        for (int r = 0; r < n; ++r) {
+            for (int s = 0; s < n_segs; ++s) {
+                const segment& sg = segs[s];
+                float* out = pb[r] + T * sg.lane;
+                const int span = T * sg.len + (n - T), ih = sg.ih0 + r;
+                if (ih < 0 || ih >= h) {  // a row of padding
+                    std::fill(out, out + span, 0.0F);
+                } else {
+                    const float* row = xc + static_cast<std::size_t>(ih) * w + sg.iw0;
+                    std::fill(out, out + sg.lo, 0.0F);
+                    for (int i = sg.lo; i < sg.hi; i += gemm_nr) copy_run(out + i, row + i, std::min(gemm_nr, sg.hi - i));
+                    std::fill(out + sg.hi, out + span, 0.0F);
+                }
+                for (int j = 0; j < n - T; ++j) kept[s][r][j] = out[T * sg.len + j];
             }
-            lane += len;
+            for (int j = 0; j < n; ++j)
+                for (int l = 0; l < gemm_nr; ++l) d[r][j][l] = pb[r][T * l + j];
         }
-        // B^T d B, B^T rows = (1,0,-1,0), (0,1,1,0), (0,-1,1,0), (0,1,0,-1): first along j, then r.
-        alignas(64) float e[4][4][gemm_nr];
-        for (int r = 0; r < 4; ++r)
-            for (int l = 0; l < gemm_nr; ++l) {
-                e[r][0][l] = d[r][0][l] - d[r][2][l];
-                e[r][1][l] = d[r][1][l] + d[r][2][l];
-                e[r][2][l] = d[r][2][l] - d[r][1][l];
-                e[r][3][l] = d[r][1][l] - d[r][3][l];
+        for (int s = 0; s + 1 < n_segs; ++s)
+            for (int r = 0; r < n; ++r)
+                for (int j = 0; j < n - T; ++j) d[r][T + j][segs[s].lane + segs[s].len - 1] = kept[s][r][j];
+        // B^T d B: first along j (each patch row), then along r (each column of the result).
+        for (int r = 0; r < n; ++r) {
+            const float* dr[n];
+            float* er[n];
+            for (int j = 0; j < n; ++j) {
+                dr[j] = d[r][j];
+                er[j] = e[r][j];
             }
-        for (int j = 0; j < 4; ++j) {
-            float* v0 = v + (static_cast<std::size_t>(j) * xi_stride) + static_cast<std::size_t>(c) * gemm_nr;
-            float* v1 = v + ((static_cast<std::size_t>(1) * 4 + j) * xi_stride) + static_cast<std::size_t>(c) * gemm_nr;
-            float* v2 = v + ((static_cast<std::size_t>(2) * 4 + j) * xi_stride) + static_cast<std::size_t>(c) * gemm_nr;
-            float* v3 = v + ((static_cast<std::size_t>(3) * 4 + j) * xi_stride) + static_cast<std::size_t>(c) * gemm_nr;
-            for (int l = 0; l < gemm_nr; ++l) {
-                v0[l] = e[0][j][l] - e[2][j][l];
-                v1[l] = e[1][j][l] + e[2][j][l];
-                v2[l] = e[2][j][l] - e[1][j][l];
-                v3[l] = e[1][j][l] - e[3][j][l];
+            f::input(dr, er);
+        }
+        for (int j = 0; j < n; ++j) {
+            const float* ej[n];
+            float* vj[n];
+            for (int r = 0; r < n; ++r) {
+                ej[r] = e[r][j];
+                vj[r] = v + (static_cast<std::size_t>(r) * n + j) * xi_stride + static_cast<std::size_t>(c) * gemm_nr;
+            }
+            f::input(ej, vj);
+        }
+    }
+}
+
+template <int T>
+void winograd_block_t(const packed_conv& cv, const float* u, const float* x, float* y, int row0, int row1, int t0,
+                      float* scratch) {
+    using f = wino_f<T>;
+    constexpr int n = f::alpha, xis = n * n;
+    const int cin = cv.in.c, oh_n = cv.out.h, ow_n = cv.out.w, tw_n = (ow_n + T - 1) / T;
+    const int count = std::min(gemm_nr, winograd_tiles(cv.out, T) - t0);
+    const std::size_t ldy = static_cast<std::size_t>(oh_n) * ow_n;
+    const std::size_t per_xi = static_cast<std::size_t>((cv.m + gemm_mr - 1) / gemm_mr) * cin * gemm_mr;
+    float* v = align64(scratch);  // V panels: read with aligned loads
+    float* prod = v + static_cast<std::size_t>(xis) * cin * gemm_nr;  // [xi][MR][NR]
+    winograd_input<T>(cv, x, t0, v);
+    constexpr auto tile_floats = static_cast<std::size_t>(gemm_mr) * gemm_nr;
+    for (int row = row0; row < row1; row += gemm_mr) {
+        const int rows = std::min(gemm_mr, row1 - row);
+        for (int xi = 0; xi < xis; ++xi) {
+            const float* a = u + static_cast<std::size_t>(xi) * per_xi + static_cast<std::size_t>(row / gemm_mr) * cin * gemm_mr;
+            const float* b = v + static_cast<std::size_t>(xi) * cin * gemm_nr;
+            for (int k0 = 0; k0 < cin; k0 += gemm_kc) {
+                const int kc = std::min(gemm_kc, cin - k0);
+                micro_kernel(kc, a + static_cast<std::size_t>(k0) * gemm_mr, b + static_cast<std::size_t>(k0) * gemm_nr,
+                             prod + xi * tile_floats, gemm_nr, k0 == 0, false, nullptr, false);
+            }
+        }
+        // Y = A^T M A; then bias, ReLU, and the tile's outputs.
+        for (int i = 0; i < rows; ++i) {
+            const float bias = cv.bias[static_cast<std::size_t>(row) + i];
+            float* yc = y + (static_cast<std::size_t>(row) + i) * ldy;
+            alignas(64) float q[T][n][gemm_nr];    // A^T along the patch rows
+            alignas(64) float out[T][T][gemm_nr];  // then along the columns
+            for (int j = 0; j < n; ++j) {
+                const float* mj[n];
+                float* qj[T];
+                for (int r = 0; r < n; ++r) mj[r] = prod + (r * n + j) * tile_floats + static_cast<std::size_t>(i) * gemm_nr;
+                for (int a = 0; a < T; ++a) qj[a] = q[a][j];
+                f::output(mj, qj);
+            }
+            for (int a = 0; a < T; ++a) {
+                const float* qa[n];
+                float* oa[T];
+                for (int j = 0; j < n; ++j) qa[j] = q[a][j];
+                for (int b = 0; b < T; ++b) oa[b] = out[a][b];
+                f::output(qa, oa);
+                for (int b = 0; b < T; ++b)
+                    for (int l = 0; l < gemm_nr; l += simd_width) {
+                        simd o = load(out[a][b] + l) + simd(bias);
+                        if (cv.relu) o = xsimd::select(o <= simd(0.0F), simd(0.0F), o);  // a NaN stays NaN, as the GEMM epilogue
+                        o.store_aligned(out[a][b] + l);
+                    }
+            }
+            // Segments of consecutive tiles in one tile row: whole tiles as interleaved runs.
+            for (int lane = 0; lane < count;) {
+                const int t = t0 + lane, oh = T * (t / tw_n), tw = t % tw_n, len = std::min(count - lane, tw_n - tw);
+                const int ow = T * tw, whole = std::min(len, (ow_n - ow) / T);
+                for (int a = 0; a < T && oh + a < oh_n; ++a) {
+                    float* yr = yc + (static_cast<std::size_t>(oh) + a) * ow_n + ow;
+                    for (int l = 0; l < whole; ++l)
+                        for (int b = 0; b < T; ++b) yr[T * l + b] = out[a][b][lane + l];
+                    for (int l = whole; l < len; ++l)  // the map's last tile column, cut off
+                        for (int b = 0; T * l + b < ow_n - ow; ++b) yr[T * l + b] = out[a][b][lane + l];
+                }
+                lane += len;
             }
         }
     }
@@ -128,73 +321,18 @@ inline void winograd_input(const packed_conv& cv, const float* x, int t0, float*
 
 }  // namespace detail
 
-// Rows [row0, row1) (multiples of MR, or M) and tiles [t0, t0 + NR) of one sample's output.
-// x: the sample's input (C, H, W); y: its output planes. u: winograd_pack_weights of the conv;
-// scratch: winograd_scratch_floats(C) floats.
+// Rows [row0, row1) (multiples of MR, or M) and tiles [t0, t0 + NR) of one sample's output,
+// with the tile size cv.wino_tile. x: the sample's input (C, H, W); y: its output planes.
+// u: winograd_pack_weights of the conv; scratch: winograd_scratch_floats(C, cv.wino_tile) floats.
 inline void winograd_block(const packed_conv& cv, const float* u, const float* x, float* y, int row0, int row1, int t0,
                            float* scratch) {
-    const int cin = cv.in.c, oh_n = cv.out.h, ow_n = cv.out.w, tw_n = (ow_n + 1) / 2, th_n = (oh_n + 1) / 2;
-    const int count = std::min(gemm_nr, th_n * tw_n - t0);
-    const std::size_t ldy = static_cast<std::size_t>(oh_n) * ow_n;
-    const std::size_t per_xi = static_cast<std::size_t>((cv.m + gemm_mr - 1) / gemm_mr) * cin * gemm_mr;
-    float* v = detail::align64(scratch);  // V panels: read with aligned loads
-    float* prod = v + static_cast<std::size_t>(wino_xi) * cin * gemm_nr;  // [xi][MR][NR]
-    float* rowbuf = prod + static_cast<std::size_t>(wino_xi) * gemm_mr * gemm_nr;
-    detail::winograd_input(cv, x, t0, v, rowbuf);
-    constexpr auto tile_floats = static_cast<std::size_t>(gemm_mr) * gemm_nr;
-    for (int row = row0; row < row1; row += gemm_mr) {
-        const int rows = std::min(gemm_mr, row1 - row);
-        for (int xi = 0; xi < wino_xi; ++xi) {
-            const float* a = u + static_cast<std::size_t>(xi) * per_xi + static_cast<std::size_t>(row / gemm_mr) * cin * gemm_mr;
-            const float* b = v + static_cast<std::size_t>(xi) * cin * gemm_nr;
-            for (int k0 = 0; k0 < cin; k0 += gemm_kc) {
-                const int kc = std::min(gemm_kc, cin - k0);
-                detail::micro_kernel(kc, a + static_cast<std::size_t>(k0) * gemm_mr, b + static_cast<std::size_t>(k0) * gemm_nr,
-                                     prod + xi * tile_floats, gemm_nr, k0 == 0, false, nullptr, false);
-            }
-        }
-        // Y = A^T M A, A^T rows = (1,1,1,0), (0,1,-1,-1); then bias, ReLU, and the tile's outputs.
-        for (int i = 0; i < rows; ++i) {
-            const float bias = cv.bias[static_cast<std::size_t>(row) + i];
-            float* yc = y + (static_cast<std::size_t>(row) + i) * ldy;
-            alignas(64) float q[2][4][gemm_nr];
-            for (int j = 0; j < 4; ++j) {
-                const float* m0 = prod + (0 * 4 + j) * tile_floats + static_cast<std::size_t>(i) * gemm_nr;
-                const float* m1 = prod + (1 * 4 + j) * tile_floats + static_cast<std::size_t>(i) * gemm_nr;
-                const float* m2 = prod + (2 * 4 + j) * tile_floats + static_cast<std::size_t>(i) * gemm_nr;
-                const float* m3 = prod + (3 * 4 + j) * tile_floats + static_cast<std::size_t>(i) * gemm_nr;
-                for (int l = 0; l < gemm_nr; ++l) {
-                    q[0][j][l] = m0[l] + m1[l] + m2[l];
-                    q[1][j][l] = m1[l] - m2[l] - m3[l];
-                }
-            }
-            alignas(64) float out[2][2][gemm_nr];
-            for (int a = 0; a < 2; ++a)
-                for (int l = 0; l < gemm_nr; ++l) {
-                    float o0 = q[a][0][l] + q[a][1][l] + q[a][2][l] + bias;
-                    float o1 = q[a][1][l] - q[a][2][l] - q[a][3][l] + bias;
-                    if (cv.relu) {  // zero where <= 0: a NaN stays NaN, as the GEMM epilogue
-                        o0 = o0 <= 0.0F ? 0.0F : o0;
-                        o1 = o1 <= 0.0F ? 0.0F : o1;
-                    }
-                    out[a][0][l] = o0;
-                    out[a][1][l] = o1;
-                }
-            for (int l = 0; l < count; ++l) {
-                const int t = t0 + l, oh = 2 * (t / tw_n), ow = 2 * (t % tw_n);
-                for (int a = 0; a < 2 && oh + a < oh_n; ++a) {
-                    float* yr = yc + (static_cast<std::size_t>(oh) + a) * ow_n + ow;
-                    yr[0] = out[a][0][l];
-                    if (ow + 1 < ow_n) yr[1] = out[a][1][l];
-                }
-            }
-        }
-    }
+    if (cv.wino_tile == 4) detail::winograd_block_t<4>(cv, u, x, y, row0, row1, t0, scratch);
+    else detail::winograd_block_t<2>(cv, u, x, y, row0, row1, t0, scratch);
 }
 
 // The whole output of one sample (for tests and single-threaded use).
 inline void winograd_conv(const packed_conv& cv, const float* u, const float* x, float* y, float* scratch) {
-    const int tiles = ((cv.out.h + 1) / 2) * ((cv.out.w + 1) / 2);
+    const int tiles = winograd_tiles(cv.out, cv.wino_tile);
     for (int t0 = 0; t0 < tiles; t0 += gemm_nr) winograd_block(cv, u, x, y, 0, cv.m, t0, scratch);
 }
 
