@@ -122,23 +122,23 @@ TEST_CASE("GEMM convolution: flat kh x 1 taps, padded 1 x n rows, narrow and wid
     }
 }
 
-TEST_CASE("Winograd F(2x2, 3x3) and F(4x4, 3x3) equal the reference kernel on random 3x3 stride-1 shapes") {
+TEST_CASE("Winograd F(2x2, 3x3), F(4x4, 3x3) and F(2x2, 5x5) equal the reference kernel on random stride-1 shapes") {
     rng g{99};
     auto pick = [&](int lo, int hi) { return lo + static_cast<int>(g.next() % static_cast<unsigned>(hi - lo + 1)); };
     int tested = 0;
-    for (int t = 0; t < 80; ++t) {
-        const int tile = t % 4 < 2 ? 2 : 4;
+    for (int t = 0; t < 120; ++t) {
+        const int tile = t % 3 == 1 ? 4 : 2, r = t % 3 == 2 ? 5 : 3;
         // Odd and even sizes (partial tiles of both sizes), 1 to 3 tile panels, depths across the KC block.
-        const shape in{t < 8 ? pick(250, 300) : pick(1, 40), pick(2, 23), pick(2, 27)};
-        const window win{3, 3, 1, 1, pick(0, 2), pick(0, 2), pick(0, 2), pick(0, 2)};
-        if (in.h + win.pt + win.pb < 3 || in.w + win.pl + win.pr < 3) continue;
+        const shape in{t < 12 ? pick(250, 300) : pick(1, 40), pick(2, 23), pick(2, 27)};
+        const window win{r, r, 1, 1, pick(0, r - 1), pick(0, r - 1), pick(0, r - 1), pick(0, r - 1)};
+        if (in.h + win.pt + win.pb < r || in.w + win.pl + win.pr < r) continue;
         const int m = pick(1, 20);
         const bool relu = pick(0, 1) == 1;
         auto [x, w, b, want, cv] = random_conv(in, win, m, relu, false, g);
         cv.wino_tile = tile;
         const shape out = cv.out;
-        const std::vector<float> u = cpu::winograd_pack_weights(w.data(), m, in.c, tile);
-        std::vector<float> scratch(cpu::winograd_scratch_floats(in.c, tile));
+        const std::vector<float> u = cpu::winograd_pack_weights(w.data(), m, in.c, tile, r);
+        std::vector<float> scratch(cpu::winograd_scratch_floats(in.c, tile, r));
         std::vector<float> got(out.size(), std::nanf(""));
         if (m > cpu::gemm_mr && t % 2 == 0) {  // two row ranges, as the runner's tasks split them
             for (int t0 = 0; t0 < cpu::winograd_tiles(out, tile); t0 += cpu::gemm_nr) {
@@ -148,20 +148,23 @@ TEST_CASE("Winograd F(2x2, 3x3) and F(4x4, 3x3) equal the reference kernel on ra
         } else {
             cpu::winograd_conv(cv, u.data(), x.data(), got.data(), scratch.data());
         }
-        INFO("F(" << tile << "x" << tile << ") in " << in.c << "x" << in.h << "x" << in.w << " m " << m << " pad "
+        INFO("F(" << tile << "x" << tile << ", " << r << "x" << r << ") in " << in.c << "x" << in.h << "x" << in.w << " m " << m << " pad "
                   << win.pt << "," << win.pb << "," << win.pl << "," << win.pr);
-        // F(4x4)'s transforms (coefficients up to 8, and 1/6, 1/12, 1/24 rounded in U) cost 5-10x
-        // the rounding error of F(2x2): up to 1.6e-5 against 1.6e-6 at depths of 250-300 here.
-        REQUIRE(relative_error(got, want) < (tile == 2 ? 1e-5 : 4e-5));
+        // The 6-point transforms (coefficients up to 8, and 1/6, 1/12, 1/24 rounded in U) cost 5-10x
+        // the rounding error of F(2x2, 3x3): up to 1.6e-5 against 1.8e-6 at depths of 250-300 here.
+        REQUIRE(relative_error(got, want) < (tile == 2 && r == 3 ? 1e-5 : 4e-5));
         ++tested;
     }
-    CHECK(tested > 60);
+    CHECK(tested > 90);
     // Inception v3's 3x3 stride-1 convs at 299 run as Winograd F(4x4); its stride-2 and 8x8 ones
     // do not; a map with enough 2x2 tiles but too few 4x4 ones runs as F(2x2).
     CHECK(cpu::winograd_tile_for(window{3, 3, 1, 1, 0, 0, 0, 0}, shape{32, 149, 149}, shape{32, 147, 147}) == 4);
     CHECK(cpu::winograd_tile_for(window{3, 3, 1, 1, 0, 0, 0, 0}, shape{80, 73, 73}, shape{192, 71, 71}) == 4);
     CHECK(cpu::winograd_tile_for(window{3, 3, 1, 1, 1, 1, 1, 1}, shape{64, 35, 35}, shape{96, 35, 35}) == 4);
     CHECK(cpu::winograd_tile_for(window{3, 3, 1, 1, 1, 1, 1, 1}, shape{64, 23, 23}, shape{96, 23, 23}) == 2);
+    CHECK(cpu::winograd_tile_for(window{5, 5, 1, 1, 2, 2, 2, 2}, shape{48, 35, 35}, shape{64, 35, 35}) == 2);
+    CHECK(cpu::winograd_tile_for(window{5, 5, 1, 1, 2, 2, 2, 2}, shape{48, 17, 17}, shape{64, 17, 17}) == 0);
+    CHECK(cpu::winograd_tile_for(window{1, 7, 1, 1, 0, 0, 3, 3}, shape{192, 17, 17}, shape{192, 17, 17}) == 0);
     CHECK(cpu::winograd_eligible(window{3, 3, 1, 1, 1, 1, 1, 1}, shape{64, 35, 35}, shape{96, 35, 35}));
     CHECK(cpu::winograd_eligible(window{3, 3, 1, 1, 0, 0, 0, 0}, shape{80, 73, 73}, shape{192, 71, 71}));
     CHECK_FALSE(cpu::winograd_eligible(window{3, 3, 2, 2, 0, 0, 0, 0}, shape{288, 35, 35}, shape{384, 17, 17}));

@@ -6,8 +6,8 @@
 // At construction (load time) the program is transformed once: every conv followed by an
 // in-place batch norm (and ReLU) becomes one conv with the batch norm folded into its weights
 // and bias and the ReLU in its epilogue; conv weights are packed for the GEMM micro-kernel
-// (cpu/conv_gemm.hpp), or, for 3x3 stride-1 convs with enough tiles, transformed for Winograd
-// F(4x4, 3x3) or F(2x2, 3x3) (cpu/winograd.hpp, off with options.winograd = false); an average pool read only
+// (cpu/conv_gemm.hpp), or, for 3x3 and 5x5 stride-1 convs with enough tiles, transformed for
+// Winograd F(4x4, 3x3), F(2x2, 3x3) or F(2x2, 5x5) (cpu/winograd.hpp, off with options.winograd = false); an average pool read only
 // by a 1x1 conv runs after that conv, on its output channels. Concat needs nothing: convs write
 // into their channel slices.
 // Requires: eval mode only (training-mode forward passes run on backend::reference); the
@@ -53,7 +53,7 @@ public:
     struct options {
         int threads = 1;
         bool check_finite = false;  // stop at the first (fused) layer whose output is not finite
-        bool winograd = true;       // 3x3 stride-1 convs with enough tiles as Winograd (cpu/winograd.hpp)
+        bool winograd = true;       // 3x3 and 5x5 stride-1 convs with enough tiles as Winograd (cpu/winograd.hpp)
     };
 
     using network_type = Net;
@@ -179,10 +179,10 @@ private:
         cpu::packed_conv pc;
         if (const int tile = cpu::winograd_tile_for(c.win, c.in.s, c.out.s); winograd_ && tile != 0) {
             pc.m = c.out.s.c;
-            pc.k = c.in.s.c * 9;
-            pc.wino = cpu::winograd_pack_weights(f.w.data(), c.out.s.c, c.in.s.c, tile);
+            pc.k = c.in.s.c * c.win.kh * c.win.kw;
+            pc.wino = cpu::winograd_pack_weights(f.w.data(), c.out.s.c, c.in.s.c, tile, c.win.kh);
             pc.wino_tile = tile;
-            wino_scratch_floats_ = std::max(wino_scratch_floats_, cpu::winograd_scratch_floats(c.in.s.c, tile));
+            wino_scratch_floats_ = std::max(wino_scratch_floats_, cpu::winograd_scratch_floats(c.in.s.c, tile, c.win.kh));
         } else {
             pc.pack(f.w.data(), c.out.s.c, c.in.s.c * c.win.kh * c.win.kw);
         }
