@@ -10,8 +10,8 @@
 // U_xi (Cout x Cin) * V_xi (Cin x tiles), U = G g G^T of the weights (transformed and packed
 // once, at load time), V = B^T d B of the input (transformed per task, straight into the
 // micro-kernel's NR-wide panel layout). A task is one panel of NR tiles and a range of rows: it
-// transforms the panel's input once (n^2 x Cin x NR floats), then for each MR-row panel runs
-// the GEMMs into a small tile buffer and applies the output transform, bias and ReLU.
+// transforms the panel's input once (n^2 x Cin x NR floats), then, for groups of up to 8 MR-row
+// panels, runs the GEMMs into a product buffer and applies the output transform, bias and ReLU.
 // F(4x4, 3x3) and F(2x2, 5x5) use the same 6 points (0, 1, -1, 2, -2, infinity), so the same
 // input transform B^T; their coefficients (2, 4, 5, 8 and 1/6, 1/12, 1/24, rounded in U) cost
 // more rounding error than F(2x2, 3x3)'s (0, +-1, +-1/2), and the 4x4 tiles pad a map to a
@@ -49,10 +49,14 @@ namespace ctnet::cpu {
     return winograd_tile_for(g, in, out) != 0;
 }
 
-// Floats of per-task scratch: V (n^2 x Cin x NR) and the n^2 MR x NR product tiles, 64-byte aligned.
+// Row panels whose products a task keeps at once (winograd_block).
+inline constexpr int wino_group_panels = 8;
+
+// Floats of per-task scratch: V (n^2 x Cin x NR) and the n^2 products of a group of row panels
+// (MR x NR each), 64-byte aligned.
 [[nodiscard]] constexpr std::size_t winograd_scratch_floats(int cin, int tile, int kernel) {
     const auto xi = static_cast<std::size_t>(tile + kernel - 1) * (tile + kernel - 1);
-    return xi * cin * gemm_nr + xi * gemm_mr * gemm_nr + 64;
+    return xi * cin * gemm_nr + xi * wino_group_panels * gemm_mr * gemm_nr + 64;
 }
 
 namespace detail {
@@ -299,58 +303,69 @@ void winograd_block_t(const packed_conv& cv, const float* u, const float* x, flo
     const std::size_t ldy = static_cast<std::size_t>(oh_n) * ow_n;
     const std::size_t per_xi = static_cast<std::size_t>((cv.m + gemm_mr - 1) / gemm_mr) * cin * gemm_mr;
     float* v = align64(scratch);  // V panels: read with aligned loads
-    float* prod = v + static_cast<std::size_t>(xis) * cin * gemm_nr;  // [xi][MR][NR]
+    float* prod = v + static_cast<std::size_t>(xis) * cin * gemm_nr;  // [xi][group's rows][NR]
     winograd_input<T, R>(cv, x, t0, v);
-    constexpr auto tile_floats = static_cast<std::size_t>(gemm_mr) * gemm_nr;
-    for (int row = row0; row < row1; row += gemm_mr) {
-        const int rows = std::min(gemm_mr, row1 - row);
+    // Rows in groups of wino_group_panels row panels: per group, each xi's V panel (Cin x NR)
+    // meets all the group's row panels while it is in L1, and the products of the whole group
+    // wait in `prod` for the output transform. (Row panel by row panel, every row panel read
+    // all of V, up to 440 KB, from L2.)
+    const std::size_t group_floats = static_cast<std::size_t>(wino_group_panels) * gemm_mr * gemm_nr;
+    for (int group = row0; group < row1; group += wino_group_panels * gemm_mr) {
+        const int group_end = std::min(row1, group + wino_group_panels * gemm_mr);
         for (int xi = 0; xi < xis; ++xi) {
-            const float* a = u + static_cast<std::size_t>(xi) * per_xi + static_cast<std::size_t>(row / gemm_mr) * cin * gemm_mr;
             const float* b = v + static_cast<std::size_t>(xi) * cin * gemm_nr;
-            for (int k0 = 0; k0 < cin; k0 += gemm_kc) {
-                const int kc = std::min(gemm_kc, cin - k0);
-                micro_kernel(kc, a + static_cast<std::size_t>(k0) * gemm_mr, b + static_cast<std::size_t>(k0) * gemm_nr,
-                             prod + xi * tile_floats, gemm_nr, k0 == 0, false, nullptr, false);
+            for (int row = group; row < group_end; row += gemm_mr) {
+                const float* a = u + static_cast<std::size_t>(xi) * per_xi + static_cast<std::size_t>(row / gemm_mr) * cin * gemm_mr;
+                float* c = prod + xi * group_floats + static_cast<std::size_t>(row - group) * gemm_nr;
+                for (int k0 = 0; k0 < cin; k0 += gemm_kc) {
+                    const int kc = std::min(gemm_kc, cin - k0);
+                    micro_kernel(kc, a + static_cast<std::size_t>(k0) * gemm_mr, b + static_cast<std::size_t>(k0) * gemm_nr, c,
+                                 gemm_nr, k0 == 0, false, nullptr, false);
+                }
             }
         }
-        // Y = A^T M A; then bias, ReLU, and the tile's outputs.
-        for (int i = 0; i < rows; ++i) {
-            const float bias = cv.bias[static_cast<std::size_t>(row) + i];
-            float* yc = y + (static_cast<std::size_t>(row) + i) * ldy;
-            alignas(64) float q[T][n][gemm_nr];    // A^T along the patch rows
-            alignas(64) float out[T][T][gemm_nr];  // then along the columns
-            for (int j = 0; j < n; ++j) {
-                const float* mj[n];
-                float* qj[T];
-                for (int r = 0; r < n; ++r) mj[r] = prod + (r * n + j) * tile_floats + static_cast<std::size_t>(i) * gemm_nr;
-                for (int a = 0; a < T; ++a) qj[a] = q[a][j];
-                f::output(mj, qj);
-            }
-            for (int a = 0; a < T; ++a) {
-                const float* qa[n];
-                float* oa[T];
-                for (int j = 0; j < n; ++j) qa[j] = q[a][j];
-                for (int b = 0; b < T; ++b) oa[b] = out[a][b];
-                f::output(qa, oa);
-                for (int b = 0; b < T; ++b)
-                    for (int l = 0; l < gemm_nr; l += simd_width) {
-                        simd o = load(out[a][b] + l) + simd(bias);
-                        if (cv.relu) o = xsimd::select(o <= simd(0.0F), simd(0.0F), o);  // a NaN stays NaN, as the GEMM epilogue
-                        o.store_aligned(out[a][b] + l);
-                    }
-            }
-            // Segments of consecutive tiles in one tile row: whole tiles as interleaved runs.
-            for (int lane = 0; lane < count;) {
-                const int t = t0 + lane, oh = T * (t / tw_n), tw = t % tw_n, len = std::min(count - lane, tw_n - tw);
-                const int ow = T * tw, whole = std::min(len, (ow_n - ow) / T);
-                for (int a = 0; a < T && oh + a < oh_n; ++a) {
-                    float* yr = yc + (static_cast<std::size_t>(oh) + a) * ow_n + ow;
-                    for (int l = 0; l < whole; ++l)
-                        for (int b = 0; b < T; ++b) yr[T * l + b] = out[a][b][lane + l];
-                    for (int l = whole; l < len; ++l)  // the map's last tile column, cut off
-                        for (int b = 0; T * l + b < ow_n - ow; ++b) yr[T * l + b] = out[a][b][lane + l];
+        for (int row = group; row < group_end; row += gemm_mr) {
+            const int rows = std::min(gemm_mr, row1 - row);
+            // Y = A^T M A; then bias, ReLU, and the tile's outputs.
+            for (int i = 0; i < rows; ++i) {
+                const float bias = cv.bias[static_cast<std::size_t>(row) + i];
+                float* yc = y + (static_cast<std::size_t>(row) + i) * ldy;
+                alignas(64) float q[T][n][gemm_nr];    // A^T along the patch rows
+                alignas(64) float out[T][T][gemm_nr];  // then along the columns
+                for (int j = 0; j < n; ++j) {
+                    const float* mj[n];
+                    float* qj[T];
+                    for (int r = 0; r < n; ++r)
+                        mj[r] = prod + (r * n + j) * group_floats + static_cast<std::size_t>(row - group + i) * gemm_nr;
+                    for (int a = 0; a < T; ++a) qj[a] = q[a][j];
+                    f::output(mj, qj);
                 }
-                lane += len;
+                for (int a = 0; a < T; ++a) {
+                    const float* qa[n];
+                    float* oa[T];
+                    for (int j = 0; j < n; ++j) qa[j] = q[a][j];
+                    for (int b = 0; b < T; ++b) oa[b] = out[a][b];
+                    f::output(qa, oa);
+                    for (int b = 0; b < T; ++b)
+                        for (int l = 0; l < gemm_nr; l += simd_width) {
+                            simd o = load(out[a][b] + l) + simd(bias);
+                            if (cv.relu) o = xsimd::select(o <= simd(0.0F), simd(0.0F), o);  // a NaN stays NaN, as the GEMM epilogue
+                            o.store_aligned(out[a][b] + l);
+                        }
+                }
+                // Segments of consecutive tiles in one tile row: whole tiles as interleaved runs.
+                for (int lane = 0; lane < count;) {
+                    const int t = t0 + lane, oh = T * (t / tw_n), tw = t % tw_n, len = std::min(count - lane, tw_n - tw);
+                    const int ow = T * tw, whole = std::min(len, (ow_n - ow) / T);
+                    for (int a = 0; a < T && oh + a < oh_n; ++a) {
+                        float* yr = yc + (static_cast<std::size_t>(oh) + a) * ow_n + ow;
+                        for (int l = 0; l < whole; ++l)
+                            for (int b = 0; b < T; ++b) yr[T * l + b] = out[a][b][lane + l];
+                        for (int l = whole; l < len; ++l)  // the map's last tile column, cut off
+                            for (int b = 0; T * l + b < ow_n - ow; ++b) yr[T * l + b] = out[a][b][lane + l];
+                    }
+                    lane += len;
+                }
             }
         }
     }
