@@ -3,7 +3,7 @@
 // backend::cpu, and the whole network on both backends. GFLOP/s counts 2 x MACs.
 //
 //   ./build/bench/ctnet_bench --benchmark_filter='gemm/'        # the conv shapes, SIMD kernel
-//   ./build/bench/ctnet_bench --benchmark_filter='winograd'     # the 3x3 and 5x5 stride-1 shapes as Winograd
+//   ./build/bench/ctnet_bench --benchmark_filter='winograd'     # the shapes Winograd can run (3x3, 5x5, 1x7, 7x1 stride 1)
 //   ./build/bench/ctnet_bench --benchmark_filter='block/'       # the blocks, batch 1, 1 and 2 threads
 //   ./build/bench/ctnet_bench --benchmark_filter='network/cpu'  # Inception v3, batch 1 and 8
 #include <benchmark/benchmark.h>
@@ -50,9 +50,9 @@ void conv_gemm(benchmark::State& state, shape in, shape out, window win) {
     set_rate(state, 2.0 * static_cast<double>(out.size()) * k);
 }
 
-// The same conv as Winograd F(tile x tile, kh x kw) (cpu/winograd.hpp); GFLOP/s counts the direct
-// conv's 2 x MACs, so it compares with gemm/ directly (an effective rate).
-void conv_winograd(benchmark::State& state, shape in, shape out, window win, int tile) {
+// The same conv as Winograd with tiling t (cpu/winograd.hpp); GFLOP/s counts the direct conv's
+// 2 x MACs, so it compares with gemm/ directly (an effective rate).
+void conv_winograd(benchmark::State& state, shape in, shape out, window win, cpu::winograd_tiling t) {
     const int k = in.c * win.kh * win.kw;
     const std::vector<float> x = random_vector(in.size(), 1), w = random_vector(static_cast<std::size_t>(out.c) * k, 2);
     cpu::packed_conv cv;
@@ -63,9 +63,9 @@ void conv_winograd(benchmark::State& state, shape in, shape out, window win, int
     cv.win = win;
     cv.in = in;
     cv.out = out;
-    cv.wino_tile = tile;
-    const std::vector<float> u = cpu::winograd_pack_weights(w.data(), out.c, in.c, tile, win.kh);
-    std::vector<float> y(out.size()), scratch(cpu::winograd_scratch_floats(in.c, tile, win.kh));
+    cv.tiling = t;
+    const std::vector<float> u = cpu::winograd_pack_weights(w.data(), out.c, in.c, t, win);
+    std::vector<float> y(out.size()), scratch(cpu::winograd_scratch_floats(in.c, t, win.kh, win.kw));
     for (auto _ : state) {
         cpu::winograd_conv(cv, u.data(), x.data(), y.data(), scratch.data());
         benchmark::DoNotOptimize(y.data());
@@ -159,11 +159,18 @@ int register_conv_shapes() {
         seen[key] = std::string{o.path.view()};
         const std::string name = std::string{o.path.view()};
         benchmark::RegisterBenchmark(("gemm/" + name).c_str(), conv_gemm, o.in.s, o.out.s, g)->Unit(benchmark::kMillisecond);
-        if (g.kh == g.kw && (g.kh == 3 || g.kh == 5) && g.sh == 1 && g.sw == 1)  // every 3x3 and 5x5 stride-1 shape, eligible or not
-            for (const int tile : g.kh == 3 ? std::vector{2, 4} : std::vector{2})
-                benchmark::RegisterBenchmark(("winograd" + std::to_string(tile) + "/" + name).c_str(), conv_winograd, o.in.s,
-                                             o.out.s, g, tile)
-                    ->Unit(benchmark::kMillisecond);
+        // Every shape Winograd can run, eligible or not: 3x3 as 2x2 and 4x4 tiles, 5x5, 1x7, 7x1.
+        std::vector<cpu::winograd_tiling> tilings;
+        if (g.sh == 1 && g.sw == 1) {
+            if (g.kh == 3 && g.kw == 3) tilings = {{2, 2}, {4, 4}};
+            else if (g.kh == 5 && g.kw == 5) tilings = {{2, 2}};
+            else if (g.kh == 1 && g.kw == 7) tilings = {{1, 2}};
+            else if (g.kh == 7 && g.kw == 1) tilings = {{2, 1}};
+        }
+        for (const cpu::winograd_tiling t : tilings)
+            benchmark::RegisterBenchmark(("winograd" + std::to_string(t.h) + "x" + std::to_string(t.w) + "/" + name).c_str(),
+                                         conv_winograd, o.in.s, o.out.s, g, t)
+                ->Unit(benchmark::kMillisecond);
         benchmark::RegisterBenchmark(("reference/" + name).c_str(), conv_reference, o.in.s, o.out.s, g)
             ->Unit(benchmark::kMillisecond)
             ->Iterations(2);

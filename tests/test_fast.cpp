@@ -122,53 +122,64 @@ TEST_CASE("GEMM convolution: flat kh x 1 taps, padded 1 x n rows, narrow and wid
     }
 }
 
-TEST_CASE("Winograd F(2x2, 3x3), F(4x4, 3x3) and F(2x2, 5x5) equal the reference kernel on random stride-1 shapes") {
+TEST_CASE("Winograd F(2x2, 3x3), F(4x4, 3x3), F(2x2, 5x5), F(1x2, 1x7), F(2x1, 7x1) equal the reference kernel on random shapes") {
     rng g{99};
     auto pick = [&](int lo, int hi) { return lo + static_cast<int>(g.next() % static_cast<unsigned>(hi - lo + 1)); };
+    struct variant {
+        cpu::winograd_tiling t;
+        int kh, kw;
+    };
+    const variant variants[] = {{{2, 2}, 3, 3}, {{4, 4}, 3, 3}, {{2, 2}, 5, 5}, {{1, 2}, 1, 7}, {{2, 1}, 7, 1}};
     int tested = 0;
-    for (int t = 0; t < 120; ++t) {
-        const int tile = t % 3 == 1 ? 4 : 2, r = t % 3 == 2 ? 5 : 3;
-        // Odd and even sizes (partial tiles of both sizes), 1 to 3 tile panels, depths across the KC block.
-        const shape in{t < 12 ? pick(250, 300) : pick(1, 40), pick(2, 23), pick(2, 27)};
-        const window win{r, r, 1, 1, pick(0, r - 1), pick(0, r - 1), pick(0, r - 1), pick(0, r - 1)};
-        if (in.h + win.pt + win.pb < r || in.w + win.pl + win.pr < r) continue;
+    for (int t = 0; t < 200; ++t) {
+        const variant& vt = variants[t % 5];
+        // Odd and even sizes (partial tiles), 1 to 3 tile panels, depths across the KC block.
+        const shape in{t < 20 ? pick(250, 300) : pick(1, 40), pick(1, 23), pick(1, 27)};
+        const window win{vt.kh, vt.kw, 1, 1, pick(0, vt.kh - 1), pick(0, vt.kh - 1), pick(0, vt.kw - 1), pick(0, vt.kw - 1)};
+        if (in.h + win.pt + win.pb < vt.kh || in.w + win.pl + win.pr < vt.kw) continue;
         const int m = pick(1, 20);
         const bool relu = pick(0, 1) == 1;
         auto [x, w, b, want, cv] = random_conv(in, win, m, relu, false, g);
-        cv.wino_tile = tile;
+        cv.tiling = vt.t;
         const shape out = cv.out;
-        const std::vector<float> u = cpu::winograd_pack_weights(w.data(), m, in.c, tile, r);
-        std::vector<float> scratch(cpu::winograd_scratch_floats(in.c, tile, r));
+        const std::vector<float> u = cpu::winograd_pack_weights(w.data(), m, in.c, vt.t, win);
+        std::vector<float> scratch(cpu::winograd_scratch_floats(in.c, vt.t, vt.kh, vt.kw));
         std::vector<float> got(out.size(), std::nanf(""));
         if (m > cpu::gemm_mr && t % 2 == 0) {  // two row ranges, as the runner's tasks split them
-            for (int t0 = 0; t0 < cpu::winograd_tiles(out, tile); t0 += cpu::gemm_nr) {
+            for (int t0 = 0; t0 < cpu::winograd_tiles(out, vt.t); t0 += cpu::gemm_nr) {
                 cpu::winograd_block(cv, u.data(), x.data(), got.data(), 0, cpu::gemm_mr, t0, scratch.data());
                 cpu::winograd_block(cv, u.data(), x.data(), got.data(), cpu::gemm_mr, m, t0, scratch.data());
             }
         } else {
             cpu::winograd_conv(cv, u.data(), x.data(), got.data(), scratch.data());
         }
-        INFO("F(" << tile << "x" << tile << ", " << r << "x" << r << ") in " << in.c << "x" << in.h << "x" << in.w << " m " << m << " pad "
-                  << win.pt << "," << win.pb << "," << win.pl << "," << win.pr);
-        // The 6-point transforms (coefficients up to 8, and 1/6, 1/12, 1/24 rounded in U) cost 5-10x
+        INFO("F(" << vt.t.h << "x" << vt.t.w << ", " << vt.kh << "x" << vt.kw << ") in " << in.c << "x" << in.h << "x"
+                  << in.w << " m " << m << " pad " << win.pt << "," << win.pb << "," << win.pl << "," << win.pr);
+        // The 6- and 8-point transforms (coefficients up to 8, fractions rounded in U) cost 5-10x
         // the rounding error of F(2x2, 3x3): up to 1.6e-5 against 1.8e-6 at depths of 250-300 here.
-        REQUIRE(relative_error(got, want) < (tile == 2 && r == 3 ? 1e-5 : 4e-5));
+        REQUIRE(relative_error(got, want) < (vt.t.h == 2 && vt.t.w == 2 && vt.kh == 3 ? 1e-5 : 4e-5));
         ++tested;
     }
-    CHECK(tested > 90);
-    // Inception v3's 3x3 stride-1 convs at 299 run as Winograd F(4x4); its stride-2 and 8x8 ones
-    // do not; a map with enough 2x2 tiles but too few 4x4 ones runs as F(2x2).
-    CHECK(cpu::winograd_tile_for(window{3, 3, 1, 1, 0, 0, 0, 0}, shape{32, 149, 149}, shape{32, 147, 147}) == 4);
-    CHECK(cpu::winograd_tile_for(window{3, 3, 1, 1, 0, 0, 0, 0}, shape{80, 73, 73}, shape{192, 71, 71}) == 4);
-    CHECK(cpu::winograd_tile_for(window{3, 3, 1, 1, 1, 1, 1, 1}, shape{64, 35, 35}, shape{96, 35, 35}) == 4);
-    CHECK(cpu::winograd_tile_for(window{3, 3, 1, 1, 1, 1, 1, 1}, shape{64, 23, 23}, shape{96, 23, 23}) == 2);
-    CHECK(cpu::winograd_tile_for(window{5, 5, 1, 1, 2, 2, 2, 2}, shape{48, 35, 35}, shape{64, 35, 35}) == 2);
-    CHECK(cpu::winograd_tile_for(window{5, 5, 1, 1, 2, 2, 2, 2}, shape{48, 17, 17}, shape{64, 17, 17}) == 0);
-    CHECK(cpu::winograd_tile_for(window{1, 7, 1, 1, 0, 0, 3, 3}, shape{192, 17, 17}, shape{192, 17, 17}) == 0);
-    CHECK(cpu::winograd_eligible(window{3, 3, 1, 1, 1, 1, 1, 1}, shape{64, 35, 35}, shape{96, 35, 35}));
-    CHECK(cpu::winograd_eligible(window{3, 3, 1, 1, 0, 0, 0, 0}, shape{80, 73, 73}, shape{192, 71, 71}));
-    CHECK_FALSE(cpu::winograd_eligible(window{3, 3, 2, 2, 0, 0, 0, 0}, shape{288, 35, 35}, shape{384, 17, 17}));
-    CHECK_FALSE(cpu::winograd_eligible(window{3, 3, 1, 1, 1, 1, 1, 1}, shape{448, 8, 8}, shape{384, 8, 8}));
+    CHECK(tested > 150);
+    // Inception v3's 3x3 stride-1 convs at 299 run as F(4x4, 3x3), its 5x5 as F(2x2, 5x5), its
+    // 1x7 and 7x1 at 17x17 as F(2, 7); its stride-2 ones and those at 8x8 do not; a map with
+    // enough 2x2 tiles but too few 4x4 ones runs 3x3 as F(2x2).
+    const auto tiling = [](window w, shape in, shape out) {
+        const cpu::winograd_tiling t = cpu::winograd_tiling_for(w, in, out);
+        return t.h * 10 + t.w;
+    };
+    CHECK(tiling(window{3, 3, 1, 1, 0, 0, 0, 0}, shape{32, 149, 149}, shape{32, 147, 147}) == 44);
+    CHECK(tiling(window{3, 3, 1, 1, 0, 0, 0, 0}, shape{80, 73, 73}, shape{192, 71, 71}) == 44);
+    CHECK(tiling(window{3, 3, 1, 1, 1, 1, 1, 1}, shape{64, 35, 35}, shape{96, 35, 35}) == 44);
+    CHECK(tiling(window{3, 3, 1, 1, 1, 1, 1, 1}, shape{64, 23, 23}, shape{96, 23, 23}) == 22);
+    CHECK(tiling(window{5, 5, 1, 1, 2, 2, 2, 2}, shape{48, 35, 35}, shape{64, 35, 35}) == 22);
+    CHECK(tiling(window{1, 7, 1, 1, 0, 0, 3, 3}, shape{192, 17, 17}, shape{192, 17, 17}) == 12);
+    CHECK(tiling(window{7, 1, 1, 1, 3, 3, 0, 0}, shape{160, 17, 17}, shape{192, 17, 17}) == 21);
+    CHECK(tiling(window{5, 5, 1, 1, 2, 2, 2, 2}, shape{48, 17, 17}, shape{64, 17, 17}) == 0);
+    CHECK(tiling(window{3, 3, 2, 2, 0, 0, 0, 0}, shape{288, 35, 35}, shape{384, 17, 17}) == 0);
+    CHECK(tiling(window{3, 3, 1, 1, 1, 1, 1, 1}, shape{448, 8, 8}, shape{384, 8, 8}) == 0);
+    CHECK(tiling(window{1, 3, 1, 1, 0, 0, 1, 1}, shape{384, 8, 8}, shape{384, 8, 8}) == 0);
+    CHECK(tiling(window{1, 1, 1, 1, 0, 0, 0, 0}, shape{768, 17, 17}, shape{192, 17, 17}) == 0);
 }
 
 TEST_CASE("SIMD linear equals the reference on random sizes, any split of the outputs") {

@@ -51,13 +51,18 @@ inline float* align64(float* p) {
 
 }  // namespace detail
 
+// The output tile of a conv run as Winograd (cpu/winograd.hpp): h x w; 0 x 0 for the GEMM.
+struct winograd_tiling {
+    int h = 0, w = 0;
+};
+
 // One conv's weights, packed for the micro-kernel, with the folded bias.
 struct packed_conv {
     int m = 0, k = 0;          // output channels, taps per output (C * KH * KW)
     std::vector<float> a;      // [K block of KC][ceil(M / MR)][kc][MR]: one K block's panels in a row
     std::vector<float> bias;   // M
     std::vector<float> wino;   // when it runs as Winograd (cpu/winograd.hpp): U, and `a` is empty
-    int wino_tile = 0;         // its output tile: 2 for F(2x2, 3x3), 4 for F(4x4, 3x3)
+    winograd_tiling tiling{};  // its output tile, with `wino`
     bool relu = false;
     window win{};
     shape in{}, out{};

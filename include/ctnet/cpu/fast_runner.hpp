@@ -6,8 +6,8 @@
 // At construction (load time) the program is transformed once: every conv followed by an
 // in-place batch norm (and ReLU) becomes one conv with the batch norm folded into its weights
 // and bias and the ReLU in its epilogue; conv weights are packed for the GEMM micro-kernel
-// (cpu/conv_gemm.hpp), or, for 3x3 and 5x5 stride-1 convs with enough tiles, transformed for
-// Winograd F(4x4, 3x3), F(2x2, 3x3) or F(2x2, 5x5) (cpu/winograd.hpp, off with options.winograd = false); an average pool read only
+// (cpu/conv_gemm.hpp), or, for 3x3, 5x5, 1x7 and 7x1 stride-1 convs with enough tiles,
+// transformed for Winograd (cpu/winograd.hpp, off with options.winograd = false); an average pool read only
 // by a 1x1 conv runs after that conv, on its output channels. Concat needs nothing: convs write
 // into their channel slices.
 // Requires: eval mode only (training-mode forward passes run on backend::reference); the
@@ -53,7 +53,7 @@ public:
     struct options {
         int threads = 1;
         bool check_finite = false;  // stop at the first (fused) layer whose output is not finite
-        bool winograd = true;       // 3x3 and 5x5 stride-1 convs with enough tiles as Winograd (cpu/winograd.hpp)
+        bool winograd = true;       // 3x3, 5x5, 1x7, 7x1 stride-1 convs with enough tiles as Winograd (cpu/winograd.hpp)
     };
 
     using network_type = Net;
@@ -177,12 +177,13 @@ private:
         s.last = f.last;
         s.out = f.out;
         cpu::packed_conv pc;
-        if (const int tile = cpu::winograd_tile_for(c.win, c.in.s, c.out.s); winograd_ && tile != 0) {
+        if (const cpu::winograd_tiling t = cpu::winograd_tiling_for(c.win, c.in.s, c.out.s); winograd_ && t.h != 0) {
             pc.m = c.out.s.c;
             pc.k = c.in.s.c * c.win.kh * c.win.kw;
-            pc.wino = cpu::winograd_pack_weights(f.w.data(), c.out.s.c, c.in.s.c, tile, c.win.kh);
-            pc.wino_tile = tile;
-            wino_scratch_floats_ = std::max(wino_scratch_floats_, cpu::winograd_scratch_floats(c.in.s.c, tile, c.win.kh));
+            pc.wino = cpu::winograd_pack_weights(f.w.data(), c.out.s.c, c.in.s.c, t, c.win);
+            pc.tiling = t;
+            wino_scratch_floats_ =
+                std::max(wino_scratch_floats_, cpu::winograd_scratch_floats(c.in.s.c, t, c.win.kh, c.win.kw));
         } else {
             pc.pack(f.w.data(), c.out.s.c, c.in.s.c * c.win.kh * c.win.kw);
         }
@@ -366,7 +367,7 @@ private:
     // A Winograd conv: (sample, panel of NR tiles) units with all rows, the remainder split into
     // row ranges, as run_conv (a split unit transforms its input again).
     void run_winograd(const cpu::packed_conv& cv, const cpu::ref::in_view& x, const cpu::ref::out_view& y, int n) {
-        const int tiles = cpu::winograd_tiles(cv.out, cv.wino_tile);
+        const int tiles = cpu::winograd_tiles(cv.out, cv.tiling);
         const int tile_panels = (tiles + cpu::gemm_nr - 1) / cpu::gemm_nr;
         run_units(n * tile_panels, cv.m, [&](int unit, int row0, int row1, int thread) {
             const int sample = unit / tile_panels, tp = unit % tile_panels;

@@ -1,22 +1,24 @@
-// ctnet/cpu/winograd.hpp — stride-1 convolution as Winograd F(T x T, R x R) on the GEMM
+// ctnet/cpu/winograd.hpp — stride-1 convolution as Winograd F(Th x Tw, Rh x Rw) on the GEMM
 // micro-kernel (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015):
-// F(2x2, 3x3), F(4x4, 3x3) and F(2x2, 5x5).
+// F(2x2, 3x3), F(4x4, 3x3), F(2x2, 5x5), and in one dimension F(1x2, 1x7) and F(2x1, 7x1).
 //
-// Each T x T output tile is computed from its n x n input patch d (n = T + R - 1) as
-// Y = A^T [ (G g G^T) . (B^T d B) ] A: n^2 products per tile and channel instead of R^2 T^2,
-// i.e. 2.25x (F(2x2, 3x3)), 4x (F(4x4, 3x3)) or 2.8x (F(2x2, 5x5)) fewer multiply-adds, paid
-// for by the input and output transforms. With the transforms in the Winograd domain the
-// products are n^2 independent GEMMs, one per position xi of the patch:  M_xi (Cout x tiles) =
-// U_xi (Cout x Cin) * V_xi (Cin x tiles), U = G g G^T of the weights (transformed and packed
-// once, at load time), V = B^T d B of the input (transformed per task, straight into the
-// micro-kernel's NR-wide panel layout). A task is one panel of NR tiles and a range of rows: it
-// transforms the panel's input once (n^2 x Cin x NR floats), then, for groups of up to 8 MR-row
-// panels, runs the GEMMs into a product buffer and applies the output transform, bias and ReLU.
+// Each Th x Tw output tile is computed from its nh x nw input patch d (n = T + R - 1 in each
+// dimension) as Y = A^T [ (G g G^T) . (B^T d B) ] A, with the one-dimensional transforms of
+// F(Th, Rh) along the columns and of F(Tw, Rw) along the rows: nh nw products per tile and
+// channel instead of Rh Rw Th Tw, i.e. 2.25x (F(2x2, 3x3)), 4x (F(4x4, 3x3)), 2.8x (F(2x2, 5x5))
+// or 1.75x (F(2, 7)) fewer multiply-adds, paid for by the input and output transforms. With
+// the transforms in the Winograd domain the products are nh nw independent GEMMs, one per
+// position xi of the patch:  M_xi (Cout x tiles) = U_xi (Cout x Cin) * V_xi (Cin x tiles),
+// U = G g G^T of the weights (transformed and packed once, at load time), V = B^T d B of the
+// input (transformed per task, straight into the micro-kernel's NR-wide panel layout). A task
+// is one panel of NR tiles and a range of rows: it transforms the panel's input once
+// (nh nw x Cin x NR floats), then, for groups of up to 8 MR-row panels, runs the GEMMs into a
+// product buffer and applies the output transform, bias and ReLU.
 // F(4x4, 3x3) and F(2x2, 5x5) use the same 6 points (0, 1, -1, 2, -2, infinity), so the same
-// input transform B^T; their coefficients (2, 4, 5, 8 and 1/6, 1/12, 1/24, rounded in U) cost
-// more rounding error than F(2x2, 3x3)'s (0, +-1, +-1/2), and the 4x4 tiles pad a map to a
-// multiple of 4: winograd_tile_for says which runs where.
-// Requires: a stride-1 window of 3x3 or 5x5; scratch: winograd_scratch_floats(Cin, T, R).
+// input transform B^T; F(2, 7) adds 1/2 and -1/2. Their coefficients (up to 8, and fractions
+// rounded in U) cost more rounding error than F(2x2, 3x3)'s (0, +-1, +-1/2), and the tiles pad
+// a map to a multiple of the tile: winograd_tiling_for says which runs where.
+// Requires: a stride-1 window of 3x3, 5x5, 1x7 or 7x1; scratch: winograd_scratch_floats.
 // Guarantees: within float rounding of cpu::ref::conv2d (tested on random shapes, every
 // variant); tasks write disjoint outputs, so any thread count gives bit-identical results.
 #pragma once
@@ -29,42 +31,55 @@
 
 namespace ctnet::cpu {
 
-// Output tiles of T x T (the last row and column of tiles may reach past the map).
-[[nodiscard]] constexpr int winograd_tiles(shape out, int tile) {
-    return ((out.h + tile - 1) / tile) * ((out.w + tile - 1) / tile);
+// Output tiles (the last row and column of tiles may reach past the map).
+[[nodiscard]] constexpr int winograd_tiles(shape out, winograd_tiling t) {
+    return ((out.h + t.h - 1) / t.h) * ((out.w + t.w - 1) / t.w);
 }
 
-// The tile size a conv runs with as Winograd, or 0 for the GEMM: a 3x3 or 5x5 window at stride
-// 1, at least 16 input channels, and enough tiles per sample to fill panels of NR (below that
-// the padded panel wastes what the transform saves; measured in bench/RESULTS.md). 3x3:
-// F(4x4) from 2 panels of 4x4 tiles (35x35 maps, 81 tiles, measured 1.2-1.35x faster than
-// F(2x2) there), F(2x2) from 4 panels of 2x2 tiles; 5x5: F(2x2) from 4 panels.
-[[nodiscard]] constexpr int winograd_tile_for(const window& g, shape in, shape out) {
-    if (g.kh != g.kw || (g.kh != 3 && g.kh != 5) || g.sh != 1 || g.sw != 1 || in.c < 16) return 0;
-    if (g.kh == 3 && winograd_tiles(out, 4) >= 2 * gemm_nr) return 4;
-    return winograd_tiles(out, 2) >= 4 * gemm_nr ? 2 : 0;
+// The tiling a conv runs with as Winograd, or {} for the GEMM: a 3x3, 5x5, 1x7 or 7x1 window at
+// stride 1, at least 16 input channels, and enough tiles per sample to fill panels of NR (below
+// that the padded panel wastes what the transform saves; measured in bench/RESULTS.md). 3x3:
+// 4x4 tiles from 2 panels of them (35x35 maps, 81 tiles, measured 1.2-1.35x faster than 2x2
+// there), else 2x2 tiles from 4 panels; 5x5: 2x2 tiles, 1x7: 1x2, 7x1: 2x1, each from 4 panels.
+[[nodiscard]] constexpr winograd_tiling winograd_tiling_for(const window& g, shape in, shape out) {
+    if (g.sh != 1 || g.sw != 1 || in.c < 16) return {};
+    const auto enough = [&](winograd_tiling t, int panels) { return winograd_tiles(out, t) >= panels * gemm_nr; };
+    winograd_tiling t{};
+    if (g.kh == 3 && g.kw == 3) t = enough({4, 4}, 2) ? winograd_tiling{4, 4} : winograd_tiling{2, 2};
+    else if (g.kh == 5 && g.kw == 5) t = {2, 2};
+    else if (g.kh == 1 && g.kw == 7) t = {1, 2};
+    else if (g.kh == 7 && g.kw == 1) t = {2, 1};
+    else return {};
+    return enough(t, t.h * t.w == 16 ? 2 : 4) ? t : winograd_tiling{};
 }
 
 [[nodiscard]] constexpr bool winograd_eligible(const window& g, shape in, shape out) {
-    return winograd_tile_for(g, in, out) != 0;
+    return winograd_tiling_for(g, in, out).h != 0;
 }
 
 // Row panels whose products a task keeps at once (winograd_block).
 inline constexpr int wino_group_panels = 8;
 
-// Floats of per-task scratch: V (n^2 x Cin x NR) and the n^2 products of a group of row panels
-// (MR x NR each), 64-byte aligned.
-[[nodiscard]] constexpr std::size_t winograd_scratch_floats(int cin, int tile, int kernel) {
-    const auto xi = static_cast<std::size_t>(tile + kernel - 1) * (tile + kernel - 1);
+// Floats of per-task scratch for tiling t of a kh x kw window: V (nh nw x Cin x NR) and the
+// nh nw products of a group of row panels (MR x NR each), 64-byte aligned.
+[[nodiscard]] constexpr std::size_t winograd_scratch_floats(int cin, winograd_tiling t, int kh, int kw) {
+    const auto xi = static_cast<std::size_t>(t.h + kh - 1) * (t.w + kw - 1);
     return xi * cin * gemm_nr + xi * wino_group_panels * gemm_mr * gemm_nr + 64;
 }
 
 namespace detail {
 
-// The three transforms of F(T, R) in one dimension; each is applied along rows, then along
-// columns. Lanes are NR independent tiles, in SIMD vectors (every pointer 64-byte aligned).
+// The three transforms of F(T, R) in one dimension, applied along the patch rows (F(Tw, Rw)) and
+// then along its columns (F(Th, Rh)). Lanes are NR independent tiles, in SIMD vectors (every
+// pointer 64-byte aligned). F(1, 1) is the identity of a dimension without a window.
 template <int T, int R>
 struct wino_f;
+
+template <>
+struct wino_f<1, 1> {
+    static constexpr int alpha = 1;
+    static void weight(const double g[1], double u[1]) { u[0] = g[0]; }
+};
 
 inline simd load(const float* p) { return simd::load_aligned(p); }
 
@@ -171,33 +186,91 @@ struct wino_f<2, 5> : wino_points6 {
     }
 };
 
+// F(2, 7), points 0, 1, -1, 2, -2, 1/2, -1/2, infinity: n = 8, for the 1x7 and 7x1 windows.
+// G's row of p is s_p (1, p, ..., p^6) with s the Lagrange weights 1 / prod_(q != p) (p - q):
+// -1, -2/9, -2/9, 1/90, 1/90, 32/45, 32/45; A^T's column of p is (1, p).
+template <>
+struct wino_f<2, 7> {
+    static constexpr int alpha = 8;
+    static void weight(const double g[7], double u[8]) {
+        const auto at = [&](double p) {
+            double v = 0.0, pk = 1.0;
+            for (int k = 0; k < 7; ++k, pk *= p) v += pk * g[k];
+            return v;
+        };
+        u[0] = -g[0];
+        u[1] = -2.0 / 9.0 * at(1.0);
+        u[2] = -2.0 / 9.0 * at(-1.0);
+        u[3] = at(2.0) / 90.0;
+        u[4] = at(-2.0) / 90.0;
+        u[5] = 32.0 / 45.0 * at(0.5);
+        u[6] = 32.0 / 45.0 * at(-0.5);
+        u[7] = g[6];
+    }
+    // B^T rows (-1,0,21/4,0,-21/4,0,1,0), (0,1,1,-17/4,-17/4,1,1,0), (0,-1,1,17/4,-17/4,-1,1,0),
+    // (0,1/2,1/4,-5/2,-5/4,2,1,0), (0,-1/2,1/4,5/2,-5/4,-2,1,0), (0,2,4,-5/2,-5,1/2,1,0),
+    // (0,-2,4,5/2,-5,-1/2,1,0), (0,-1,0,21/4,0,-21/4,0,1).
+    static void input(const float* const d[8], float* const e[8]) {
+        const simd c21_4(5.25F), c17_4(4.25F), c5_2(2.5F), c5_4(1.25F), half(0.5F), quarter(0.25F), two(2.0F),
+            four(4.0F), five(5.0F);
+        for (int l = 0; l < gemm_nr; l += simd_width) {
+            const simd d0 = load(d[0] + l), d1 = load(d[1] + l), d2 = load(d[2] + l), d3 = load(d[3] + l);
+            const simd d4 = load(d[4] + l), d5 = load(d[5] + l), d6 = load(d[6] + l), d7 = load(d[7] + l);
+            xsimd::fma(c21_4, d2 - d4, d6 - d0).store_aligned(e[0] + l);
+            const simd a1 = xsimd::fnma(c17_4, d4, d2 + d6), b1 = xsimd::fnma(c17_4, d3, d1 + d5);
+            (a1 + b1).store_aligned(e[1] + l);
+            (a1 - b1).store_aligned(e[2] + l);
+            const simd a3 = xsimd::fnma(c5_4, d4, xsimd::fma(quarter, d2, d6));
+            const simd b3 = xsimd::fma(two, d5, xsimd::fnma(c5_2, d3, half * d1));
+            (a3 + b3).store_aligned(e[3] + l);
+            (a3 - b3).store_aligned(e[4] + l);
+            const simd a5 = xsimd::fnma(five, d4, xsimd::fma(four, d2, d6));
+            const simd b5 = xsimd::fma(half, d5, xsimd::fnma(c5_2, d3, two * d1));
+            (a5 + b5).store_aligned(e[5] + l);
+            (a5 - b5).store_aligned(e[6] + l);
+            xsimd::fma(c21_4, d3 - d5, d7 - d1).store_aligned(e[7] + l);
+        }
+    }
+    // A^T rows (1,1,1,1,1,1,1,0), (0,1,-1,2,-2,1/2,-1/2,1).
+    static void output(const float* const m[8], float* const o[2]) {
+        const simd two(2.0F), half(0.5F);
+        for (int l = 0; l < gemm_nr; l += simd_width) {
+            const simd m1 = load(m[1] + l), m2 = load(m[2] + l), m3 = load(m[3] + l), m4 = load(m[4] + l);
+            const simd m5 = load(m[5] + l), m6 = load(m[6] + l);
+            (load(m[0] + l) + (m1 + m2) + (m3 + m4) + (m5 + m6)).store_aligned(o[0] + l);
+            (xsimd::fma(half, m5 - m6, xsimd::fma(two, m3 - m4, m1 - m2)) + load(m[7] + l)).store_aligned(o[1] + l);
+        }
+    }
+};
+
 }  // namespace detail
 
-// U = G g G^T for every (output, input) channel pair, packed as n^2 A matrices [panel][Cin][MR]
+// U = G g G^T for every (output, input) channel pair, packed as nh nw A matrices [panel][Cin][MR]
 // (rows past Cout zero), computed in double and rounded once.
-// w: (Cout, Cin, R, R), already scaled by any folded batch norm.
-template <int T, int R>
+// w: (Cout, Cin, Rh, Rw), already scaled by any folded batch norm.
+template <int Th, int Tw, int Rh, int Rw>
 std::vector<float> winograd_pack_weights_t(const float* w, int cout, int cin) {
-    using f = detail::wino_f<T, R>;
-    constexpr int n = f::alpha;
+    using fh = detail::wino_f<Th, Rh>;
+    using fw = detail::wino_f<Tw, Rw>;
+    constexpr int nh = fh::alpha, nw = fw::alpha;
     const int panels = (cout + gemm_mr - 1) / gemm_mr;
     const std::size_t per_xi = static_cast<std::size_t>(panels) * cin * gemm_mr;
-    std::vector<float> u(per_xi * n * n, 0.0F);
+    std::vector<float> u(per_xi * nh * nw, 0.0F);
     for (int m = 0; m < cout; ++m)
         for (int c = 0; c < cin; ++c) {
-            const float* g = w + (static_cast<std::size_t>(m) * cin + c) * R * R;
-            double t[R][n];  // G applied to each kernel column: t[j] = G (g[0][j], ..., g[R-1][j])
-            for (int j = 0; j < R; ++j) {
-                double col[R];
-                for (int i = 0; i < R; ++i) col[i] = g[i * R + j];
-                f::weight(col, t[j]);
+            const float* g = w + (static_cast<std::size_t>(m) * cin + c) * Rh * Rw;
+            double t[Rw][nh];  // G_h applied to each kernel column: t[j] = G_h (g[0][j], ..., g[Rh-1][j])
+            for (int j = 0; j < Rw; ++j) {
+                double col[Rh];
+                for (int i = 0; i < Rh; ++i) col[i] = g[i * Rw + j];
+                fh::weight(col, t[j]);
             }
-            for (int i = 0; i < n; ++i) {
-                double row[R], r[n];
-                for (int j = 0; j < R; ++j) row[j] = t[j][i];
-                f::weight(row, r);
-                for (int j = 0; j < n; ++j) {
-                    const std::size_t xi = static_cast<std::size_t>(i) * n + j;
+            for (int i = 0; i < nh; ++i) {
+                double row[Rw], r[nw];
+                for (int j = 0; j < Rw; ++j) row[j] = t[j][i];
+                fw::weight(row, r);
+                for (int j = 0; j < nw; ++j) {
+                    const std::size_t xi = static_cast<std::size_t>(i) * nw + j;
                     u[xi * per_xi + (static_cast<std::size_t>(m / gemm_mr) * cin + c) * gemm_mr + m % gemm_mr] =
                         static_cast<float>(r[j]);
                 }
@@ -206,10 +279,25 @@ std::vector<float> winograd_pack_weights_t(const float* w, int cout, int cin) {
     return u;
 }
 
-// tile and kernel: 2 and 3, 4 and 3, or 2 and 5.
-inline std::vector<float> winograd_pack_weights(const float* w, int cout, int cin, int tile, int kernel) {
-    if (kernel == 5) return winograd_pack_weights_t<2, 5>(w, cout, cin);
-    return tile == 4 ? winograd_pack_weights_t<4, 3>(w, cout, cin) : winograd_pack_weights_t<2, 3>(w, cout, cin);
+namespace detail {
+
+// Calls f.template operator()<Th, Tw, Rh, Rw>() for the variant of tiling t and window g.
+template <class F>
+decltype(auto) with_variant(winograd_tiling t, const window& g, F&& f) {
+    if (g.kh == 5) return f.template operator()<2, 2, 5, 5>();
+    if (g.kw == 7) return f.template operator()<1, 2, 1, 7>();
+    if (g.kh == 7) return f.template operator()<2, 1, 7, 1>();
+    if (t.h == 4) return f.template operator()<4, 4, 3, 3>();
+    return f.template operator()<2, 2, 3, 3>();
+}
+
+}  // namespace detail
+
+// w: (Cout, Cin, kh, kw); t: winograd_tiling_for the conv (or any supported tiling of its window).
+inline std::vector<float> winograd_pack_weights(const float* w, int cout, int cin, winograd_tiling t, const window& g) {
+    return detail::with_variant(t, g, [&]<int Th, int Tw, int Rh, int Rw>() {
+        return winograd_pack_weights_t<Th, Tw, Rh, Rw>(w, cout, cin);
+    });
 }
 
 namespace detail {
@@ -217,17 +305,18 @@ namespace detail {
 // V for tiles [t0, t0 + NR) of one sample (tiles past the plane's last are zero): for each input
 // channel c and position xi, NR floats at v[(xi * Cin + c) * NR], the micro-kernel's B layout.
 // Lanes run in segments of consecutive tiles of one tile row. Per patch row r, each segment's
-// input row span (zero-padded) is copied to pb[r] at T * lane, so lane l's patch row is
-// pb[r][T*l .. T*l + n) and the patch is gathered with fixed strides for all NR lanes at once;
-// the copy of the next segment overwrites the n - T floats past a segment's end, which its last
-// tiles read: they are kept aside and put back after the gather.
-template <int T, int R>
+// input row span (zero-padded) is copied to pb[r] at Tw * lane, so lane l's patch row is
+// pb[r][Tw*l .. Tw*l + nw) and the patch is gathered with fixed strides for all NR lanes at
+// once; the copy of the next segment overwrites the nw - Tw floats past a segment's end, which
+// its last tiles read: they are kept aside and put back after the gather.
+template <int Th, int Tw, int Rh, int Rw>
 void winograd_input(const packed_conv& cv, const float* x, int t0, float* v) {
-    using f = wino_f<T, R>;
-    constexpr int n = f::alpha, pb_floats = T * gemm_nr + 16;
+    using fh = wino_f<Th, Rh>;
+    using fw = wino_f<Tw, Rw>;
+    constexpr int nh = fh::alpha, nw = fw::alpha, over = nw - Tw, pb_floats = Tw * gemm_nr + 16;
     const window& g = cv.win;
-    const int cin = cv.in.c, h = cv.in.h, w = cv.in.w, tw_n = (cv.out.w + T - 1) / T;
-    const int count = std::min(gemm_nr, winograd_tiles(cv.out, T) - t0);
+    const int cin = cv.in.c, h = cv.in.h, w = cv.in.w, tw_n = (cv.out.w + Tw - 1) / Tw;
+    const int count = std::min(gemm_nr, winograd_tiles(cv.out, {Th, Tw}) - t0);
     const std::size_t plane = static_cast<std::size_t>(h) * w, xi_stride = static_cast<std::size_t>(cin) * gemm_nr;
     struct segment {
         int lane, len, ih0, iw0, lo, hi;  // lanes [lane, lane + len); input rows from ih0, columns iw0 + [lo, hi) inside
@@ -236,22 +325,22 @@ void winograd_input(const packed_conv& cv, const float* x, int t0, float* v) {
     int n_segs = 0;
     for (int lane = 0; lane < count;) {
         const int t = t0 + lane, th = t / tw_n, tw = t % tw_n, len = std::min(count - lane, tw_n - tw);
-        const int iw0 = T * tw - g.pl, span = T * len + (n - T);
+        const int iw0 = Tw * tw - g.pl, span = Tw * len + over;
         const int lo = std::clamp(-iw0, 0, span);
-        segs[n_segs++] = {lane, len, T * th - g.pt, iw0, lo, std::clamp(w - iw0, lo, span)};
+        segs[n_segs++] = {lane, len, Th * th - g.pt, iw0, lo, std::clamp(w - iw0, lo, span)};
         lane += len;
     }
-    alignas(64) float pb[n][pb_floats]{};  // zeros past the last tile (lanes past it compute outputs nobody stores)
-    alignas(64) float d[n][n][gemm_nr];    // patch element (r, j) of each lane's tile
-    alignas(64) float e[n][n][gemm_nr];    // B^T d
-    float kept[gemm_nr][n][n - T];         // the n - T floats past each segment's end, per patch row
+    alignas(64) float pb[nh][pb_floats]{};  // zeros past the last tile (lanes past it compute outputs nobody stores)
+    alignas(64) float d[nh][nw][gemm_nr];   // patch element (r, j) of each lane's tile
+    alignas(64) float e[nh][nw][gemm_nr];   // transformed along the rows
+    float kept[gemm_nr][nh][over > 0 ? over : 1];  // the floats past each segment's end, per patch row
     for (int c = 0; c < cin; ++c) {
         const float* xc = x + static_cast<std::size_t>(c) * plane;
-        for (int r = 0; r < n; ++r) {
+        for (int r = 0; r < nh; ++r) {
             for (int s = 0; s < n_segs; ++s) {
                 const segment& sg = segs[s];
-                float* out = pb[r] + T * sg.lane;
-                const int span = T * sg.len + (n - T), ih = sg.ih0 + r;
+                float* out = pb[r] + Tw * sg.lane;
+                const int span = Tw * sg.len + over, ih = sg.ih0 + r;
                 if (ih < 0 || ih >= h) {  // a row of padding
                     std::fill(out, out + span, 0.0F);
                 } else {
@@ -260,51 +349,56 @@ void winograd_input(const packed_conv& cv, const float* x, int t0, float* v) {
                     for (int i = sg.lo; i < sg.hi; i += gemm_nr) copy_run(out + i, row + i, std::min(gemm_nr, sg.hi - i));
                     std::fill(out + sg.hi, out + span, 0.0F);
                 }
-                for (int j = 0; j < n - T; ++j) kept[s][r][j] = out[T * sg.len + j];
+                for (int j = 0; j < over; ++j) kept[s][r][j] = out[Tw * sg.len + j];
             }
-            for (int j = 0; j < n; ++j)
-                for (int l = 0; l < gemm_nr; ++l) d[r][j][l] = pb[r][T * l + j];
+            for (int j = 0; j < nw; ++j)
+                for (int l = 0; l < gemm_nr; ++l) d[r][j][l] = pb[r][Tw * l + j];
         }
-        for (int s = 0; s + 1 < n_segs; ++s) {  // its last tiles' columns that reach past T * (lane + len)
+        for (int s = 0; s + 1 < n_segs; ++s) {  // its last tiles' columns that reach past Tw * (lane + len)
             const int end = segs[s].lane + segs[s].len;
-            for (int back = 1; back * T < n && end - back >= segs[s].lane; ++back)
-                for (int r = 0; r < n; ++r)
-                    for (int j = back * T; j < n; ++j) d[r][j][end - back] = kept[s][r][j - back * T];
+            for (int back = 1; back * Tw < nw && end - back >= segs[s].lane; ++back)
+                for (int r = 0; r < nh; ++r)
+                    for (int j = back * Tw; j < nw; ++j) d[r][j][end - back] = kept[s][r][j - back * Tw];
         }
-        // B^T d B: first along j (each patch row), then along r (each column of the result).
-        for (int r = 0; r < n; ++r) {
-            const float* dr[n];
-            float* er[n];
-            for (int j = 0; j < n; ++j) {
+        // B^T d B: first along j (each patch row), then along r (each column of the result);
+        // a dimension without a window (F(1, 1)) is passed through.
+        float* vc = v + static_cast<std::size_t>(c) * gemm_nr;
+        const auto v_at = [&](int r, int j) { return vc + (static_cast<std::size_t>(r) * nw + j) * xi_stride; };
+        for (int r = 0; r < nh; ++r) {
+            const float* dr[nw];
+            float* er[nw];
+            for (int j = 0; j < nw; ++j) {
                 dr[j] = d[r][j];
-                er[j] = e[r][j];
+                er[j] = nh == 1 ? v_at(r, j) : e[r][j];
             }
-            f::input(dr, er);
+            if constexpr (nw > 1) fw::input(dr, er);
         }
-        for (int j = 0; j < n; ++j) {
-            const float* ej[n];
-            float* vj[n];
-            for (int r = 0; r < n; ++r) {
-                ej[r] = e[r][j];
-                vj[r] = v + (static_cast<std::size_t>(r) * n + j) * xi_stride + static_cast<std::size_t>(c) * gemm_nr;
+        if constexpr (nh > 1)
+            for (int j = 0; j < nw; ++j) {
+                const float* ej[nh];
+                float* vj[nh];
+                for (int r = 0; r < nh; ++r) {
+                    ej[r] = nw == 1 ? d[r][j] : e[r][j];
+                    vj[r] = v_at(r, j);
+                }
+                fh::input(ej, vj);
             }
-            f::input(ej, vj);
-        }
     }
 }
 
-template <int T, int R>
+template <int Th, int Tw, int Rh, int Rw>
 void winograd_block_t(const packed_conv& cv, const float* u, const float* x, float* y, int row0, int row1, int t0,
                       float* scratch) {
-    using f = wino_f<T, R>;
-    constexpr int n = f::alpha, xis = n * n;
-    const int cin = cv.in.c, oh_n = cv.out.h, ow_n = cv.out.w, tw_n = (ow_n + T - 1) / T;
-    const int count = std::min(gemm_nr, winograd_tiles(cv.out, T) - t0);
+    using fh = wino_f<Th, Rh>;
+    using fw = wino_f<Tw, Rw>;
+    constexpr int nh = fh::alpha, nw = fw::alpha, xis = nh * nw;
+    const int cin = cv.in.c, oh_n = cv.out.h, ow_n = cv.out.w, tw_n = (ow_n + Tw - 1) / Tw;
+    const int count = std::min(gemm_nr, winograd_tiles(cv.out, {Th, Tw}) - t0);
     const std::size_t ldy = static_cast<std::size_t>(oh_n) * ow_n;
     const std::size_t per_xi = static_cast<std::size_t>((cv.m + gemm_mr - 1) / gemm_mr) * cin * gemm_mr;
     float* v = align64(scratch);  // V panels: read with aligned loads
     float* prod = v + static_cast<std::size_t>(xis) * cin * gemm_nr;  // [xi][group's rows][NR]
-    winograd_input<T, R>(cv, x, t0, v);
+    winograd_input<Th, Tw, Rh, Rw>(cv, x, t0, v);
     // Rows in groups of wino_group_panels row panels: per group, each xi's V panel (Cin x NR)
     // meets all the group's row panels while it is in L1, and the products of the whole group
     // wait in `prod` for the output transform. (Row panel by row panel, every row panel read
@@ -330,23 +424,27 @@ void winograd_block_t(const packed_conv& cv, const float* u, const float* x, flo
             for (int i = 0; i < rows; ++i) {
                 const float bias = cv.bias[static_cast<std::size_t>(row) + i];
                 float* yc = y + (static_cast<std::size_t>(row) + i) * ldy;
-                alignas(64) float q[T][n][gemm_nr];    // A^T along the patch rows
-                alignas(64) float out[T][T][gemm_nr];  // then along the columns
-                for (int j = 0; j < n; ++j) {
-                    const float* mj[n];
-                    float* qj[T];
-                    for (int r = 0; r < n; ++r)
-                        mj[r] = prod + (r * n + j) * group_floats + static_cast<std::size_t>(row - group + i) * gemm_nr;
-                    for (int a = 0; a < T; ++a) qj[a] = q[a][j];
-                    f::output(mj, qj);
+                const auto m_at = [&](int r, int j) {
+                    return prod + (r * nw + j) * group_floats + static_cast<std::size_t>(row - group + i) * gemm_nr;
+                };
+                alignas(64) float q[Th][nw][gemm_nr];   // A^T along the patch rows (F(Th, Rh))
+                alignas(64) float out[Th][Tw][gemm_nr];  // then along the columns (F(Tw, Rw))
+                for (int j = 0; j < nw; ++j) {
+                    const float* mj[nh];
+                    float* qj[Th];
+                    for (int r = 0; r < nh; ++r) mj[r] = m_at(r, j);
+                    for (int a = 0; a < Th; ++a) qj[a] = q[a][j];
+                    if constexpr (nh > 1) fh::output(mj, qj);
+                    else std::copy(mj[0], mj[0] + gemm_nr, qj[0]);
                 }
-                for (int a = 0; a < T; ++a) {
-                    const float* qa[n];
-                    float* oa[T];
-                    for (int j = 0; j < n; ++j) qa[j] = q[a][j];
-                    for (int b = 0; b < T; ++b) oa[b] = out[a][b];
-                    f::output(qa, oa);
-                    for (int b = 0; b < T; ++b)
+                for (int a = 0; a < Th; ++a) {
+                    const float* qa[nw];
+                    float* oa[Tw];
+                    for (int j = 0; j < nw; ++j) qa[j] = q[a][j];
+                    for (int b = 0; b < Tw; ++b) oa[b] = out[a][b];
+                    if constexpr (nw > 1) fw::output(qa, oa);
+                    else std::copy(qa[0], qa[0] + gemm_nr, oa[0]);
+                    for (int b = 0; b < Tw; ++b)
                         for (int l = 0; l < gemm_nr; l += simd_width) {
                             simd o = load(out[a][b] + l) + simd(bias);
                             if (cv.relu) o = xsimd::select(o <= simd(0.0F), simd(0.0F), o);  // a NaN stays NaN, as the GEMM epilogue
@@ -355,14 +453,14 @@ void winograd_block_t(const packed_conv& cv, const float* u, const float* x, flo
                 }
                 // Segments of consecutive tiles in one tile row: whole tiles as interleaved runs.
                 for (int lane = 0; lane < count;) {
-                    const int t = t0 + lane, oh = T * (t / tw_n), tw = t % tw_n, len = std::min(count - lane, tw_n - tw);
-                    const int ow = T * tw, whole = std::min(len, (ow_n - ow) / T);
-                    for (int a = 0; a < T && oh + a < oh_n; ++a) {
+                    const int t = t0 + lane, oh = Th * (t / tw_n), tw = t % tw_n, len = std::min(count - lane, tw_n - tw);
+                    const int ow = Tw * tw, whole = std::min(len, (ow_n - ow) / Tw);
+                    for (int a = 0; a < Th && oh + a < oh_n; ++a) {
                         float* yr = yc + (static_cast<std::size_t>(oh) + a) * ow_n + ow;
                         for (int l = 0; l < whole; ++l)
-                            for (int b = 0; b < T; ++b) yr[T * l + b] = out[a][b][lane + l];
+                            for (int b = 0; b < Tw; ++b) yr[Tw * l + b] = out[a][b][lane + l];
                         for (int l = whole; l < len; ++l)  // the map's last tile column, cut off
-                            for (int b = 0; T * l + b < ow_n - ow; ++b) yr[T * l + b] = out[a][b][lane + l];
+                            for (int b = 0; Tw * l + b < ow_n - ow; ++b) yr[Tw * l + b] = out[a][b][lane + l];
                     }
                     lane += len;
                 }
@@ -374,18 +472,18 @@ void winograd_block_t(const packed_conv& cv, const float* u, const float* x, flo
 }  // namespace detail
 
 // Rows [row0, row1) (multiples of MR, or M) and tiles [t0, t0 + NR) of one sample's output,
-// with the tile size cv.wino_tile and the window cv.win. x: the sample's input (C, H, W); y: its
+// with the tiling cv.tiling and the window cv.win. x: the sample's input (C, H, W); y: its
 // output planes. u: winograd_pack_weights of the conv; scratch: winograd_scratch_floats floats.
 inline void winograd_block(const packed_conv& cv, const float* u, const float* x, float* y, int row0, int row1, int t0,
                            float* scratch) {
-    if (cv.win.kh == 5) detail::winograd_block_t<2, 5>(cv, u, x, y, row0, row1, t0, scratch);
-    else if (cv.wino_tile == 4) detail::winograd_block_t<4, 3>(cv, u, x, y, row0, row1, t0, scratch);
-    else detail::winograd_block_t<2, 3>(cv, u, x, y, row0, row1, t0, scratch);
+    detail::with_variant(cv.tiling, cv.win, [&]<int Th, int Tw, int Rh, int Rw>() {
+        detail::winograd_block_t<Th, Tw, Rh, Rw>(cv, u, x, y, row0, row1, t0, scratch);
+    });
 }
 
 // The whole output of one sample (for tests and single-threaded use).
 inline void winograd_conv(const packed_conv& cv, const float* u, const float* x, float* y, float* scratch) {
-    const int tiles = winograd_tiles(cv.out, cv.wino_tile);
+    const int tiles = winograd_tiles(cv.out, cv.tiling);
     for (int t0 = 0; t0 < tiles; t0 += gemm_nr) winograd_block(cv, u, x, y, 0, cv.m, t0, scratch);
 }
 
