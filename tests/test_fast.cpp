@@ -314,6 +314,19 @@ TEST_CASE("backend::cpu equals the reference runner on Inception v3, any thread 
     CHECK(owner(x) == a);
 }
 
+TEST_CASE("backend::cpu that takes over weights with the auxiliary head gives them back and computes the same") {
+    using net = models::inception_v3<10>;  // 299x299 with the aux head, which eval mode never runs
+    auto w = std::make_unique<weights<net>>();
+    init_seeded(*w, 29, true);
+    rng g{37};
+    const std::vector<float> x = random_vector(input_shape_v<net>.size(), g);
+    runner<net, backend::cpu> borrowed{*w};
+    const std::vector<float> want = borrowed(x);
+    auto moved = std::make_unique<weights<net>>(*w);
+    runner<net, backend::cpu> owner{std::move(*moved)};  // its conv and aux pages go back to the system
+    CHECK(owner(x) == want);
+}
+
 TEST_CASE("backend::cpu: convs without batch norm, a standalone batch norm, concat slices") {
     using net = network<shape{3, 12, 12},
                         seq<node<"c1", conv<8, k<3>, pad<1>, bias<true>>>, node<"bn", batch_norm<>>,

@@ -13,8 +13,9 @@
 // Requires: eval mode only (training-mode forward passes run on backend::reference); the
 // weights outlive the runner (linear layers and batch norms that follow no conv read them; the
 // convs use their packed, folded copy) — or the runner takes them over, runner{std::move(w)}:
-// then each conv's weights go back to the system as soon as they are packed, so the process
-// holds one copy of the model instead of two (ctnet infer does this).
+// then each conv's weights go back to the system as soon as they are packed, and those of the
+// training-only auxiliary head at once, so the process holds one copy of what inference reads
+// instead of two copies of everything (ctnet infer does this).
 // Guarantees: results within float rounding of the reference runner (tested against it on
 // random networks and on Inception v3); bit-identical for any thread count; after the first
 // pass at a batch size, a forward pass allocates nothing.
@@ -74,7 +75,11 @@ private:
         const auto& p = Net::program;
         for (int i = 0; i < p.n_ops; ++i) {
             const op& o0 = p.ops[i];
-            if (o0.train_only) continue;
+            if (o0.train_only) {  // the auxiliary head never runs here: its weights (13 MB in Inception v3) go back at once
+                if (!owned_.empty() && o0.storage > 0)
+                    give_back(owned_.data() + o0.param_offset, owned_.data() + o0.param_offset + o0.storage);
+                continue;
+            }
             step s{.op = i, .last = i, .out = o0.out};  // fold() moves .last and .out past a folded BN / ReLU
             if (pools_into_pointwise(i)) {  // the 1x1 conv runs first, on the pool's input
                 const shape pooled_in = o0.in.s;
@@ -90,10 +95,6 @@ private:
             } else if (o0.kind == op_kind::conv) {
                 s.conv = static_cast<int>(convs_.size());
                 convs_.push_back(fold(i, s));
-            }
-            if (s.conv >= 0 && !owned_.empty()) {  // never read again: the packed copy serves
-                const float* cw = owned_.data() + p.ops[s.op].param_offset;
-                give_back(cw, cw + static_cast<std::size_t>(convs_.back().m) * convs_.back().k);
             }
             steps_.push_back(s);
             i = s.last;  // skip the ops folded into this one
@@ -174,6 +175,10 @@ private:
     cpu::packed_conv fold(int i, step& s) {
         const op& c = Net::program.ops[i];
         folded_conv f = fold_conv(Net::program, params_, i);
+        if (!owned_.empty()) {  // never read again: the folded copy, then the packed one, serves
+            const float* cw = owned_.data() + c.param_offset;
+            give_back(cw, cw + static_cast<std::size_t>(c.out.s.c) * c.in.s.c * c.win.kh * c.win.kw);
+        }
         s.last = f.last;
         s.out = f.out;
         cpu::packed_conv pc;
