@@ -226,7 +226,7 @@ inline void micro_kernel(int kc, const float* a, const float* b, float* c, std::
         // A streams from memory once per pass (the weights: 24 MB at 8x8, all cold at batch 1);
         // asking for it 128 steps (3 KB) ahead, past the end of this panel into the next one,
         // measured 11-15 % less time for the whole network (batch 1 and 8, 1 and 2 threads).
-        __builtin_prefetch(ak + 128 * gemm_mr);
+        __builtin_prefetch(ak + static_cast<std::size_t>(128) * gemm_mr);
 #pragma GCC unroll 6
         for (int i = 0; i < gemm_mr; ++i) {
             const simd ai(ak[i]);
