@@ -163,7 +163,8 @@ TEST_CASE("Winograd F(2x2, 3x3), F(4x4, 3x3), F(2x2, 5x5), F(1x2, 1x7), F(2x1, 7
     CHECK(tested > 150);
     // Inception v3's 3x3 stride-1 convs at 299 run as F(4x4, 3x3), its 5x5 as F(2x2, 5x5), its
     // 1x7 and 7x1 at 17x17 as F(2, 7); its stride-2 ones and those at 8x8 do not; a map with
-    // enough 2x2 tiles but too few 4x4 ones runs 3x3 as F(2x2).
+    // enough 2x2 tiles but too few 4x4 ones runs 3x3 as F(2x2) (which map that is depends on
+    // the panel width: 32 tiles with AVX-512, 16 with AVX2). Both hold for either width.
     const auto tiling = [](window w, shape in, shape out) {
         const cpu::winograd_tiling t = cpu::winograd_tiling_for(w, in, out);
         return t.h * 10 + t.w;
@@ -171,15 +172,20 @@ TEST_CASE("Winograd F(2x2, 3x3), F(4x4, 3x3), F(2x2, 5x5), F(1x2, 1x7), F(2x1, 7
     CHECK(tiling(window{3, 3, 1, 1, 0, 0, 0, 0}, shape{32, 149, 149}, shape{32, 147, 147}) == 44);
     CHECK(tiling(window{3, 3, 1, 1, 0, 0, 0, 0}, shape{80, 73, 73}, shape{192, 71, 71}) == 44);
     CHECK(tiling(window{3, 3, 1, 1, 1, 1, 1, 1}, shape{64, 35, 35}, shape{96, 35, 35}) == 44);
-    CHECK(tiling(window{3, 3, 1, 1, 1, 1, 1, 1}, shape{64, 23, 23}, shape{96, 23, 23}) == 22);
+    const int side = cpu::gemm_nr == 32 ? 23 : 18;  // 36 / 144 or 25 / 81 tiles of 4x4 / 2x2
+    CHECK(tiling(window{3, 3, 1, 1, 1, 1, 1, 1}, shape{64, side, side}, shape{96, side, side}) == 22);
     CHECK(tiling(window{5, 5, 1, 1, 2, 2, 2, 2}, shape{48, 35, 35}, shape{64, 35, 35}) == 22);
     CHECK(tiling(window{1, 7, 1, 1, 0, 0, 3, 3}, shape{192, 17, 17}, shape{192, 17, 17}) == 12);
     CHECK(tiling(window{7, 1, 1, 1, 3, 3, 0, 0}, shape{160, 17, 17}, shape{192, 17, 17}) == 21);
-    CHECK(tiling(window{5, 5, 1, 1, 2, 2, 2, 2}, shape{48, 17, 17}, shape{64, 17, 17}) == 0);
+    CHECK(tiling(window{5, 5, 1, 1, 2, 2, 2, 2}, shape{48, 8, 8}, shape{64, 8, 8}) == 0);
+    CHECK(tiling(window{3, 3, 1, 1, 1, 1, 1, 1}, shape{8, 35, 35}, shape{96, 35, 35}) == 0);  // too few input channels
     CHECK(tiling(window{3, 3, 2, 2, 0, 0, 0, 0}, shape{288, 35, 35}, shape{384, 17, 17}) == 0);
     CHECK(tiling(window{3, 3, 1, 1, 1, 1, 1, 1}, shape{448, 8, 8}, shape{384, 8, 8}) == 0);
     CHECK(tiling(window{1, 3, 1, 1, 0, 0, 1, 1}, shape{384, 8, 8}, shape{384, 8, 8}) == 0);
     CHECK(tiling(window{1, 1, 1, 1, 0, 0, 0, 0}, shape{768, 17, 17}, shape{192, 17, 17}) == 0);
+    const std::vector<float> w5(16 * 16 * 25, 1.0F);
+    CHECK_THROWS_WITH(cpu::winograd_pack_weights(w5.data(), 16, 16, {4, 4}, window{5, 5, 1, 1, 2, 2, 2, 2}),
+                      "ctnet: no Winograd variant for 4x4 tiles of a 5x5 window");
 }
 
 TEST_CASE("SIMD linear equals the reference on random sizes, any split of the outputs") {

@@ -25,8 +25,10 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <string>
 #include <vector>
 
+#include "../core/error.hpp"
 #include "conv_gemm.hpp"
 
 namespace ctnet::cpu {
@@ -281,14 +283,18 @@ std::vector<float> winograd_pack_weights_t(const float* w, int cout, int cin) {
 
 namespace detail {
 
-// Calls f.template operator()<Th, Tw, Rh, Rw>() for the variant of tiling t and window g.
+// Calls f.template operator()<Th, Tw, Rh, Rw>() for the variant of tiling t and window g; any
+// other pair is an error (naming both), not a guess.
 template <class F>
 decltype(auto) with_variant(winograd_tiling t, const window& g, F&& f) {
-    if (g.kh == 5) return f.template operator()<2, 2, 5, 5>();
-    if (g.kw == 7) return f.template operator()<1, 2, 1, 7>();
-    if (g.kh == 7) return f.template operator()<2, 1, 7, 1>();
-    if (t.h == 4) return f.template operator()<4, 4, 3, 3>();
-    return f.template operator()<2, 2, 3, 3>();
+    const auto is = [&](int th, int tw, int kh, int kw) { return t.h == th && t.w == tw && g.kh == kh && g.kw == kw; };
+    if (is(4, 4, 3, 3)) return f.template operator()<4, 4, 3, 3>();
+    if (is(2, 2, 3, 3)) return f.template operator()<2, 2, 3, 3>();
+    if (is(2, 2, 5, 5)) return f.template operator()<2, 2, 5, 5>();
+    if (is(1, 2, 1, 7)) return f.template operator()<1, 2, 1, 7>();
+    if (is(2, 1, 7, 1)) return f.template operator()<2, 1, 7, 1>();
+    throw error("ctnet: no Winograd variant for " + std::to_string(t.h) + "x" + std::to_string(t.w) + " tiles of a " +
+                std::to_string(g.kh) + "x" + std::to_string(g.kw) + " window");
 }
 
 }  // namespace detail
@@ -344,9 +350,10 @@ void winograd_input(const packed_conv& cv, const float* x, int t0, float* v) {
                 if (ih < 0 || ih >= h) {  // a row of padding
                     std::fill(out, out + span, 0.0F);
                 } else {
-                    const float* row = xc + static_cast<std::size_t>(ih) * w + sg.iw0;
+                    const float* row = xc + static_cast<std::size_t>(ih) * w;  // input columns iw0 + [lo, hi)
                     std::fill(out, out + sg.lo, 0.0F);
-                    for (int i = sg.lo; i < sg.hi; i += gemm_nr) copy_run(out + i, row + i, std::min(gemm_nr, sg.hi - i));
+                    for (int i = sg.lo; i < sg.hi; i += gemm_nr)
+                        copy_run(out + i, row + (sg.iw0 + i), std::min(gemm_nr, sg.hi - i));
                     std::fill(out + sg.hi, out + span, 0.0F);
                 }
                 for (int j = 0; j < over; ++j) kept[s][r][j] = out[Tw * sg.len + j];
