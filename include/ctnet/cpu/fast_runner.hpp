@@ -63,7 +63,8 @@ public:
 
     explicit runner(const weights<Net>& w) : runner(w, options{}) {}
     runner(const weights<Net>& w, options o) : runner(w.data(), {}, o) {}
-    // Takes the weights over (w is empty afterwards) and frees each conv's weights once packed.
+    // Takes the weights over (w is empty afterwards) and frees each conv's weights once folded,
+    // and the training-only aux head's at once.
     explicit runner(weights<Net>&& w) : runner(std::move(w), options{}) {}
     runner(weights<Net>&& w, options o) : runner({}, std::move(w).release(), o) {}
 
@@ -136,7 +137,7 @@ private:
     using arena = cpu::activation_arena<Net>;
 
     // Returns the whole memory pages inside [begin, end) to the system (they read as zeros if
-    // touched again), so owned conv weights stop counting against the process once packed.
+    // touched again), so owned weights stop counting against the process once nothing reads them.
     static void give_back(const float* begin, const float* end) {
         const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
         const std::uintptr_t b = (reinterpret_cast<std::uintptr_t>(begin) + page - 1) / page * page;
