@@ -13,9 +13,9 @@
 // Requires: eval mode only (training-mode forward passes run on backend::reference); the
 // weights outlive the runner (linear layers and batch norms that follow no conv read them; the
 // convs use their packed, folded copy) — or the runner takes them over, runner{std::move(w)}:
-// then each conv's weights go back to the system as soon as they are packed, and those of the
-// training-only auxiliary head at once, so the process holds one copy of what inference reads
-// instead of two copies of everything (ctnet infer does this).
+// then each conv's weights go back to the system as soon as they are folded (before packing),
+// and those of the training-only auxiliary head at once, so the process holds one copy of what
+// inference reads instead of two copies of everything (ctnet infer does this).
 // Guarantees: results within float rounding of the reference runner (tested against it on
 // random networks and on Inception v3); bit-identical for any thread count; after the first
 // pass at a batch size, a forward pass allocates nothing.
