@@ -159,18 +159,14 @@ int register_conv_shapes() {
         seen[key] = std::string{o.path.view()};
         const std::string name = std::string{o.path.view()};
         benchmark::RegisterBenchmark(("gemm/" + name).c_str(), conv_gemm, o.in.s, o.out.s, g)->Unit(benchmark::kMillisecond);
-        // Every shape Winograd can run, eligible or not: 3x3 as 2x2 and 4x4 tiles, 5x5, 1x7, 7x1.
-        std::vector<cpu::winograd_tiling> tilings;
-        if (g.sh == 1 && g.sw == 1) {
-            if (g.kh == 3 && g.kw == 3) tilings = {{2, 2}, {4, 4}};
-            else if (g.kh == 5 && g.kw == 5) tilings = {{2, 2}};
-            else if (g.kh == 1 && g.kw == 7) tilings = {{1, 2}};
-            else if (g.kh == 7 && g.kw == 1) tilings = {{2, 1}};
-        }
-        for (const cpu::winograd_tiling t : tilings)
+        // Every Winograd variant for this window, eligible or not (3x3 as 2x2 and as 4x4 tiles).
+        for (const cpu::winograd_variant& v : cpu::winograd_variants) {
+            if (g.sh != 1 || g.sw != 1 || g.kh != v.kh || g.kw != v.kw) continue;
+            const cpu::winograd_tiling t = v.tiling;
             benchmark::RegisterBenchmark(("winograd" + std::to_string(t.h) + "x" + std::to_string(t.w) + "/" + name).c_str(),
                                          conv_winograd, o.in.s, o.out.s, g, t)
                 ->Unit(benchmark::kMillisecond);
+        }
         benchmark::RegisterBenchmark(("reference/" + name).c_str(), conv_reference, o.in.s, o.out.s, g)
             ->Unit(benchmark::kMillisecond)
             ->Iterations(2);

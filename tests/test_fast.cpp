@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <thread>
 #include <cmath>
+#include <iterator>
 #include <limits>
 #include <vector>
 
@@ -125,39 +126,36 @@ TEST_CASE("GEMM convolution: flat kh x 1 taps, padded 1 x n rows, narrow and wid
 TEST_CASE("Winograd F(2x2, 3x3), F(4x4, 3x3), F(2x2, 5x5), F(1x2, 1x7), F(2x1, 7x1) equal the reference kernel on random shapes") {
     rng g{99};
     auto pick = [&](int lo, int hi) { return lo + static_cast<int>(g.next() % static_cast<unsigned>(hi - lo + 1)); };
-    struct variant {
-        cpu::winograd_tiling t;
-        int kh, kw;
-    };
-    const variant variants[] = {{{2, 2}, 3, 3}, {{4, 4}, 3, 3}, {{2, 2}, 5, 5}, {{1, 2}, 1, 7}, {{2, 1}, 7, 1}};
+    constexpr int n_variants = static_cast<int>(std::size(cpu::winograd_variants));
     int tested = 0;
-    for (int t = 0; t < 200; ++t) {
-        const variant& vt = variants[t % 5];
+    for (int t = 0; t < 40 * n_variants; ++t) {
+        const cpu::winograd_variant& v = cpu::winograd_variants[t % n_variants];
         // Odd and even sizes (partial tiles), 1 to 3 tile panels, depths across the KC block.
         const shape in{t < 20 ? pick(250, 300) : pick(1, 40), pick(1, 23), pick(1, 27)};
-        const window win{vt.kh, vt.kw, 1, 1, pick(0, vt.kh - 1), pick(0, vt.kh - 1), pick(0, vt.kw - 1), pick(0, vt.kw - 1)};
-        if (in.h + win.pt + win.pb < vt.kh || in.w + win.pl + win.pr < vt.kw) continue;
+        const window win{v.kh, v.kw, 1, 1, pick(0, v.kh - 1), pick(0, v.kh - 1), pick(0, v.kw - 1), pick(0, v.kw - 1)};
+        if (in.h + win.pt + win.pb < v.kh || in.w + win.pl + win.pr < v.kw) continue;
         const int m = pick(1, 20);
         const bool relu = pick(0, 1) == 1;
         auto [x, w, b, want, cv] = random_conv(in, win, m, relu, false, g);
-        cv.tiling = vt.t;
+        cv.tiling = v.tiling;
         const shape out = cv.out;
-        const std::vector<float> u = cpu::winograd_pack_weights(w.data(), m, in.c, vt.t, win);
-        std::vector<float> scratch(cpu::winograd_scratch_floats(in.c, vt.t, vt.kh, vt.kw));
+        const std::vector<float> u = cpu::winograd_pack_weights(w.data(), m, in.c, v.tiling, win);
+        std::vector<float> scratch(cpu::winograd_scratch_floats(in.c, v.tiling, v.kh, v.kw));
         std::vector<float> got(out.size(), std::nanf(""));
         if (m > cpu::gemm_mr && t % 2 == 0) {  // two row ranges, as the runner's tasks split them
-            for (int t0 = 0; t0 < cpu::winograd_tiles(out, vt.t); t0 += cpu::gemm_nr) {
+            for (int t0 = 0; t0 < cpu::winograd_tiles(out, v.tiling); t0 += cpu::gemm_nr) {
                 cpu::winograd_block(cv, u.data(), x.data(), got.data(), 0, cpu::gemm_mr, t0, scratch.data());
                 cpu::winograd_block(cv, u.data(), x.data(), got.data(), cpu::gemm_mr, m, t0, scratch.data());
             }
         } else {
             cpu::winograd_conv(cv, u.data(), x.data(), got.data(), scratch.data());
         }
-        INFO("F(" << vt.t.h << "x" << vt.t.w << ", " << vt.kh << "x" << vt.kw << ") in " << in.c << "x" << in.h << "x"
+        INFO("F(" << v.tiling.h << "x" << v.tiling.w << ", " << v.kh << "x" << v.kw << ") in " << in.c << "x" << in.h << "x"
                   << in.w << " m " << m << " pad " << win.pt << "," << win.pb << "," << win.pl << "," << win.pr);
-        // The 6- and 8-point transforms (coefficients up to 8, fractions rounded in U) cost 5-10x
-        // the rounding error of F(2x2, 3x3): up to 1.6e-5 against 1.8e-6 at depths of 250-300 here.
-        REQUIRE(relative_error(got, want) < (vt.t.h == 2 && vt.t.w == 2 && vt.kh == 3 ? 1e-5 : 4e-5));
+        // The 6- and 8-point transforms (coefficients up to 8, fractions rounded in U) cost up to
+        // 5-10x the rounding error of F(2x2, 3x3): up to 1.6e-5 against 1.8e-6 at depths of 250-300
+        // in the draws measured.
+        REQUIRE(relative_error(got, want) < (v.tiling.h == 2 && v.tiling.w == 2 && v.kh == 3 ? 1e-5 : 4e-5));
         ++tested;
     }
     CHECK(tested > 150);

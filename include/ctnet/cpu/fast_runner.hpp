@@ -175,23 +175,24 @@ private:
     // Conv op i, with the in-place batch norm and ReLU after it folded in (graph/fold.hpp).
     cpu::packed_conv fold(int i, step& s) {
         const op& c = Net::program.ops[i];
+        const int k = c.in.s.c * c.win.kh * c.win.kw;
         folded_conv f = fold_conv(Net::program, params_, i);
         if (!owned_.empty()) {  // never read again: the folded copy, then the packed one, serves
             const float* cw = owned_.data() + c.param_offset;
-            give_back(cw, cw + static_cast<std::size_t>(c.out.s.c) * c.in.s.c * c.win.kh * c.win.kw);
+            give_back(cw, cw + static_cast<std::size_t>(c.out.s.c) * k);
         }
         s.last = f.last;
         s.out = f.out;
         cpu::packed_conv pc;
         if (const cpu::winograd_tiling t = cpu::winograd_tiling_for(c.win, c.in.s, c.out.s); winograd_ && t.h != 0) {
             pc.m = c.out.s.c;
-            pc.k = c.in.s.c * c.win.kh * c.win.kw;
+            pc.k = k;
             pc.wino = cpu::winograd_pack_weights(f.w.data(), c.out.s.c, c.in.s.c, t, c.win);
             pc.tiling = t;
             wino_scratch_floats_ =
                 std::max(wino_scratch_floats_, cpu::winograd_scratch_floats(c.in.s.c, t, c.win.kh, c.win.kw));
         } else {
-            pc.pack(f.w.data(), c.out.s.c, c.in.s.c * c.win.kh * c.win.kw);
+            pc.pack(f.w.data(), c.out.s.c, k);
         }
         pc.bias = std::move(f.bias);
         pc.relu = f.relu;

@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,16 @@
 #include "conv_gemm.hpp"
 
 namespace ctnet::cpu {
+
+// The variants this header implements: a tiling and the window it serves (winograd_tiling_for
+// picks among them; benchmarks and tests run every one).
+struct winograd_variant {
+    winograd_tiling tiling;
+    int kh, kw;
+};
+inline constexpr winograd_variant winograd_variants[] = {
+    {{4, 4}, 3, 3}, {{2, 2}, 3, 3}, {{2, 2}, 5, 5}, {{1, 2}, 1, 7}, {{2, 1}, 7, 1},
+};
 
 // Output tiles (the last row and column of tiles may reach past the map).
 [[nodiscard]] constexpr int winograd_tiles(shape out, winograd_tiling t) {
@@ -53,10 +64,6 @@ namespace ctnet::cpu {
     else if (g.kh == 7 && g.kw == 1) t = {2, 1};
     else return {};
     return enough(t, t.h * t.w == 16 ? 2 : 4) ? t : winograd_tiling{};
-}
-
-[[nodiscard]] constexpr bool winograd_eligible(const window& g, shape in, shape out) {
-    return winograd_tiling_for(g, in, out).h != 0;
 }
 
 // Row panels whose products a task keeps at once (winograd_block).
@@ -283,10 +290,11 @@ std::vector<float> winograd_pack_weights_t(const float* w, int cout, int cin) {
 
 namespace detail {
 
-// Calls f.template operator()<Th, Tw, Rh, Rw>() for the variant of tiling t and window g; any
-// other pair is an error (naming both), not a guess.
+// Calls f.template operator()<Th, Tw, Rh, Rw>() for the variant of tiling t and window g (one
+// branch per entry of winograd_variants); any other pair is an error (naming both), not a guess.
 template <class F>
 decltype(auto) with_variant(winograd_tiling t, const window& g, F&& f) {
+    static_assert(std::size(winograd_variants) == 5, "ctnet: with_variant needs a branch for every Winograd variant");
     const auto is = [&](int th, int tw, int kh, int kw) { return t.h == th && t.w == tw && g.kh == kh && g.kw == kw; };
     if (is(4, 4, 3, 3)) return f.template operator()<4, 4, 3, 3>();
     if (is(2, 2, 3, 3)) return f.template operator()<2, 2, 3, 3>();
