@@ -17,6 +17,8 @@
 #include <ctnet/ctnet.hpp>
 #include <ctnet/cuda/runner.hpp>
 
+#include "check.hpp"
+
 using namespace ctnet;
 
 namespace {
@@ -27,18 +29,7 @@ std::vector<float> random_vector(std::size_t n, rng& g) {
     return v;
 }
 
-// max |got - want| / max |want|; infinite when sizes differ or got holds a NaN or an infinity
-// (std::max would drop a NaN and let an all-NaN output pass).
-double relative_error(const std::vector<float>& got, const std::vector<float>& want) {
-    if (got.size() != want.size()) return std::numeric_limits<double>::infinity();
-    double d = 0.0, s = 0.0;
-    for (std::size_t i = 0; i < got.size(); ++i) {
-        if (!std::isfinite(got[i])) return std::numeric_limits<double>::infinity();
-        d = std::max(d, static_cast<double>(std::fabs(got[i] - want[i])));
-        s = std::max(s, static_cast<double>(std::fabs(want[i])));
-    }
-    return d / s;
-}
+using test::relative_error;
 
 bool have_gpu() {
     if (cuda::device_count() > 0) return true;

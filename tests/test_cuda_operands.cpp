@@ -15,6 +15,8 @@
 #include <ctnet/cpu/reference.hpp>
 #include <ctnet/cuda/operands.hpp>
 
+#include "check.hpp"
+
 using namespace ctnet;
 
 namespace {
@@ -42,14 +44,15 @@ struct batch {
 
 // max |a - b| over the samples' values / max |b|.
 double relative(const batch& a, const batch& b) {
-    double d = 0.0, m = 0.0;
-    for (int i = 0; i < a.n; ++i)
-        for (std::size_t j = 0; j < a.s.size(); ++j) {
-            const std::size_t at = static_cast<std::size_t>(i) * a.stride + j;
-            d = std::max(d, std::fabs(static_cast<double>(a.v[at]) - b.v[at]));
-            m = std::max(m, std::fabs(static_cast<double>(b.v[at])));
-        }
-    return d / m;
+    test::error_meter e;
+    if (a.n != b.n || a.stride != b.stride || a.s.size() != b.s.size()) e.fail();
+    else
+        for (int i = 0; i < a.n; ++i)
+            for (std::size_t j = 0; j < a.s.size(); ++j) {
+                const std::size_t at = static_cast<std::size_t>(i) * a.stride + j;
+                e.add(a.v[at], b.v[at]);
+            }
+    return e.max_relative();
 }
 
 // C = A * B of problem p over `slices`, in double, through its a / b / store.
@@ -123,14 +126,13 @@ TEST_CASE("cuda operands: the conv GEMMs' operands give the reference conv and b
         q.partial = partial.data();
         CHECK(q.depth == per * out.h * out.w);
         run_gemm(q, chunks);
-        double d = 0.0, m = 0.0;
+        test::error_meter dw;
         for (std::size_t e = 0; e < w.size(); ++e) {
             float acc = 0.0F;
             for (int z = 0; z < chunks; ++z) acc += partial[static_cast<std::size_t>(z) * w.size() + e];
-            d = std::max(d, std::fabs(static_cast<double>(acc) - want_dw[e]));
-            m = std::max(m, std::fabs(static_cast<double>(want_dw[e])));
+            dw.add(acc, want_dw[e]);
         }
-        CHECK_MESSAGE(d / m < 1e-5, "weight gradient in " << chunks << " chunks of " << per << ", " << where());
+        CHECK_MESSAGE(dw.max_relative() < 1e-5, "weight gradient in " << chunks << " chunks of " << per << ", " << where());
     }
 }
 

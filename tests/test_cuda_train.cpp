@@ -23,6 +23,8 @@
 #include <ctnet/train/loss.hpp>
 #include <ctnet/train/optim.hpp>
 
+#include "check.hpp"
+
 using namespace ctnet;
 
 namespace {
@@ -68,16 +70,8 @@ struct tensor {
 };
 
 // max |got - want| / max |want| over whole buffers (the gaps between slices hold the same
-// values on both sides); infinite when got is not finite where want is.
-double relative(const std::vector<float>& got, const std::vector<float>& want) {
-    double d = 0.0, s = 0.0;
-    for (std::size_t i = 0; i < got.size(); ++i) {
-        if (std::isfinite(want[i]) && !std::isfinite(got[i])) return std::numeric_limits<double>::infinity();
-        d = std::max(d, std::fabs(static_cast<double>(got[i]) - want[i]));
-        s = std::max(s, std::fabs(static_cast<double>(want[i])));
-    }
-    return s > 0.0 ? d / s : d;
-}
+// values on both sides); infinite on any non-finite value or a size that differs.
+double relative(const std::vector<float>& got, const std::vector<float>& want) { return test::relative_error(got, want); }
 
 cuda::geometry geometry_of(const window& w) { return {w.kh, w.kw, w.sh, w.sw, w.pt, w.pb, w.pl, w.pr}; }
 

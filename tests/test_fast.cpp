@@ -14,7 +14,10 @@
 #include <ctnet/cpu/fast_runner.hpp>
 #include <ctnet/ctnet.hpp>
 
+#include "check.hpp"
+
 using namespace ctnet;
+using test::relative_error;
 
 namespace {
 
@@ -22,15 +25,6 @@ std::vector<float> random_vector(std::size_t n, rng& g) {
     std::vector<float> v(n);
     for (float& x : v) x = static_cast<float>(g.normal());
     return v;
-}
-
-double relative_error(const std::vector<float>& got, const std::vector<float>& want) {
-    double d = 0.0, s = 0.0;
-    for (std::size_t i = 0; i < got.size(); ++i) {
-        d = std::max(d, static_cast<double>(std::fabs(got[i] - want[i])));
-        s = std::max(s, static_cast<double>(std::fabs(want[i])));
-    }
-    return d / s;
 }
 
 // One random conv: input, weights, bias, the reference output (ReLU applied if asked) and the

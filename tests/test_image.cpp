@@ -15,6 +15,7 @@
 #include <vector>
 
 #include <ctnet/io/image.hpp>
+#include "check.hpp"
 #include <zlib.h>
 
 #ifndef CTNET_IMAGE_REFERENCE_DIR
@@ -98,12 +99,8 @@ int max_abs_diff(const rgb_image& a, const rgb_image& b) {
     return m;
 }
 
-double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
-    REQUIRE(a.size() == b.size());
-    double m = 0;
-    for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(double(a[i]) - double(b[i])));
-    return m;
-}
+// Infinite on a NaN, an infinity or sizes that differ (tests/check.hpp).
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) { return ctnet::test::max_abs_error(a, b); }
 
 std::vector<float> normalized(const rgb_image& img) {
     std::vector<float> out(std::size_t{3} * img.width * img.height);

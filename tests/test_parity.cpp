@@ -14,6 +14,8 @@
 #include <ctnet/io/npy.hpp>
 #include <ctnet/io/safetensors.hpp>
 
+#include "check.hpp"
+
 using namespace ctnet;
 using models::inception_options;
 
@@ -24,19 +26,9 @@ constexpr double tolerance = 1e-4;
 constexpr const char* blocks[] = {"Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c",
                                   "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"};
 
-double relative_error(const std::vector<float>& got, const std::vector<float>& want) {
-    REQUIRE(got.size() == want.size());
-    double diff = 0.0, scale = 0.0;
-    for (std::size_t i = 0; i < got.size(); ++i) {
-        diff = std::max(diff, static_cast<double>(std::fabs(got[i] - want[i])));
-        scale = std::max(scale, static_cast<double>(std::fabs(want[i])));
-    }
-    return diff / scale;
-}
-
 void expect_close(const std::string& what, const std::vector<float>& got, const std::string& file) {
     const io::npy_array want = io::read_npy(file);
-    const double e = relative_error(got, want.data);
+    const double e = test::relative_error(got, want.data);
     std::printf("parity %-34s relative error %.3g\n", what.c_str(), e);
     INFO(what);
     CHECK(e <= tolerance);
