@@ -39,14 +39,14 @@ class Concat(nn.Module):
 
 
 class FashionNet(nn.Module):
-    """examples/fashion_net.hpp, fashion_net<> (factorized, BN-auxiliary), layer for layer;
+    """apps/ctnet/fashion_net.hpp, fashion_net<> (factorized, BN-auxiliary), layer for layer;
     wide=True is fashion_net<{.wide = true}> (`ctnet train --wide`): 1.5x the channels after the stem."""
 
     def __init__(self, wide=False):
         super().__init__()
         w = 3 if wide else 2
 
-        def c(n):  # examples/fashion_net.hpp's ch<n, W>
+        def c(n):  # apps/ctnet/fashion_net.hpp's ch<n, W>
             return n * w // 2
 
         self.stem = nn.Sequential(basic(1, 32, 3, 1, 1), basic(32, 32, 3, 1, 1))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Peak resident memory of `ctnet infer` (Inception v3, backend::cpu) against issue #4's target.
 
-    /usr/bin/python3 bench/peak_memory.py build/examples/ctnet [--batch N] [--threads T]
+    /usr/bin/python3 bench/peak_memory.py build/apps/ctnet/ctnet [--batch N] [--threads T]
 
 Writes seeded random weights (tools/export_torchvision.py) and a random input into a temporary
 folder, runs `ctnet infer` once, and reads the child's peak resident set size (getrusage). The

@@ -186,3 +186,63 @@ TEST_CASE("cuda operands: pooling gradients as gathers equal the reference's sca
         CHECK_MESSAGE(avg_same, "avg pool (count_pad " << count_pad << "), " << where());
     }
 }
+
+// Max pooling's ceil_mode (layers/pool.hpp) lowers to extra bottom / right padding: the gradient
+// gather (what cuda/backward.cuh's max_pool_backward runs per input element) on such windows,
+// against the reference's scatter, bit for bit. The forward kernel (src/cuda/ops.cuh) skips taps
+// outside the input exactly as cpu::ref::max_pool does.
+#include <ctnet/layers/pool.hpp>
+
+TEST_CASE("cuda operands: max pool gradient gathers on ceil_mode windows equal the reference") {
+    picker pick{rng{31}};
+    int grown = 0;
+    for (int trial = 0; trial < 400; ++trial) {
+        window user;  // as written, within torch's limits
+        user.kh = pick(1, 5);
+        user.kw = pick(1, 5);
+        user.sh = pick(1, 4);
+        user.sw = pick(1, 4);
+        user.pt = pick(0, user.kh / 2);
+        user.pb = pick(0, user.kh / 2);
+        user.pl = pick(0, user.kw / 2);
+        user.pr = pick(0, user.kw / 2);
+        const shape in{pick(1, 3), pick(std::max(1, user.kh - user.pt - user.pb), 12),
+                       pick(std::max(1, user.kw - user.pl - user.pr), 12)};
+        const window win = detail::ceil_mode_window(user, in);
+        grown += win.pb > user.pb || win.pr > user.pr;
+        const shape out = output_of(in, win, in.c);
+        // torch: the last window starts inside the input or the top / left padding ...
+        CHECK((out.h - 1) * user.sh < in.h + user.pt);
+        CHECK((out.w - 1) * user.sw < in.w + user.pl);
+        // ... and is the last such one that overhangs the padded input by less than a stride
+        CHECK((out.h * user.sh >= in.h + user.pt || out.h * user.sh + user.kh - (in.h + user.pt + user.pb) >= user.sh));
+        CHECK((out.w * user.sw >= in.w + user.pl || out.w * user.sw + user.kw - (in.w + user.pl + user.pr) >= user.sw));
+        const int n = pick(1, 2);
+        rng r{static_cast<std::uint64_t>(900 + trial)};
+        batch x{in, n, static_cast<std::size_t>(pick(0, 2)), r}, dy{out, n, 1, r};
+        for (float& v : x.v) v = std::round(v * 1.5F) / 2.0F;  // ties within windows
+        if (trial % 5 == 0) x.v[static_cast<std::size_t>(pick(0, static_cast<int>(in.size()) - 1))] = std::numeric_limits<float>::quiet_NaN();
+        const cuda::geometry g = geometry_of(win);
+
+        batch dmax{in, n, 2, r}, want = dmax;
+        cpu::ref::max_pool_backward(x.in(), dy.in(), want.out(), n, win);
+        bool same = true;
+        for (int i = 0; i < n; ++i)
+            for (int c = 0; c < in.c; ++c) {
+                const std::size_t plane = static_cast<std::size_t>(in.h) * in.w;
+                const float* xc = x.v.data() + i * x.stride + c * plane;
+                const float* gc = dy.v.data() + i * dy.stride + c * static_cast<std::size_t>(out.h) * out.w;
+                for (int iy = 0; iy < in.h; ++iy)
+                    for (int ix = 0; ix < in.w; ++ix) {
+                        const std::size_t at = i * dmax.stride + c * plane + static_cast<std::size_t>(iy) * in.w + ix;
+                        const float mx = cuda::operands::max_pool_grad(g, xc, in.h, in.w, gc, out.h, out.w, iy, ix, dmax.v[at]);
+                        same = same && mx == want.v[at];
+                    }
+            }
+        CHECK_MESSAGE(same, "ceil-mode max pool, " << in.c << "x" << in.h << "x" << in.w << ", window " << user.kh << "x"
+                                                    << user.kw << " stride " << user.sh << "," << user.sw << " pad "
+                                                    << user.pt << "," << user.pb << "," << user.pl << "," << user.pr
+                                                    << " + ceil " << win.pb - user.pb << "," << win.pr - user.pr);
+    }
+    CHECK(grown > 100);
+}

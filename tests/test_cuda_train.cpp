@@ -165,7 +165,7 @@ TEST_CASE("cuda training: batch norm with batch statistics, running statistics a
         mirrored<float> y{std::vector<float>(x.m.host.size(), 0.0F)}, mean{std::vector<float>(c)}, invstd{std::vector<float>(c)};
         const cuda::view yv{y.dev.data(), static_cast<long long>(x.stride), s.c, s.h, s.w};
         cuda::batch_norm_train(params.dev.data(), params.dev.data() + c, 1e-3, mom, x.dev(), yv, n, mean.dev.data(),
-                               invstd.dev.data(), params.dev.data(), nullptr);
+                               invstd.dev.data(), params.dev.data() + 2 * c, params.dev.data() + 3 * c, nullptr);
         const std::vector<float> got_y = y.download();
         CHECK(relative(got_y, want_y) < 1e-5);
         CHECK(relative(mean.download(), want_mean) < 1e-5);
@@ -281,12 +281,11 @@ TEST_CASE("cuda training: linear, softmax, scale and affine gradients") {
     cpu::ref::scale_backward(factor.host.data(), fdy.in(), {want_f.data(), fdx.stride, s}, 2);
     cuda::scale_backward(factor.dev.data(), fdy.dev(), fdx.dev(), 2, nullptr);
     CHECK(relative(fdx.m.download(), want_f) < 1e-6);  // dx + dy * f: whether the host fuses it is the compiler's choice
-    cuda::affine4 a;
-    for (int c = 0; c < 3; ++c) a.scale[c] = 0.5F + static_cast<float>(c);
+    const mirrored<float> scale{std::vector<float>{0.5F, 1.5F, 2.5F}};
     std::vector<float> want_a = fdx.m.host;
-    cpu::ref::channel_affine_backward(fdy.in(), {want_a.data(), fdx.stride, s}, 2, a.scale);
+    cpu::ref::channel_affine_backward(fdy.in(), {want_a.data(), fdx.stride, s}, 2, scale.host.data());
     fdx.m.upload();
-    cuda::channel_affine_backward(a, fdy.dev(), fdx.dev(), 2, nullptr);
+    cuda::channel_affine_backward(scale.dev.data(), fdy.dev(), fdx.dev(), 2, nullptr);
     CHECK(relative(fdx.m.download(), want_a) < 1e-6);
 }
 

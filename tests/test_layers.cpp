@@ -1,11 +1,21 @@
 // Reference kernels through the public API (tiny networks, the runner), against hand-computed
-// values, and the convolution against an independent direct formula on random shapes.
+// values, and the convolution against an independent direct formula on random shapes. Max
+// pooling's ceil_mode: sizes from torch's formula, hand-computed values through both CPU runners,
+// and the reference and SIMD kernels on random ceil-mode windows against a naive definition.
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
 #include <numeric>
+#include <sstream>
+#include <string>
 #include <vector>
 
+#include <ctnet/cpu/backward.hpp>
+#include <ctnet/cpu/fast_runner.hpp>
+#include <ctnet/cpu/pool_fast.hpp>
 #include <ctnet/ctnet.hpp>
 
 using namespace ctnet;
@@ -227,4 +237,253 @@ TEST_CASE("transform_input: torchvision's constants") {
     weights<net> w;
     check_close(run(w, {0, 0, 0}), {-0.03F, -0.088F, -0.188F});
     check_close(run(w, {1, 1, 1}), {0.458F - 0.03F, 0.448F - 0.088F, 0.45F - 0.188F});
+}
+
+// ---- max pooling with ceil_mode (torch's MaxPool2d(ceil_mode=True)) --------------------------
+
+namespace {
+
+template <shape In, class... Opts>
+constexpr shape pooled = output_shape_v<network<In, max_pool<Opts...>>>;
+
+}  // namespace
+
+// Worked by hand from torch's rule, per axis: out = ceil((H + 2p - k) / s) + 1, then out -= 1 if
+// (out - 1) * s >= H + p. Each line: (H, k, s, p), ceil size, floor size (checked once against
+// torch 2.x's F.max_pool2d).
+// (5, 2, 2, 0): ceil(3/2) + 1 = 3; 2*2 = 4 < 5 keeps it. floor 3/2 + 1 = 2
+static_assert(pooled<shape{1, 5, 5}, k<2>, stride<2>, ceil_mode> == shape{1, 3, 3});
+static_assert(pooled<shape{1, 5, 5}, k<2>, stride<2>> == shape{1, 2, 2});
+// (6, 3, 2, 1): ceil(5/2) + 1 = 4; 3*2 = 6 < 7. floor 3
+static_assert(pooled<shape{1, 6, 6}, k<3>, stride<2>, pad<1>, ceil_mode> == shape{1, 4, 4});
+static_assert(pooled<shape{1, 6, 6}, k<3>, stride<2>, pad<1>> == shape{1, 3, 3});
+// (4, 2, 2, 1): (4 + 2 - 2) / 2 is exact: ceil = floor = 3
+static_assert(pooled<shape{1, 4, 4}, k<2>, stride<2>, pad<1>, ceil_mode> == shape{1, 3, 3});
+// the correction: (5, 3, 3, 1): ceil(4/3) + 1 = 3, but (3 - 1) * 3 = 6 >= 5 + 1 starts in the
+// bottom padding: 2 (= floor)
+static_assert(pooled<shape{1, 5, 5}, k<3>, stride<3>, pad<1>, ceil_mode> == shape{1, 2, 2});
+// the correction: (4, 2, 3, 1): ceil(4/3) + 1 = 3; 6 >= 5: 2
+static_assert(pooled<shape{1, 4, 4}, k<2>, stride<3>, pad<1>, ceil_mode> == shape{1, 2, 2});
+// the correction: (9, 4, 4, 2): ceil(9/4) + 1 = 4; 12 >= 11: 3
+static_assert(pooled<shape{1, 9, 9}, k<4>, stride<4>, pad<2>, ceil_mode> == shape{1, 3, 3});
+// the correction: (2, 1, 2, 0): ceil(1/2) + 1 = 2; 2 >= 2: 1
+static_assert(pooled<shape{1, 2, 2}, k<1>, stride<2>, ceil_mode> == shape{1, 1, 1});
+// (1, 1, 2, 0): ceil(0/2) + 1 = 1
+static_assert(pooled<shape{1, 1, 1}, k<1>, stride<2>, ceil_mode> == shape{1, 1, 1});
+// (7, 3, 3, 0): ceil(4/3) + 1 = 3; 6 < 7 (two padded rows: more than k/2, added by ceil mode). floor 2
+static_assert(pooled<shape{1, 7, 7}, k<3>, stride<3>, ceil_mode> == shape{1, 3, 3});
+static_assert(pooled<shape{1, 7, 7}, k<3>, stride<3>> == shape{1, 2, 2});
+// (10, 3, 2, 1): ceil(9/2) + 1 = 6; 10 < 11. floor 5
+static_assert(pooled<shape{1, 10, 10}, k<3>, stride<2>, pad<1>, ceil_mode> == shape{1, 6, 6});
+// (8, 4, 3, 2): ceil(8/3) + 1 = 4; 9 < 10. floor 3
+static_assert(pooled<shape{1, 8, 8}, k<4>, stride<3>, pad<2>, ceil_mode> == shape{1, 4, 4});
+// torchvision's GoogLeNet at 224: maxpool1..3 (3, 2, ceil) 112 -> 56 -> 28 -> 14 (floor would
+// give 55, 27, 13), maxpool4 (2, 2, ceil) 14 -> 7
+static_assert(pooled<shape{64, 112, 112}, k<3>, stride<2>, ceil_mode> == shape{64, 56, 56});
+static_assert(pooled<shape{64, 112, 112}, k<3>, stride<2>> == shape{64, 55, 55});
+static_assert(pooled<shape{192, 56, 56}, k<3>, stride<2>, ceil_mode> == shape{192, 28, 28});
+static_assert(pooled<shape{480, 28, 28}, k<3>, stride<2>, ceil_mode> == shape{480, 14, 14});
+static_assert(pooled<shape{832, 14, 14}, k<2>, stride<2>, ceil_mode> == shape{832, 7, 7});
+// each axis by its own rule: H (5, 2, 2, 1): ceil(5/2) + 1 = 4, 6 >= 6: 3; W (7, 3, 3, 0): 3
+static_assert(pooled<shape{2, 5, 7}, k<2, 3>, stride<2, 3>, pad<1, 0>, ceil_mode> == shape{2, 3, 3});
+static_assert(pooled<shape{2, 5, 7}, k<2, 3>, stride<2, 3>, pad<1, 0>> == shape{2, 3, 2});
+
+TEST_CASE("max pool ceil_mode: lowering, shapes in the program and the summary") {
+    // The op runs floor-mode pooling on the window with ceil mode's extra bottom / right padding.
+    using net = network<shape{1, 5, 7}, node<"pool", max_pool<k<2, 3>, stride<2, 3>, ceil_mode>>>;
+    static_assert(output_shape_v<net> == shape{1, 3, 3});  // H: ceil(3/2) + 1 = 3; W: ceil(4/3) + 1 = 3
+    static_assert(net::program.ops[0].win == window{2, 3, 2, 3, 0, 1, 0, 2});
+    // already exact, nothing added; the correction case adds nothing either
+    static_assert(network<shape{1, 4, 4}, max_pool<k<2>, stride<2>, pad<1>, ceil_mode>>::program.ops[0].win ==
+                  window{2, 2, 2, 2, 1, 1, 1, 1});
+    static_assert(network<shape{1, 5, 5}, max_pool<k<3>, stride<3>, pad<1>, ceil_mode>>::program.ops[0].win ==
+                  window{3, 3, 3, 3, 1, 1, 1, 1});
+    // a seq after the pool sees the ceil-mode shape (the shape rule, not only the op)
+    using chained = network<shape{1, 112, 112}, seq<max_pool<k<3>, stride<2>, ceil_mode>, max_pool<k<3>, stride<2>, ceil_mode>,
+                                                    flatten, node<"fc", linear<56 * 56 / 4, 2>>>>;
+    static_assert(output_shape_v<chained> == shape{2});
+
+    std::ostringstream os;
+    print_summary<net>(os, "ceil");
+    const std::string table = os.str();
+    INFO(table);
+    std::string row;
+    for (std::istringstream lines{table}; std::getline(lines, row);)
+        if (row.starts_with("pool ")) break;
+    CHECK(row.starts_with("pool "));
+    CHECK(row.find(" (1,3,3) ") != std::string::npos);
+}
+
+TEST_CASE("max pool ceil_mode: hand-computed, reference and backend::cpu runners") {
+    // 0..24 as 5x5, 2x2 windows at stride 2: rows {0,1} {2,3} {4}, columns alike; the maximum of
+    // a window is its last row's last column: rows 1, 3, 4 and columns 1, 3, 4.
+    using net5 = network<shape{1, 5, 5}, max_pool<k<2>, stride<2>, ceil_mode>>;
+    // 0..35 as 6x6, 3x3 windows at stride 2, padding 1: rows {0,1} {1..3} {3..5} {5}
+    using net6 = network<shape{1, 6, 6}, max_pool<k<3>, stride<2>, pad<1>, ceil_mode>>;
+    // 0..48 as 7x7, 3x3 at stride 3 (backend::cpu's general-stride path): rows {0..2} {3..5} {6}
+    using net7 = network<shape{1, 7, 7}, max_pool<k<3>, stride<3>, ceil_mode>>;
+    const std::vector<float> want5{6, 8, 9, 16, 18, 19, 21, 23, 24};
+    const std::vector<float> want6{7, 9, 11, 11, 19, 21, 23, 23, 31, 33, 35, 35, 31, 33, 35, 35};
+    const std::vector<float> want7{16, 19, 20, 37, 40, 41, 44, 47, 48};
+
+    weights<net5> w5;
+    weights<net6> w6;
+    weights<net7> w7;
+    runner<net5, backend::cpu> f5{w5};
+    runner<net6, backend::cpu> f6{w6};
+    runner<net7, backend::cpu> f7{w7};
+    CHECK(run(w5, iota_input(25, 0)) == want5);
+    CHECK(f5(iota_input(25, 0)) == want5);
+    CHECK(run(w6, iota_input(36, 0)) == want6);
+    CHECK(f6(iota_input(36, 0)) == want6);
+    CHECK(run(w7, iota_input(49, 0)) == want7);
+    CHECK(f7(iota_input(49, 0)) == want7);
+
+    // two samples, the second reversed: the last window's single input is its maximum
+    std::vector<float> two = iota_input(25, 0);
+    for (int i = 24; i >= 0; --i) two.push_back(static_cast<float>(i));
+    const std::vector<float> want_two{6, 8, 9, 16, 18, 19, 21, 23, 24, 24, 22, 20, 14, 12, 10, 4, 2, 0};
+    CHECK(run(w5, two) == want_two);
+    CHECK(f5(two) == want_two);
+
+    // the added padding is -inf, not 0: a window holding one input row / column of -5s is -5
+    const std::vector<float> neg(25, -5.0F), want_neg(9, -5.0F);
+    CHECK(run(w5, neg) == want_neg);
+    CHECK(f5(neg) == want_neg);
+}
+
+namespace {
+
+bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+bool same_float(float a, float b) { return a == b || (std::isnan(a) && std::isnan(b)); }
+
+// The windows of one axis in torch's ceil mode, written as a count: window o (starting at
+// o * s - lo) exists when it starts inside the input or the leading padding, and it overhangs
+// the end of the padded axis (n + lo + hi) by less than a stride.
+int torch_ceil_windows(int n, int k, int s, int lo, int hi) {
+    int count = 0;
+    for (int o = 0; o * s - lo < n; ++o)
+        if (o * s + k - (n + lo + hi) <= s - 1) ++count;
+    return count;
+}
+
+// torch's max pooling of one plane from its definition: the maximum over the window's taps inside
+// the input (the padding never wins); and the index of the first maximum in scan order, which
+// receives the window's gradient. No NaNs here.
+struct naive_pool {
+    std::vector<float> y;
+    std::vector<int> arg;
+};
+naive_pool naive_max_pool(const float* x, int h, int w, int oh_n, int ow_n, const window& g) {
+    naive_pool r{std::vector<float>(static_cast<std::size_t>(oh_n) * ow_n), std::vector<int>(static_cast<std::size_t>(oh_n) * ow_n)};
+    for (int oh = 0; oh < oh_n; ++oh)
+        for (int ow = 0; ow < ow_n; ++ow) {
+            int best = -1;
+            for (int ih = oh * g.sh - g.pt; ih < oh * g.sh - g.pt + g.kh; ++ih)
+                for (int iw = ow * g.sw - g.pl; iw < ow * g.sw - g.pl + g.kw; ++iw)
+                    if (ih >= 0 && ih < h && iw >= 0 && iw < w && (best < 0 || x[ih * w + iw] > x[best])) best = ih * w + iw;
+            REQUIRE(best >= 0);  // ceil mode never makes a window without an input
+            r.y[static_cast<std::size_t>(oh) * ow_n + ow] = x[best];
+            r.arg[static_cast<std::size_t>(oh) * ow_n + ow] = best;
+        }
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("max pool ceil_mode: reference and SIMD kernels on random windows, against torch's definition") {
+    rng g{2024};
+    auto pick = [&](int lo, int hi) { return lo + static_cast<int>(g.next() % static_cast<unsigned>(hi - lo + 1)); };
+    int grown = 0, corrected = 0;
+    for (int t = 0; t < 400; ++t) {
+        window user;  // as written: torch's limits (padding at most half the kernel)
+        user.kh = pick(1, 5);
+        user.kw = pick(1, 5);
+        user.sh = pick(1, 4);
+        user.sw = pick(1, 4);
+        user.pt = pick(0, user.kh / 2);
+        user.pb = t % 3 == 0 ? pick(0, user.kh / 2) : user.pt;  // also pad4's asymmetric padding
+        user.pl = pick(0, user.kw / 2);
+        user.pr = t % 3 == 0 ? pick(0, user.kw / 2) : user.pl;
+        const int c = pick(1, 3), n = pick(1, 2);
+        const shape in{c, pick(std::max(1, user.kh - user.pt - user.pb), 13), pick(std::max(1, user.kw - user.pl - user.pr), 13)};
+        const window win = detail::ceil_mode_window(user, in);
+        const shape out = detail::window_shape(in, win, c);
+        const auto where = [&] {
+            return std::to_string(in.c) + "x" + std::to_string(in.h) + "x" + std::to_string(in.w) + ", window " +
+                   std::to_string(user.kh) + "x" + std::to_string(user.kw) + " stride " + std::to_string(user.sh) + "," +
+                   std::to_string(user.sw) + " pad " + std::to_string(user.pt) + "," + std::to_string(user.pb) + "," +
+                   std::to_string(user.pl) + "," + std::to_string(user.pr) + " -> extra " + std::to_string(win.pb - user.pb) +
+                   "," + std::to_string(win.pr - user.pr);
+        };
+        INFO(where());
+        // the sizes: torch's, and only the bottom / right padding grows, by less than a stride
+        REQUIRE(out.h == torch_ceil_windows(in.h, user.kh, user.sh, user.pt, user.pb));
+        REQUIRE(out.w == torch_ceil_windows(in.w, user.kw, user.sw, user.pl, user.pr));
+        REQUIRE(win.pt == user.pt);
+        REQUIRE(win.pl == user.pl);
+        REQUIRE((win.pb - user.pb >= 0 && win.pb - user.pb < user.sh));
+        REQUIRE((win.pr - user.pr >= 0 && win.pr - user.pr < user.sw));
+        grown += win.pb > user.pb || win.pr > user.pr;
+        corrected += (in.h + user.pt + user.pb - user.kh + user.sh - 1) / user.sh + 1 > out.h ||
+                     (in.w + user.pl + user.pr - user.kw + user.sw - 1) / user.sw + 1 > out.w;
+
+        std::vector<float> x(static_cast<std::size_t>(n) * in.size());
+        for (float& v : x) v = std::round(static_cast<float>(g.normal()) * 1.5F) / 2.0F;  // ties within windows
+        std::vector<float> y(static_cast<std::size_t>(n) * out.size()), dy(y.size()), dx(x.size(), 0.0F);
+        for (float& v : dy) v = static_cast<float>(g.normal());
+        cpu::ref::max_pool({x.data(), in.size(), in}, {y.data(), out.size(), out}, n, win);
+        cpu::ref::max_pool_backward({x.data(), in.size(), in}, {dy.data(), out.size(), out}, {dx.data(), in.size(), in}, n, win);
+
+        // the reference on the lowered window against the naive ceil-mode definition
+        std::vector<float> want_dx(x.size(), 0.0F);
+        const std::size_t ip = static_cast<std::size_t>(in.h) * in.w, op_ = static_cast<std::size_t>(out.h) * out.w;
+        bool fwd = true;
+        for (std::size_t p = 0; p < static_cast<std::size_t>(n * c); ++p) {
+            const naive_pool r = naive_max_pool(x.data() + p * ip, in.h, in.w, out.h, out.w, user);
+            for (std::size_t j = 0; j < op_; ++j) {
+                fwd = fwd && same_bits(y[p * op_ + j], r.y[j]);
+                want_dx[p * ip + static_cast<std::size_t>(r.arg[j])] += dy[p * op_ + j];
+            }
+        }
+        CHECK_MESSAGE(fwd, "forward: reference vs naive");
+        bool bwd = true;
+        for (std::size_t j = 0; j < x.size(); ++j) bwd = bwd && same_bits(dx[j], want_dx[j]);
+        CHECK_MESSAGE(bwd, "backward: reference vs naive");
+
+        // backend::cpu's planes against the reference, bit for bit, NaN included
+        if (t % 4 == 0) x[static_cast<std::size_t>(pick(0, static_cast<int>(x.size()) - 1))] = std::numeric_limits<float>::quiet_NaN();
+        std::fill(dx.begin(), dx.end(), 0.0F);
+        cpu::ref::max_pool({x.data(), in.size(), in}, {y.data(), out.size(), out}, n, win);
+        cpu::ref::max_pool_backward({x.data(), in.size(), in}, {dy.data(), out.size(), out}, {dx.data(), in.size(), in}, n, win);
+        constexpr float guard = 12345.0F;  // scratch past the size the kernels ask for stays untouched
+        const auto tmp_n = static_cast<std::size_t>(in.w + win.pl + win.pr);
+        const auto tf_n = static_cast<std::size_t>(cpu::max_pool_train_floats(out.w, win));
+        const auto ti_n = static_cast<std::size_t>(cpu::max_pool_train_ints(out.w));
+        std::vector<float> tmp(tmp_n + 8, guard), tf(tf_n + 8, guard);
+        std::vector<std::int32_t> ti(ti_n + 8, -7);
+        std::vector<float> ys(op_), yt(op_), dxs(x.size(), 0.0F);
+        std::vector<std::int32_t> arg(op_);
+        bool plane = true, train = true, back = true, scratch = true;
+        for (std::size_t p = 0; p < static_cast<std::size_t>(n * c); ++p) {
+            const float* xp = x.data() + p * ip;
+            cpu::max_pool_plane(xp, in.h, in.w, ys.data(), out.h, out.w, win, tmp.data());
+            cpu::max_pool_train_plane(xp, in.h, in.w, yt.data(), arg.data(), out.h, out.w, win, tf.data(), ti.data());
+            cpu::max_pool_backward_plane(arg.data(), dy.data() + p * op_, static_cast<int>(op_), dxs.data() + p * ip);
+            for (std::size_t j = 0; j < op_; ++j) {
+                plane = plane && same_float(ys[j], y[p * op_ + j]);
+                train = train && same_float(yt[j], y[p * op_ + j]);
+            }
+        }
+        for (std::size_t j = 0; j < x.size(); ++j) back = back && same_bits(dxs[j], dx[j]);
+        for (std::size_t j = tmp_n; j < tmp.size(); ++j) scratch = scratch && tmp[j] == guard;
+        for (std::size_t j = tf_n; j < tf.size(); ++j) scratch = scratch && tf[j] == guard;
+        for (std::size_t j = ti_n; j < ti.size(); ++j) scratch = scratch && ti[j] == -7;
+        CHECK_MESSAGE(plane, "cpu::max_pool_plane vs reference");
+        CHECK_MESSAGE(train, "cpu::max_pool_train_plane vs reference");
+        CHECK_MESSAGE(back, "cpu::max_pool_backward_plane vs reference backward");
+        CHECK_MESSAGE(scratch, "scratch written past its size");
+    }
+    CHECK(grown > 100);      // most trials really pad
+    CHECK(corrected > 10);   // and torch's correction is exercised
 }

@@ -1,4 +1,4 @@
-// train/nccl.hpp: the NCCL communicator behind the same interface as MPI's. Without a GPU (CI)
+// cuda/nccl.hpp: the NCCL communicator behind the same interface as MPI's. Without a GPU (CI)
 // only the error path runs: construction must say that no usable device exists. With one GPU,
 // a one-rank communicator (bootstrapped by single_process) must leave device data unchanged
 // through every collective, blocking and started; with more GPUs, run the MPI test's pattern.
@@ -10,7 +10,7 @@
 #include <vector>
 
 #include <ctnet/cuda/runtime.hpp>
-#include <ctnet/train/nccl.hpp>
+#include <ctnet/cuda/nccl.hpp>
 
 using namespace ctnet;
 

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 bash tools/install_deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > /dev/null
 cmake --build build -j "$(nproc)" --target ctnet_tool
-./build/examples/ctnet demo "$@"
+./build/apps/ctnet/ctnet demo "$@"
 echo
 echo "One epoch of training on Fashion-MNIST (the paper's recipe; ctnet train --help for more):"
-./build/examples/ctnet train --epochs 1 --out runs/demo
+./build/apps/ctnet/ctnet train --epochs 1 --out runs/demo

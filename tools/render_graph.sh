@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 command -v dot > /dev/null || { echo "render_graph: install graphviz (apt-get install graphviz)" >&2; exit 1; }
 cmake -S . -B build > /dev/null
 cmake --build build --target ctnet_tool -j "$(nproc)" > /dev/null
-./build/examples/ctnet graph inception_v3 > docs/inception_v3.dot
-./build/examples/ctnet graph inception_v3 --expand=Mixed_6e,Mixed_7b > docs/inception_v3_expanded.dot
+./build/apps/ctnet/ctnet graph inception_v3 > docs/inception_v3.dot
+./build/apps/ctnet/ctnet graph inception_v3 --expand=Mixed_6e,Mixed_7b > docs/inception_v3_expanded.dot
 dot -Tsvg docs/inception_v3.dot -o docs/inception_v3.svg
 dot -Tsvg docs/inception_v3_expanded.dot -o docs/inception_v3_expanded.svg
 echo "wrote docs/inception_v3.svg and docs/inception_v3_expanded.svg"

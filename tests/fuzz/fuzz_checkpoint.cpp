@@ -8,6 +8,7 @@
 #include <cstring>
 #include <vector>
 
+#include <ctnet/cpu/trainer.hpp>
 #include <ctnet/ctnet.hpp>
 #include <ctnet/train/checkpoint.hpp>
 #include <ctnet/train/step.hpp>

@@ -6,7 +6,7 @@
 // At construction (load time) the program is transformed once: every conv followed by an
 // in-place batch norm (and ReLU) becomes one conv with the batch norm folded into its weights
 // and bias and the ReLU in its epilogue; conv weights are packed for the GEMM micro-kernel
-// (cpu/conv_gemm.hpp), or, for 3x3, 5x5, 1x7 and 7x1 stride-1 convs with enough tiles,
+// (cpu/conv_packed.hpp), or, for 3x3, 5x5, 1x7 and 7x1 stride-1 convs with enough tiles,
 // transformed for Winograd (cpu/winograd.hpp, off with options.winograd = false); an average pool read only
 // by a 1x1 conv runs after that conv, on its output channels. Concat needs nothing: convs write
 // into their channel slices.
@@ -34,15 +34,15 @@
 #include <unistd.h>
 
 #include "../core/error.hpp"
-#include "../graph/fold.hpp"
+#include "../exec/arena.hpp"
+#include "../exec/backend.hpp"
+#include "../exec/plan.hpp"
 #include "../graph/network.hpp"
 #include "../graph/params.hpp"
-#include "arena.hpp"
-#include "conv_gemm.hpp"
+#include "conv_packed.hpp"
 #include "linear_fast.hpp"
 #include "pool_fast.hpp"
 #include "reference.hpp"
-#include "runner.hpp"
 #include "thread_pool.hpp"
 #include "winograd.hpp"
 
@@ -74,31 +74,26 @@ private:
           params_{owned_.empty() ? borrowed : std::span<const float>{owned_}}, check_finite_{o.check_finite},
           winograd_{o.winograd} {
         const auto& p = Net::program;
-        for (int i = 0; i < p.n_ops; ++i) {
-            const op& o0 = p.ops[i];
-            if (o0.train_only) {  // the auxiliary head never runs here: its weights (13 MB in Inception v3) go back at once
-                if (!owned_.empty() && o0.storage > 0)
-                    give_back(owned_.data() + o0.param_offset, owned_.data() + o0.param_offset + o0.storage);
-                continue;
-            }
-            step s{.op = i, .last = i, .out = o0.out};  // fold() moves .last and .out past a folded BN / ReLU
-            if (pools_into_pointwise(i)) {  // the 1x1 conv runs first, on the pool's input
-                const shape pooled_in = o0.in.s;
-                s = step{.op = i + 1, .last = i + 1, .conv = static_cast<int>(convs_.size()), .pool = i,
-                         .out = p.ops[i + 1].out};
-                cpu::packed_conv cv = fold(i + 1, s);
-                s.post_bias = std::exchange(cv.bias, std::vector<float>(static_cast<std::size_t>(cv.m), 0.0F));
-                s.post_relu = std::exchange(cv.relu, false);  // bias and ReLU after the pool
-                cv.in = pooled_in;
-                cv.out = shape{cv.m, pooled_in.h, pooled_in.w};
-                pooled_floats_ = std::max(pooled_floats_, cv.out.size());
-                convs_.push_back(std::move(cv));
-            } else if (o0.kind == op_kind::conv) {
+        // The auxiliary head never runs here: its weights (13 MB in Inception v3) go back at once.
+        for (int i = 0; i < p.n_ops; ++i)
+            if (p.ops[i].train_only && !owned_.empty() && p.ops[i].storage > 0)
+                give_back(owned_.data() + p.ops[i].param_offset, owned_.data() + p.ops[i].param_offset + p.ops[i].storage);
+        for (const exec::step& e : exec::plan_v<Net>.steps()) {
+            step s{.plan = e};
+            if (p.ops[e.op].kind == op_kind::conv) {
                 s.conv = static_cast<int>(convs_.size());
-                convs_.push_back(fold(i, s));
+                cpu::packed_conv cv = fold(e);
+                if (e.pool >= 0) {  // the 1x1 conv runs first, on the pool's input: bias and ReLU after the pool
+                    const shape pooled_in = p.ops[e.pool].in.s;
+                    s.post_bias = std::exchange(cv.bias, std::vector<float>(static_cast<std::size_t>(cv.m), 0.0F));
+                    s.post_relu = std::exchange(cv.relu, false);
+                    cv.in = pooled_in;
+                    cv.out = shape{cv.m, pooled_in.h, pooled_in.w};
+                    pooled_floats_ = std::max(pooled_floats_, cv.out.size());
+                }
+                convs_.push_back(std::move(cv));
             }
-            steps_.push_back(s);
-            i = s.last;  // skip the ops folded into this one
+            steps_.push_back(std::move(s));
         }
         scratch_.assign(static_cast<std::size_t>(pool_.size()) * conv_scratch_floats(), 0.0F);
         wino_scratch_.assign(static_cast<std::size_t>(pool_.size()) * wino_scratch_floats_, 0.0F);
@@ -120,7 +115,8 @@ public:
         if (check_finite_) check(arena_.in_view(p.input), n, "the input", "");
         for (const step& s : steps_) {
             run_step(s, n);
-            if (check_finite_) check(arena_.in_view(s.out), n, p.ops[s.op].path.view(), s.last > s.op ? "fused" : to_string(p.ops[s.op].kind));
+            const exec::step& e = s.plan;
+            if (check_finite_) check(arena_.in_view(e.out), n, p.ops[e.op].path.view(), e.last > e.op ? "fused" : to_string(p.ops[e.op].kind));
         }
         cpu::ref::copy(arena_.in_view(p.output), {y.data(), output.size(), output}, n);
     }
@@ -130,11 +126,11 @@ public:
     [[nodiscard]] std::size_t fused_convs() const { return convs_.size(); }
     // 1x1 convs that run before the average pool feeding them (pools_into_pointwise).
     [[nodiscard]] std::size_t pooled_convs() const {
-        return static_cast<std::size_t>(std::count_if(steps_.begin(), steps_.end(), [](const step& s) { return s.pool >= 0; }));
+        return static_cast<std::size_t>(std::count_if(steps_.begin(), steps_.end(), [](const step& s) { return s.plan.pool >= 0; }));
     }
 
 private:
-    using arena = cpu::activation_arena<Net>;
+    using arena = exec::activation_arena<Net>;
 
     // Returns the whole memory pages inside [begin, end) to the system (they read as zeros if
     // touched again), so owned weights stop counting against the process once nothing reads them.
@@ -148,13 +144,11 @@ private:
         static_cast<void>(::madvise(first, e - b, MADV_DONTNEED));
     }
 
+    // A step of the plan (exec/plan.hpp) and what this backend keeps for it.
     struct step {
-        int op = 0;     // the program op it runs
-        int last = 0;   // last program op it covers (folded batch norm / ReLU)
-        int conv = -1;  // index into convs_ for convs
-        int pool = -1;  // an average pool before a 1x1 conv, run after it (see pools_into_pointwise)
-        value out{};    // where the (last folded) result goes: every step has one (--check-finite reads it)
-        std::vector<float> post_bias{};  // with .pool: the conv's bias and ReLU, applied after the pool
+        exec::step plan;
+        int conv = -1;                   // index into convs_ for convs
+        std::vector<float> post_bias{};  // a pooled step: the conv's bias and ReLU, applied after the pool
         bool post_relu = false;
     };
 
@@ -172,17 +166,16 @@ private:
     static_assert(widest_pool_row <= static_cast<int>(cpu::conv_scratch_floats),
                   "ctnet: backend::cpu pooling rows (input width plus padding) are limited to the scratch size");
 
-    // Conv op i, with the in-place batch norm and ReLU after it folded in (graph/fold.hpp).
-    cpu::packed_conv fold(int i, step& s) {
-        const op& c = Net::program.ops[i];
+    // The conv of step e, with its batch norm folded in and its ReLU in the epilogue (exec/plan.hpp),
+    // packed for the GEMM or transformed for Winograd.
+    cpu::packed_conv fold(const exec::step& e) {
+        const op& c = Net::program.ops[e.op];
         const int k = c.in.s.c * c.win.kh * c.win.kw;
-        folded_conv f = fold_conv(Net::program, params_, i);
+        exec::folded f = exec::fold(Net::program, params_, e);
         if (!owned_.empty()) {  // never read again: the folded copy, then the packed one, serves
             const float* cw = owned_.data() + c.param_offset;
             give_back(cw, cw + static_cast<std::size_t>(c.out.s.c) * k);
         }
-        s.last = f.last;
-        s.out = f.out;
         cpu::packed_conv pc;
         if (const cpu::winograd_tiling t = cpu::winograd_tiling_for(c.win, c.in.s, c.out.s); winograd_ && t.h != 0) {
             pc.m = c.out.s.c;
@@ -195,7 +188,7 @@ private:
             pc.pack(f.w.data(), c.out.s.c, k);
         }
         pc.bias = std::move(f.bias);
-        pc.relu = f.relu;
+        pc.relu = e.relu;
         pc.win = c.win;
         pc.in = c.in.s;
         pc.out = c.out.s;
@@ -208,20 +201,6 @@ private:
         throw error(kind.empty() ? "ctnet: check-finite: " + std::string{where} + " is not finite at " + bad
                                  : "ctnet: check-finite: layer " + std::string{where} + " (" + std::string{kind} +
                                        ") first produced a non-finite value, at " + bad);
-    }
-
-    // An average pool whose output only a 1x1 stride-1 conv reads (every Inception branch_pool):
-    // both are linear and the pool treats every channel alike, so conv(pool(x)) = pool(conv(x))
-    // before the conv's bias and ReLU. Running the conv first pools its Cout channels instead of
-    // the Cin of the block input (32-192 instead of 192-2048).
-    static constexpr bool pools_into_pointwise(int i) {
-        const auto& p = Net::program;
-        if (i + 1 >= p.n_ops) return false;
-        const op& pool = p.ops[i];
-        const op& c = p.ops[i + 1];
-        return pool.kind == op_kind::avg_pool && !pool.train_only && c.kind == op_kind::conv && !c.train_only &&
-               cpu::is_pointwise(c.win) && c.in.buf == pool.out.buf && c.in.offset == pool.out.offset && c.in.s == pool.out.s &&
-               p.bufs[pool.out.buf].last == i + 1;
     }
 
     void run_conv(const cpu::packed_conv& cv, const cpu::ref::in_view& x, const cpu::ref::out_view& y, int n) {
@@ -243,7 +222,7 @@ private:
             const int sample = u / col_blocks, j0 = u % col_blocks * cpu::gemm_nc;
             return cpu::conv_unit{x.sample(sample), y.sample(sample), j0, std::min(cpu::gemm_nc, cols - j0)};
         };
-        run_unit_runs(n * col_blocks, cv.m, [&](int u0, int u1, int row0, int row1, int thread) {
+        run_units(n * col_blocks, cv.m, cpu::gemm_units, [&](int u0, int u1, int row0, int row1, int thread) {
             cpu::conv_unit units[cpu::gemm_units];
             for (int u = u0; u < u1; ++u) units[u - u0] = unit_of(u);
             cpu::conv_gemm_units(cv, units, u1 - u0, row0, row1,
@@ -252,53 +231,34 @@ private:
     }
 
     // Runs f(u0, u1, row0, row1, thread) over units [0, units) of m rows: the units that share out
-    // evenly over the threads as threads * c runs of consecutive units (at most gemm_units each,
-    // sizes differing by at most one), all rows; then each of the last `units % threads` alone,
-    // split into one row range (multiples of MR) per thread.
+    // evenly over the threads as threads * c runs of consecutive units (at most max_run each,
+    // sizes differing by at most one: task_range), all rows; then each of the last
+    // `units % threads` alone, split into one row range (multiples of MR) per thread.
+    // With max_run = 1 every run is one unit (c = units / threads).
     template <class F>
-    void run_unit_runs(int units, int m, F&& f) {
+    void run_units(int units, int m, int max_run, F&& f) {
         const int panels = (m + cpu::gemm_mr - 1) / cpu::gemm_mr, threads = pool_.size();
         const int rest = threads > 1 ? units % threads : 0, whole = units - rest;
-        const int per_thread = (whole + threads * cpu::gemm_units - 1) / (threads * cpu::gemm_units);
+        const int per_thread = (whole + threads * max_run - 1) / (threads * max_run);
         const int runs = threads * per_thread, splits = std::min(panels, threads);
         pool_.run(runs + rest * splits, [&](int task, int thread) {
             if (task < runs) {
-                const int u0 = static_cast<int>(static_cast<long long>(whole) * task / runs);
-                const int u1 = static_cast<int>(static_cast<long long>(whole) * (task + 1) / runs);
-                f(u0, u1, 0, m, thread);  // never empty: runs <= whole
+                const cpu::index_range r = cpu::task_range(whole, runs, task);
+                f(r.begin, r.end, 0, m, thread);  // never empty: runs <= whole
                 return;
             }
-            const int split = (task - runs) % splits, u = whole + (task - runs) / splits;
-            f(u, u + 1, panels * split / splits * cpu::gemm_mr, std::min(m, panels * (split + 1) / splits * cpu::gemm_mr),
-              thread);
-        });
-    }
-
-    // Runs f(unit, row0, row1, thread) for units [0, units) with all m rows while they share
-    // out evenly over the threads, then the last `units % threads` split into one row range
-    // (multiples of MR) per thread.
-    template <class F>
-    void run_units(int units, int m, F&& f) {
-        const int panels = (m + cpu::gemm_mr - 1) / cpu::gemm_mr, threads = pool_.size();
-        const int rest = threads > 1 ? units % threads : 0, whole = units - rest;
-        const int splits = std::min(panels, threads);
-        pool_.run(whole + rest * splits, [&](int task, int thread) {
-            if (task < whole) {
-                f(task, 0, m, thread);
-                return;
-            }
-            const int split = (task - whole) % splits;
-            f(whole + (task - whole) / splits, panels * split / splits * cpu::gemm_mr,
-              std::min(m, panels * (split + 1) / splits * cpu::gemm_mr), thread);
+            const int u = whole + (task - runs) / splits;
+            const cpu::index_range p = cpu::task_range(panels, splits, (task - runs) % splits);
+            f(u, u + 1, p.begin * cpu::gemm_mr, std::min(m, p.end * cpu::gemm_mr), thread);
         });
     }
 
     // The 1x1 conv into pooled_tmp_, then the pool of its planes, bias and ReLU, one sample at a time.
     void run_pooled(const step& s, int n) {
-        const op& pool = Net::program.ops[s.pool];
+        const op& pool = Net::program.ops[s.plan.pool];
         const cpu::packed_conv& cv = convs_[static_cast<std::size_t>(s.conv)];
         const cpu::ref::in_view x = arena_.in_view(pool.in);
-        const cpu::ref::out_view y = arena_.view(s.out);
+        const cpu::ref::out_view y = arena_.view(s.plan.out);
         const shape ts = cv.out, os = y.s;
         const std::size_t tp = static_cast<std::size_t>(ts.h) * ts.w, op_ = static_cast<std::size_t>(os.h) * os.w;
         for (int i = 0; i < n; ++i) {
@@ -319,13 +279,13 @@ private:
     }
 
     void run_step(const step& s, int n) {
-        const op& o = Net::program.ops[s.op];
-        if (s.pool >= 0) {
+        const op& o = Net::program.ops[s.plan.op];
+        if (s.plan.pool >= 0) {
             run_pooled(s, n);
             return;
         }
         if (s.conv >= 0) {
-            run_conv(convs_[static_cast<std::size_t>(s.conv)], arena_.in_view(o.in), arena_.view(s.out), n);
+            run_conv(convs_[static_cast<std::size_t>(s.conv)], arena_.in_view(o.in), arena_.view(s.plan.out), n);
             return;
         }
         const cpu::ref::in_view x = arena_.in_view(o.in);
@@ -333,7 +293,11 @@ private:
         const float* w = params_.data() + o.param_offset;
         const auto c = static_cast<std::size_t>(o.out.s.c);
         switch (o.kind) {
-            case op_kind::batch_norm: cpu::ref::batch_norm(x, y, n, w, w + c, w + 2 * c, w + 3 * c, o.eps); break;
+            case op_kind::batch_norm: {
+                const auto bn = bn_params<const float>::of(o, params_.data());
+                cpu::ref::batch_norm(x, y, n, bn.gamma, bn.beta, bn.mean, bn.var, o.eps);
+                break;
+            }
             case op_kind::relu: cpu::ref::relu(x, y, n); break;
             case op_kind::max_pool:
             case op_kind::avg_pool: {
@@ -376,7 +340,7 @@ private:
     void run_winograd(const cpu::packed_conv& cv, const cpu::ref::in_view& x, const cpu::ref::out_view& y, int n) {
         const int tiles = cpu::winograd_tiles(cv.out, cv.tiling);
         const int tile_panels = (tiles + cpu::gemm_nr - 1) / cpu::gemm_nr;
-        run_units(n * tile_panels, cv.m, [&](int unit, int row0, int row1, int thread) {
+        run_units(n * tile_panels, cv.m, 1, [&](int unit, int, int row0, int row1, int thread) {
             const int sample = unit / tile_panels, tp = unit % tile_panels;
             cpu::winograd_block(cv, cv.wino.data(), x.sample(sample), y.sample(sample), row0, row1, tp * cpu::gemm_nr,
                                 wino_scratch_.data() + static_cast<std::size_t>(thread) * wino_scratch_floats_);

@@ -16,20 +16,16 @@
 #include <string>
 
 #include "../core/shape.hpp"
+#include "../exec/view.hpp"
 #include "../graph/program.hpp"
 
 namespace ctnet::cpu::ref {
 
-// A tensor of n samples: sample i starts at data + i * stride.
+// A tensor of n samples: sample i starts at data + i * stride (exec/view.hpp).
 template <class T>
-struct batch_view {
-    T* data;
-    std::size_t stride;
-    shape s;
-    [[nodiscard]] T* sample(int i) const { return data + static_cast<std::size_t>(i) * stride; }
-};
-using in_view = batch_view<const float>;
-using out_view = batch_view<float>;
+using batch_view = exec::batch_view<T>;
+using in_view = exec::in_view;
+using out_view = exec::out_view;
 
 // y[o] = bias[o] + sum over c, kh, kw of w[o][c][kh][kw] * x[c][oh*sh - pt + kh][ow*sw - pl + kw],
 // taps outside the input are zero padding.

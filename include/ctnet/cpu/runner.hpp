@@ -24,23 +24,13 @@
 
 #include "../core/error.hpp"
 #include "../core/random.hpp"
+#include "../exec/arena.hpp"
+#include "../exec/backend.hpp"
 #include "../graph/network.hpp"
 #include "../graph/params.hpp"
-#include "arena.hpp"
 #include "reference.hpp"
 
 namespace ctnet {
-
-enum class mode : unsigned char { eval, train };
-
-namespace backend {
-struct reference {};  // plain loops (cpu/reference.hpp): the oracle
-struct cpu {};        // SIMD kernels (xsimd), folded batch norm, fused ReLU, threads (cpu/fast_runner.hpp)
-struct cuda {};       // CUDA kernels: tensor-core implicit GEMM, device arena, CUDA Graphs (cuda/runner.hpp)
-}  // namespace backend
-
-template <class Net, class Backend = backend::reference>
-class runner;
 
 template <class Net>
 class runner<Net, backend::reference> {
@@ -108,7 +98,7 @@ public:
     [[nodiscard]] std::size_t arena_floats() const { return arena_.floats(); }
 
 private:
-    using arena = cpu::activation_arena<Net>;
+    using arena = exec::activation_arena<Net>;
 
     void check_finite(std::string_view where, std::string_view kind, const cpu::ref::in_view& v) const {
         const std::string bad = cpu::ref::first_non_finite(v, n_);
@@ -120,51 +110,48 @@ private:
     [[nodiscard]] cpu::ref::out_view view(const value& v) const { return arena_.view(v); }
     [[nodiscard]] cpu::ref::in_view in_view(const value& v) const { return arena_.in_view(v); }
 
+    // One line per op: the reference kernel that runs it (cpu/reference.hpp).
     void run_op(const op& o, mode m) {
         const cpu::ref::in_view x = in_view(o.in);
         const cpu::ref::out_view y = view(o.out);
-        const float* w = w_->data().data() + o.param_offset;
-        const int c_out = o.out.s.c;
+        const float* params = w_->data().data();
+        const auto wb = weight_params<const float>::of(o, params);
         switch (o.kind) {
-            case op_kind::conv: {
-                const std::size_t nw = static_cast<std::size_t>(c_out) * o.in.s.c * o.win.kh * o.win.kw;
-                cpu::ref::conv2d(x, y, n_, w, o.bias ? w + nw : nullptr, o.win);
-                break;
-            }
-            case op_kind::batch_norm:
-                if (m == mode::train) {
-                    if (static_cast<std::size_t>(n_) * o.in.s.h * o.in.s.w < 2)
-                        throw error("ctnet: runner: batch_norm '" + std::string{o.path.view()} +
-                                    "' in training mode needs more than one value per channel (batch " +
-                                    std::to_string(n_) + ", input " + std::to_string(o.in.s.h) + "x" +
-                                    std::to_string(o.in.s.w) + ")");
-                    cpu::ref::batch_norm_train(x, y, n_, w, w + c_out, o.eps);
-                } else {
-                    const auto c = static_cast<std::size_t>(c_out);
-                    cpu::ref::batch_norm(x, y, n_, w, w + c, w + 2 * c, w + 3 * c, o.eps);
-                }
-                break;
+            case op_kind::conv: cpu::ref::conv2d(x, y, n_, wb.w, wb.bias, o.win); break;
+            case op_kind::batch_norm: batch_norm(o, x, y, bn_params<const float>::of(o, params), m); break;
             case op_kind::relu: cpu::ref::relu(x, y, n_); break;
             case op_kind::max_pool: cpu::ref::max_pool(x, y, n_, o.win); break;
             case op_kind::avg_pool: cpu::ref::avg_pool(x, y, n_, o.win, o.count_pad); break;
             case op_kind::global_avg_pool: cpu::ref::global_avg_pool(x, y, n_); break;
-            case op_kind::linear: {
-                const std::size_t nw = static_cast<std::size_t>(c_out) * o.in.s.c;
-                cpu::ref::linear(x, y, n_, w, o.bias ? w + nw : nullptr);
-                break;
-            }
+            case op_kind::linear: cpu::ref::linear(x, y, n_, wb.w, wb.bias); break;
             case op_kind::softmax: cpu::ref::softmax(x, y, n_); break;
-            case op_kind::dropout:
-                if (m == mode::train) {
-                    const auto keep = static_cast<float>(1.0 / (1.0 - o.eps));
-                    for (int i = 0; i < n_; ++i)
-                        for (std::size_t j = 0; j < x.s.size(); ++j)
-                            y.sample(i)[j] = rng_.uniform() < o.eps ? 0.0F : x.sample(i)[j] * keep;
-                } else if (x.data != y.data) {
-                    cpu::ref::copy(x, y, n_);
-                }
-                break;
+            case op_kind::dropout: dropout(o, x, y, m); break;
             case op_kind::channel_affine: cpu::ref::channel_affine(x, y, n_, o.scale, o.shift); break;
+        }
+    }
+
+    // Running statistics in eval mode; the batch's in training mode (which this runner does not update).
+    void batch_norm(const op& o, cpu::ref::in_view x, cpu::ref::out_view y, bn_params<const float> bn, mode m) const {
+        if (m != mode::train) {
+            cpu::ref::batch_norm(x, y, n_, bn.gamma, bn.beta, bn.mean, bn.var, o.eps);
+            return;
+        }
+        if (static_cast<std::size_t>(n_) * o.in.s.h * o.in.s.w < 2)
+            throw error("ctnet: runner: batch_norm '" + std::string{o.path.view()} +
+                        "' in training mode needs more than one value per channel (batch " + std::to_string(n_) +
+                        ", input " + std::to_string(o.in.s.h) + "x" + std::to_string(o.in.s.w) + ")");
+        cpu::ref::batch_norm_train(x, y, n_, bn.gamma, bn.beta, o.eps);
+    }
+
+    // Identity in eval; in training, zero with probability o.drop and scale the rest by 1 / (1 - drop).
+    void dropout(const op& o, cpu::ref::in_view x, cpu::ref::out_view y, mode m) {
+        if (m == mode::train) {
+            const auto keep = static_cast<float>(1.0 / (1.0 - o.drop));
+            for (int i = 0; i < n_; ++i)
+                for (std::size_t j = 0; j < x.s.size(); ++j)
+                    y.sample(i)[j] = rng_.uniform() < o.drop ? 0.0F : x.sample(i)[j] * keep;
+        } else if (x.data != y.data) {
+            cpu::ref::copy(x, y, n_);
         }
     }
 

@@ -2,7 +2,13 @@
 //
 //   thread_pool pool{2};
 //   pool.run(tasks, [&](int task, int thread) { ... });   // returns when every task is done
+//   pool.run_ranges(count, tasks, [&](int begin, int end, int thread, int task) { ... });
 //
+// run_ranges cuts a loop of `count` items into `tasks` ranges: task t takes the items
+// task_range(count, tasks, t), [t * count / tasks, (t + 1) * count / tasks). The CPU kernels
+// split their loops with it (training's batch chunks, channel ranges and pooling planes; the
+// inference conv schedule uses task_range for its runs of units and its row ranges); the cut
+// depends on (count, tasks) only, never on which thread runs what.
 // Requires: run() is called from one thread at a time (the pool's owner).
 // Guarantees: threads - 1 workers are started once; the caller works too. Between loops the
 // threads spin briefly (layers follow each other within microseconds), then sleep. run() allocates
@@ -19,6 +25,17 @@
 #include <vector>
 
 namespace ctnet::cpu {
+
+// Items [begin, end) of task `task` when `count` items are cut into `tasks` ranges, in order:
+// [task * count / tasks, (task + 1) * count / tasks). Sizes differ by at most one; a range is
+// empty only when tasks > count.
+struct index_range {
+    int begin, end;
+};
+[[nodiscard]] constexpr index_range task_range(int count, int tasks, int task) {
+    const auto c = static_cast<long long>(count);
+    return {static_cast<int>(c * task / tasks), static_cast<int>(c * (task + 1) / tasks)};
+}
 
 class thread_pool {
 public:
@@ -64,6 +81,15 @@ public:
             std::unique_lock lock{mutex_};
             done_.wait(lock, [&] { return busy_.load(std::memory_order_acquire) == 0; });
         }
+    }
+
+    // run(tasks, ...) with task t calling f(begin, end, thread, t) over task_range(count, tasks, t).
+    template <class F>
+    void run_ranges(int count, int tasks, F&& f) {
+        run(tasks, [&](int task, int thread) {
+            const index_range r = task_range(count, tasks, task);
+            f(r.begin, r.end, thread, task);
+        });
     }
 
 private:

@@ -1,6 +1,6 @@
 // ctnet/cuda/launch.hpp — the host-side interface of ctnet's CUDA kernels.
 //
-// The kernels (ctnet/cuda/*.cuh) are compiled by nvcc once, in ctnet/cuda/kernels.cu (the CMake
+// The kernels (src/cuda/*.cuh) are compiled by nvcc once, in src/cuda/kernels.cu (the CMake
 // target ctnet::cuda); everything that knows a network type (cuda/runner.hpp) is ordinary C++
 // for the host compiler. nvcc's front end does not take the constexpr lowering of the network
 // types (it misreads a range-for over a braced list in graph/network.hpp, for one), and keeping
@@ -41,13 +41,11 @@ void global_avg_pool(view x, view y, int n, cudaStream_t s);
 // y[i][o] = b[o] + sum_j w[o][j] x[i][j] over the flat features of x (bias may be null).
 void linear(const float* w, const float* bias, view x, view y, int n, cudaStream_t s);
 void softmax(view x, view y, int n, cudaStream_t s);
-// Eval-mode batch norm: gamma, beta, running mean, running var, consecutive (c floats each).
-void batch_norm(const float* params, double eps, view x, view y, int n, cudaStream_t s);
+// Eval-mode batch norm from the running statistics.
+void batch_norm(bn_tensors p, double eps, view x, view y, int n, cudaStream_t s);
 void relu(view x, view y, int n, cudaStream_t s);
-struct affine4 {  // torchvision's transform_input: y = x * scale[c] + shift[c], up to 4 channels
-    float scale[4]{}, shift[4]{};
-};
-void channel_affine(affine4 a, view x, view y, int n, cudaStream_t s);
+// y = x * scale[c] + shift[c] (torchvision's transform_input); scale, shift: c floats in device memory.
+void channel_affine(const float* scale, const float* shift, view x, view y, int n, cudaStream_t s);
 void copy(view x, view y, int n, cudaStream_t s);
 
 // ---- Training --------------------------------------------------------------------------------
@@ -66,11 +64,11 @@ long long conv2d_weight_grad_workspace(geometry g, view x, view dy, int n);
 void conv2d_weight_grad(geometry g, view x, view dy, int n, float* dw, float* db, float* workspace, precision p,
                         cudaStream_t s);
 // Training-mode batch norm: y = x * a + b from this batch's statistics (cpu::ref::batch_norm_train);
-// writes the batch mean and invstd = 1 / sqrt(var + eps) (c floats each); with params given
-// (gamma, beta, running mean, running var: the layer's parameter block) updates the running
-// statistics with `momentum` (unbiased variance), as the CPU trainer does.
+// writes the batch mean and invstd = 1 / sqrt(var + eps) (c floats each); with running_mean and
+// running_var given (the layer's running statistics) updates them with `momentum` (unbiased
+// variance), as the CPU trainer does.
 void batch_norm_train(const float* weight, const float* bias, double eps, float momentum, view x, view y, int n,
-                      float* mean, float* invstd, float* params, cudaStream_t s);
+                      float* mean, float* invstd, float* running_mean, float* running_var, cudaStream_t s);
 // Its gradient from the forward pass's x, mean and invstd; dweight / dbias += (c floats each). In place.
 void batch_norm_train_backward(const float* weight, const float* mean, const float* invstd, view x, view dy, view dx,
                                int n, float* dweight, float* dbias, cudaStream_t s);
@@ -84,7 +82,7 @@ void linear_backward(const float* w, view x, view dy, view dx, int n, float* dw,
 void softmax_backward(view y, view dy, view dx, int n, cudaStream_t s);  // in place
 // dx += dy * factor, factor n * c * h * w floats (dropout's mask / (1 - p)). In place.
 void scale_backward(const float* factor, view dy, view dx, int n, cudaStream_t s);
-void channel_affine_backward(affine4 a, view dy, view dx, int n, cudaStream_t s);  // in place
+void channel_affine_backward(const float* scale, view dy, view dx, int n, cudaStream_t s);  // in place
 // The smoothed cross-entropy of n samples' logits (train/loss.hpp): loss[i] (double, times
 // weight; NaN when a logit is not finite), correct[i] (1 when the first largest logit is the
 // label), and dlogits += weight * (softmax - q) / n when dlogits.data is given. labels: device

@@ -2,7 +2,7 @@
 // host compiler takes too (CTNET_HD), so tests/test_cuda_operands.cpp checks every index formula
 // against the reference kernels (cpu/reference.hpp, cpu/backward.hpp) on machines without a GPU.
 //
-// A convolution and both of its gradients are one tiled GEMM each (cuda/conv.cuh runs any of
+// A convolution and both of its gradients are one tiled GEMM each (src/cuda/conv.cuh runs any of
 // them): C[z] (rows x cols) = A[z] (rows x depth) * B[z] (depth x cols) for every slice z of the
 // grid, with the operands read through a(z, m, k) and b(z, k, j) and the result written by
 // store(z, m, j, acc). The engine calls them only for m < rows, k < depth, j < cols.

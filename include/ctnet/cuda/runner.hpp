@@ -5,15 +5,15 @@
 //   std::vector<float> logits = gpu(image);                          // N x C x H x W floats
 //
 // The same model type as on the CPU; only the backend tag differs. At construction the program
-// is transformed as for backend::cpu (graph/fold.hpp: batch norm folded into conv weights and
-// bias, ReLU into the conv epilogue) and every parameter is uploaded once. Per batch size the
+// is transformed by the plan every backend shares (exec/plan.hpp: batch norm folded into conv
+// weights and bias, ReLU into the conv epilogue; average pools stay before their 1x1 convs here) and every parameter is uploaded once. Per batch size the
 // runner allocates one device arena laid out by the network's static memory plan, pinned host
 // buffers for input and output, and (with options::graphs) captures the whole pass (input copy,
 // every kernel, output copy) as one CUDA Graph on the second pass at a size (the first runs
 // eagerly); later passes at that size launch the graph.
 // Concat costs nothing: each branch's conv writes into its channel slice.
 // Requires: a CUDA device (construction throws ctnet::error saying why when there is none, the
-// driver is missing or memory is short); link ctnet::cuda (the kernels, cuda/kernels.cu) and
+// driver is missing or memory is short); link ctnet::cuda (the kernels, src/cuda/kernels.cu) and
 // CUDA::cudart. This header is host C++: include it from any .cpp. One runner per host thread.
 // Guarantees: results within 1e-5 relative of the reference runner with precision::fp32 and
 // within 1e-2 with precision::tf32 (tests/test_cuda.cpp, on a machine with a GPU); every CUDA
@@ -27,9 +27,9 @@
 #include <string>
 #include <vector>
 
-#include "../cpu/arena.hpp"
-#include "../cpu/runner.hpp"
-#include "../graph/fold.hpp"
+#include "../exec/arena.hpp"
+#include "../exec/backend.hpp"
+#include "../exec/plan.hpp"
 #include "../graph/network.hpp"
 #include "../graph/params.hpp"
 #include "launch.hpp"
@@ -58,22 +58,23 @@ public:
         const auto& p = Net::program;
         // Host image of the device parameters: the weights as stored, then each folded conv.
         std::vector<float> host(w.data().begin(), w.data().end());
-        for (int i = 0; i < p.n_ops; ++i) {
-            const op& o0 = p.ops[i];
-            if (o0.train_only) continue;
-            step s{.op = i, .last = i, .out = o0.out};
+        for (const exec::step& e : plan.steps()) {
+            step s{.plan = e};
+            const op& o0 = p.ops[e.op];
             if (o0.kind == op_kind::conv) {
-                folded_conv f = fold_conv(p, w.data(), i);
-                s.last = f.last;
-                s.out = f.out;
-                s.relu = f.relu;
+                const exec::folded f = exec::fold(p, w.data(), e);
                 s.w = host.size();
                 host.insert(host.end(), f.w.begin(), f.w.end());
                 s.bias = host.size();
                 host.insert(host.end(), f.bias.begin(), f.bias.end());
+            } else if (o0.kind == op_kind::channel_affine) {  // the layer's constants, one per channel
+                const auto c = static_cast<std::size_t>(o0.in.s.c);
+                s.w = host.size();
+                host.insert(host.end(), o0.scale, o0.scale + c);
+                s.bias = host.size();
+                host.insert(host.end(), o0.shift, o0.shift + c);
             }
             steps_.push_back(s);
-            i = s.last;
         }
         params_ = cuda::device_buffer<float>{host.size()};
         // On the runner's own stream, then waited for: a plain cudaMemcpy from pageable memory may
@@ -113,18 +114,18 @@ public:
     [[nodiscard]] std::size_t device_floats() const { return arena_.size() + in_dev_.size(); }
     [[nodiscard]] std::size_t fused_convs() const {
         std::size_t c = 0;
-        for (const step& s : steps_) c += Net::program.ops[s.op].kind == op_kind::conv ? 1 : 0;
+        for (const step& s : steps_) c += Net::program.ops[s.plan.op].kind == op_kind::conv ? 1 : 0;
         return c;
     }
 
 private:
-    using arena = cpu::activation_arena<Net>;
+    using arena = exec::activation_arena<Net>;
+    // No pooled steps: the average pools run before their 1x1 convs.
+    static constexpr const auto& plan = exec::plan_v<Net, exec::plan_options{.pools_into_pointwise = false}>;
 
     struct step {
-        int op = 0, last = 0;
-        value out{};
-        bool relu = false;
-        std::size_t w = 0, bias = 0;  // folded conv: offsets in params_
+        exec::step plan;
+        std::size_t w = 0, bias = 0;  // offsets in params_: a folded conv's weights and bias, an affine's scale and shift
     };
 
     void resize(std::size_t n) {
@@ -154,39 +155,36 @@ private:
         const int n = static_cast<int>(n_);
         CTNET_CUDA(cudaMemcpyAsync(in_dev_.data(), in_host_.data(), in_host_.size() * sizeof(float), cudaMemcpyHostToDevice, s));
         for (const step& st : steps_) {
-            const op& o = p.ops[st.op];
-            const cuda::view x = view_of(o.in), y = view_of(o.kind == op_kind::conv ? st.out : o.out);
-            const float* w = params_.data() + o.param_offset;
+            const op& o = p.ops[st.plan.op];
+            const cuda::view x = view_of(o.in), y = view_of(o.kind == op_kind::conv ? st.plan.out : o.out);
             switch (o.kind) {
                 case op_kind::conv:
                     if (opt_.conv) {
-                        opt_.conv({params_.data() + st.w, params_.data() + st.bias, st.relu, geometry_of(o.win), x, y, n, s});
+                        opt_.conv({params_.data() + st.w, params_.data() + st.bias, st.plan.relu, geometry_of(o.win), x, y, n, s});
                         break;
                     }
-                    cuda::conv2d(params_.data() + st.w, params_.data() + st.bias, st.relu, geometry_of(o.win), x, y, n,
+                    cuda::conv2d(params_.data() + st.w, params_.data() + st.bias, st.plan.relu, geometry_of(o.win), x, y, n,
                                  opt_.precision, s);
                     break;
-                case op_kind::batch_norm: cuda::batch_norm(w, o.eps, x, y, n, s); break;
+                case op_kind::batch_norm: {
+                    const auto bn = bn_params<const float>::of(o, params_.data());
+                    cuda::batch_norm({bn.gamma, bn.beta, bn.mean, bn.var}, o.eps, x, y, n, s);
+                    break;
+                }
                 case op_kind::relu: cuda::relu(x, y, n, s); break;
                 case op_kind::max_pool: cuda::max_pool(geometry_of(o.win), x, y, n, s); break;
                 case op_kind::avg_pool: cuda::avg_pool(geometry_of(o.win), o.count_pad, x, y, n, s); break;
                 case op_kind::global_avg_pool: cuda::global_avg_pool(x, y, n, s); break;
-                case op_kind::linear:
-                    cuda::linear(w, o.bias ? w + static_cast<std::size_t>(o.out.s.c) * o.in.s.c : nullptr, x, y, n, s);
+                case op_kind::linear: {
+                    const auto wb = weight_params<const float>::of(o, params_.data());
+                    cuda::linear(wb.w, wb.bias, x, y, n, s);
                     break;
+                }
                 case op_kind::softmax: cuda::softmax(x, y, n, s); break;
                 case op_kind::dropout:
                     if (x.data != y.data) cuda::copy(x, y, n, s);
                     break;
-                case op_kind::channel_affine: {
-                    cuda::affine4 a;
-                    for (int c = 0; c < 4; ++c) {
-                        a.scale[c] = o.scale[c];
-                        a.shift[c] = o.shift[c];
-                    }
-                    cuda::channel_affine(a, x, y, n, s);
-                    break;
-                }
+                case op_kind::channel_affine: cuda::channel_affine(params_.data() + st.w, params_.data() + st.bias, x, y, n, s); break;
             }
         }
         const cuda::view out = view_of(p.output);

@@ -1,5 +1,5 @@
 // ctnet/cuda/types.hpp — the plain structs shared by the host interface (cuda/launch.hpp), the
-// kernels (cuda/*.cuh) and the kernels' element functions (cuda/operands.hpp).
+// kernels (src/cuda/*.cuh) and the kernels' element functions (cuda/operands.hpp).
 //
 // No CUDA syntax and no CUDA header: a host compiler takes it alone, so the element functions
 // the kernels are built from can be tested on a machine without a GPU or a CUDA toolkit.
@@ -24,6 +24,15 @@ struct view {
 
 struct geometry {  // a conv's or a pooling layer's window
     int kh = 1, kw = 1, sh = 1, sw = 1, pt = 0, pb = 0, pl = 0, pr = 0;
+};
+
+// A batch norm's four tensors in device memory, C floats each (the layer's parameter block:
+// graph/program.hpp's bn_params on the device).
+struct bn_tensors {
+    const float* gamma = nullptr;
+    const float* beta = nullptr;
+    const float* mean = nullptr;
+    const float* var = nullptr;
 };
 
 enum class precision : unsigned char {

@@ -76,6 +76,11 @@ struct window {
     constexpr bool operator==(const window&) const = default;
 };
 
+// A 1x1 window at stride 1 without padding: a conv's im2col matrix is its input.
+[[nodiscard]] constexpr bool is_pointwise(const window& g) {
+    return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pb == 0 && g.pl == 0 && g.pr == 0;
+}
+
 // The output columns [a, b) of a row whose tap at horizontal offset off (= kw - pl, the tap's
 // column minus the left padding) reads inside the input row: column ow reads ow * sw + off.
 struct tap_columns {
@@ -96,12 +101,43 @@ struct op {
     bool bias = false;          // conv / linear
     bool count_pad = true;      // avg_pool: padded zeros count in the divisor (torch's default)
     bool train_only = false;    // part of the auxiliary head: runs in training mode only
-    double eps = 0.0;           // batch_norm epsilon; dropout probability
-    float scale[4]{}, shift[4]{};  // channel_affine constants (up to 4 channels)
+    double eps = 0.0;           // batch_norm epsilon
+    double drop = 0.0;          // dropout probability
+    const float* scale = nullptr;  // channel_affine: one constant per channel (static storage of the layer type)
+    const float* shift = nullptr;
     std::size_t param_offset = 0;  // first float of this op's tensors in the parameter storage
     std::size_t storage = 0;       // floats of parameter storage (weights and running statistics)
     std::size_t params = 0;        // trainable parameters (what torch's parameters() counts)
     std::size_t macs = 0;          // multiply-accumulates per sample (conv and linear)
+};
+
+// A conv's or a linear layer's parameter storage, from its op's param_offset: the weights
+// (Cout x Cin*KH*KW, or Cout x the flat input), then the bias when it has one.
+template <class T>
+struct weight_params {
+    T* w;
+    T* bias;  // null without one
+    [[nodiscard]] static constexpr weight_params of(const op& o, T* storage) {
+        T* w = storage + o.param_offset;
+        const std::size_t per_out = o.kind == op_kind::conv ? static_cast<std::size_t>(o.in.s.c) * o.win.kh * o.win.kw
+                                                            : o.in.s.size();
+        return {w, o.bias ? w + static_cast<std::size_t>(o.out.s.c) * per_out : nullptr};
+    }
+};
+
+// A batch norm's parameter storage, from its op's param_offset: gamma and beta (trainable), then
+// the running mean and variance, C floats each (layers/batch_norm.hpp lays it out).
+template <class T>
+struct bn_params {
+    T* gamma;
+    T* beta;
+    T* mean;
+    T* var;
+    [[nodiscard]] static constexpr bn_params of(const op& o, T* storage) {
+        T* w = storage + o.param_offset;
+        const auto c = static_cast<std::size_t>(o.out.s.c);
+        return {w, w + c, w + 2 * c, w + 3 * c};
+    }
 };
 
 struct buffer {

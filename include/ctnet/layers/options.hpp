@@ -4,6 +4,7 @@
 //   conv<192, k<1, 7>, pad<0, 3>>              1x7 kernel, (h, w) padding
 //   conv<8, k<2>, pad4<0, 1, 0, 1>>            asymmetric padding (top, bottom, left, right)
 //   avg_pool<k<3>, stride<1>, pad<1>, count_pad<false>>
+//   max_pool<k<3>, stride<2>, ceil_mode>           torch's ceil_mode=True (max pooling only)
 //
 // Options are small tag types; an option not allowed for a layer is a compile error.
 // Requires: positive kernels and strides, non-negative padding (static_asserts).
@@ -20,6 +21,7 @@ struct stride_tag {};
 struct pad_tag {};
 struct bias_tag {};
 struct count_pad_tag {};
+struct ceil_mode_tag {};
 
 template <int KH, int KW = KH>
 struct k {
@@ -55,6 +57,13 @@ template <bool On>
 struct count_pad {
     using tag = count_pad_tag;
     static constexpr bool value = On;
+};
+
+// Output sizes rounded up instead of down, as torch's MaxPool2d(ceil_mode=True): a last, partial
+// window is kept when it starts inside the input or the top/left padding. Absent: floor mode.
+struct ceil_mode {
+    using tag = ceil_mode_tag;
+    static constexpr bool value = true;
 };
 
 // A rational constant (class-type and floating-point template arguments are not portable to

@@ -41,10 +41,10 @@
 #include <vector>
 
 #include "../core/error.hpp"
-#include "communicator.hpp"
+#include "../exec/backend.hpp"
+#include "../exec/communicator.hpp"
 #include "optim.hpp"
 #include "step.hpp"
-#include "trainer.hpp"
 
 namespace ctnet {
 

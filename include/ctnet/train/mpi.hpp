@@ -1,4 +1,4 @@
-// ctnet/train/mpi.hpp — the communicator (train/communicator.hpp) over MPI.
+// ctnet/train/mpi.hpp — the communicator (exec/communicator.hpp) over MPI.
 //
 //   int main(int argc, char** argv) {
 //       ctnet::mpi_session mpi{argc, argv};        // MPI_Init ... MPI_Finalize
@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "../core/error.hpp"
-#include "communicator.hpp"
+#include "../exec/communicator.hpp"
 
 namespace ctnet {
 

@@ -20,9 +20,10 @@
 #include <vector>
 
 #include "../core/error.hpp"
+#include "../exec/backend.hpp"
+#include "../graph/network.hpp"
 #include "loss.hpp"
 #include "optim.hpp"
-#include "trainer.hpp"
 
 namespace ctnet {
 

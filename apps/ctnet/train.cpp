@@ -1,4 +1,4 @@
-// examples/train_command.hpp — `ctnet train`: the paper's recipe on Fashion-MNIST.
+// apps/ctnet/train.cpp — `ctnet train`: the paper's recipe on Fashion-MNIST.
 //
 //   ctnet train [--epochs 20] [--batch 64] [--threads 2] [--out runs/fashion] [--resume] ...
 //
@@ -21,7 +21,7 @@
 // rank's and --resume stays exact), which means sample j of each shard gets the same masks: the
 // masks, hence the results, differ from a one-process run of the same global batch. A
 // multi-rank run's settings record the rank count and --sync-bn; resuming needs the same.
-#pragma once
+#include "train.hpp"
 
 #include <unistd.h>
 
@@ -42,6 +42,7 @@
 #include <vector>
 
 #include <ctnet/cpu/fast_runner.hpp>
+#include <ctnet/cpu/trainer.hpp>
 #include <ctnet/io/idx.hpp>
 #include <ctnet/train/checkpoint.hpp>
 #include <ctnet/train/distributed.hpp>
@@ -55,6 +56,8 @@
 namespace train_cli {
 
 using namespace ctnet;
+
+namespace {
 
 struct train_args {
     std::string data = "/usr/share/datasets/fashion-mnist";
@@ -110,7 +113,7 @@ struct batch_maker {
 
 std::string format_time(double s) {
     char buf[32];
-    const int t = static_cast<int>(s + 0.5);
+    const int t = static_cast<int>(std::lround(s));
     if (t >= 3600) std::snprintf(buf, sizeof buf, "%dh%02dm", t / 3600, t % 3600 / 60);
     else std::snprintf(buf, sizeof buf, "%dm%02ds", t / 60, t % 60);
     return buf;
@@ -376,8 +379,8 @@ int train_model(const train_args& a, communicator& comm) {
     return 0;
 }
 
-inline constexpr const char* train_usage =
-    "usage: ctnet train [options]   the paper's recipe on Fashion-MNIST (examples/fashion_net.hpp)\n"
+constexpr const char* train_usage =
+    "usage: ctnet train [options]   the paper's recipe on Fashion-MNIST (apps/ctnet/fashion_net.hpp)\n"
     "  --data DIR            IDX files (default /usr/share/datasets/fashion-mnist)\n"
     "  --out DIR             log.csv, curve.svg, checkpoint.safetensors, weights.safetensors (default runs/fashion)\n"
     "  --epochs N --batch B --threads T --seed S          (20, 64, 2, 1)\n"
@@ -393,7 +396,7 @@ inline constexpr const char* train_usage =
     "  --sync-bn             under mpirun: batch norm statistics over all ranks' shards (default: each rank's)\n"
     "  --limit N --test-limit N                           use the first N images only\n";
 
-inline int train_variant(train_args a, communicator& comm) {
+int train_variant(train_args a, communicator& comm) {
     a.ranks = comm.size();
     using fashion::fashion_net;
     if (a.wide) {
@@ -409,7 +412,7 @@ inline int train_variant(train_args a, communicator& comm) {
 #if defined(CTNET_WITH_MPI)
 // Under mpirun: an error on any rank ends the whole job (the others may be waiting for it in a
 // collective), after the rank prints it.
-inline int train_distributed(const train_args& a, int argc, char** argv) {
+int train_distributed(const train_args& a, int argc, char** argv) {
     mpi_session mpi{argc, argv};
     mpi_communicator comm;
     try {
@@ -422,7 +425,9 @@ inline int train_distributed(const train_args& a, int argc, char** argv) {
 }
 #endif
 
-inline int train(int argc, char** argv) {
+}  // namespace
+
+int train(int argc, char** argv) {
     train_args a;
     for (int i = 2; i < argc; ++i)
         if (std::string_view{argv[i]} == "--help" || std::string_view{argv[i]} == "-h") {

@@ -1,16 +1,17 @@
-// ctnet/cuda/kernels.cu — the one nvcc translation unit: ctnet's CUDA kernels and the host
-// launchers declared in cuda/launch.hpp. The CMake target ctnet::cuda compiles it (for sm_80 and
-// sm_90); without CMake: nvcc -std=c++17 -arch=sm_80 -c ctnet/cuda/kernels.cu.
+// src/cuda/kernels.cu — the one nvcc translation unit: ctnet's CUDA kernels and the host
+// launchers declared in ctnet/cuda/launch.hpp. The CMake target ctnet::cuda compiles it (for sm_80
+// and sm_90); without CMake: nvcc -std=c++17 -arch=sm_80 -I include -c src/cuda/kernels.cu.
 #include <algorithm>
 #include <string>
 #include <utility>
 
 #include <cuda_runtime.h>
 
-#include "../core/error.hpp"
+#include <ctnet/core/error.hpp>
+#include <ctnet/cuda/launch.hpp>
+
 #include "backward.cuh"
 #include "conv.cuh"
-#include "launch.hpp"
 #include "ops.cuh"
 
 namespace ctnet::cuda {
@@ -121,9 +122,9 @@ void softmax(view x, view y, int n, cudaStream_t s) {
     check_launch("softmax");
 }
 
-void batch_norm(const float* params, double eps, view x, view y, int n, cudaStream_t s) {
+void batch_norm(bn_tensors p, double eps, view x, view y, int n, cudaStream_t s) {
     const long long total = elements(x, n);
-    over(kernels::batch_norm, "batch_norm", total, 256, s, params, eps, x, y, total);
+    over(kernels::batch_norm, "batch_norm", total, 256, s, p, eps, x, y, total);
 }
 
 void relu(view x, view y, int n, cudaStream_t s) {
@@ -131,9 +132,9 @@ void relu(view x, view y, int n, cudaStream_t s) {
     over(kernels::relu, "relu", total, 256, s, x, y, total);
 }
 
-void channel_affine(affine4 a, view x, view y, int n, cudaStream_t s) {
+void channel_affine(const float* scale, const float* shift, view x, view y, int n, cudaStream_t s) {
     const long long total = elements(x, n);
-    over(kernels::channel_affine, "channel_affine", total, 256, s, a, x, y, total);
+    over(kernels::channel_affine, "channel_affine", total, 256, s, scale, shift, x, y, total);
 }
 
 void copy(view x, view y, int n, cudaStream_t s) {
@@ -142,13 +143,14 @@ void copy(view x, view y, int n, cudaStream_t s) {
 }
 
 void batch_norm_train(const float* weight, const float* bias, double eps, float momentum, view x, view y, int n,
-                      float* mean, float* invstd, float* params, cudaStream_t s) {
+                      float* mean, float* invstd, float* running_mean, float* running_var, cudaStream_t s) {
     if (static_cast<long long>(n) * x.h * x.w < 2)  // the variance of one value (and its unbiased form) is undefined
         throw error("ctnet: cuda: batch_norm_train needs more than one value per channel (batch " + std::to_string(n) +
                     ", input " + std::to_string(x.h) + "x" + std::to_string(x.w) + ")");
     if (x.c == 0) return;
     kernels::batch_norm_train<<<static_cast<unsigned>(x.c), kernels::reduce_threads, 0, s>>>(weight, bias, eps, momentum, x,
-                                                                                              y, n, mean, invstd, params);
+                                                                                              y, n, mean, invstd, running_mean,
+                                                                                              running_var);
     check_launch("batch_norm_train");
 }
 
@@ -200,10 +202,10 @@ void scale_backward(const float* factor, view dy, view dx, int n, cudaStream_t s
     over(kernels::scale_backward, "scale_backward", total, 256, s, factor, dy, dx, total);
 }
 
-void channel_affine_backward(affine4 a, view dy, view dx, int n, cudaStream_t s) {
+void channel_affine_backward(const float* scale, view dy, view dx, int n, cudaStream_t s) {
     if (dx.data == nullptr) return;
     const long long total = elements(dy, n);
-    over(kernels::channel_affine_backward, "channel_affine_backward", total, 256, s, a, dy, dx, total);
+    over(kernels::channel_affine_backward, "channel_affine_backward", total, 256, s, scale, dy, dx, total);
 }
 
 void softmax_cross_entropy(view logits, const int* labels, int n, double smoothing, double weight, double* loss,

@@ -1,11 +1,11 @@
-// ctnet/cuda/ops.cuh — the kernels besides convolution (nvcc only; see cuda/launch.hpp). Each
+// src/cuda/ops.cuh — the kernels besides convolution (nvcc only; see cuda/launch.hpp). Each
 // follows the reference kernel (cpu/reference.hpp) operation for operation: the same window
 // bounds, divisors, NaN handling and accumulation order within one output.
 #pragma once
 
 #include <cmath>
 
-#include "launch.hpp"
+#include <ctnet/cuda/launch.hpp>
 
 namespace ctnet::cuda::kernels {
 
@@ -116,13 +116,13 @@ __global__ void softmax(view x, view y) {
 }
 
 // y = x * a[c] + b[c], a and b computed per channel as the reference does (in double, then float).
-__global__ void batch_norm(const float* p, double eps, view x, view y, long long total) {
+__global__ void batch_norm(bn_tensors p, double eps, view x, view y, long long total) {
     const int plane = x.h * x.w;
     for (long long e = first_index(); e < total; e += grid_step()) {
         const int c = static_cast<int>(e / plane % x.c);
-        const double inv = 1.0 / sqrt(static_cast<double>(p[3 * x.c + c]) + eps);
-        const auto a = static_cast<float>(p[c] * inv);
-        const auto b = static_cast<float>(p[x.c + c] - p[2 * x.c + c] * (p[c] * inv));
+        const double inv = 1.0 / sqrt(static_cast<double>(p.var[c]) + eps);
+        const auto a = static_cast<float>(p.gamma[c] * inv);
+        const auto b = static_cast<float>(p.beta[c] - p.mean[c] * (p.gamma[c] * inv));
         *at(y, e) = *at(x, e) * a + b;
     }
 }
@@ -134,11 +134,11 @@ __global__ void relu(view x, view y, long long total) {
     }
 }
 
-__global__ void channel_affine(affine4 k, view x, view y, long long total) {
+__global__ void channel_affine(const float* scale, const float* shift, view x, view y, long long total) {
     const int plane = x.h * x.w;
     for (long long e = first_index(); e < total; e += grid_step()) {
         const int c = static_cast<int>(e / plane % x.c);
-        *at(y, e) = *at(x, e) * k.scale[c] + k.shift[c];
+        *at(y, e) = *at(x, e) * scale[c] + shift[c];
     }
 }
 

@@ -1,4 +1,4 @@
-// ctnet/cuda/conv.cuh — the tiled GEMM engine of the convolutions and their gradients (nvcc
+// src/cuda/conv.cuh — the tiled GEMM engine of the convolutions and their gradients (nvcc
 // only; see cuda/launch.hpp).
 //
 // C[z] (rows x cols) = A[z] (rows x depth) * B[z] (depth x cols), the operands read and the
@@ -15,8 +15,8 @@
 
 #include <mma.h>
 
-#include "launch.hpp"
-#include "operands.hpp"
+#include <ctnet/cuda/launch.hpp>
+#include <ctnet/cuda/operands.hpp>
 
 namespace ctnet::cuda::kernels {
 

@@ -1,4 +1,4 @@
-// ctnet/train/nccl.hpp — the communicator (train/communicator.hpp) over NCCL, for GPU memory.
+// ctnet/cuda/nccl.hpp — the communicator (exec/communicator.hpp) over NCCL, for GPU memory.
 //
 //   ctnet::mpi_session mpi{argc, argv};
 //   ctnet::mpi_communicator host;                       // or any communicator: it only bootstraps
@@ -31,8 +31,8 @@
 #include <nccl.h>
 
 #include "../core/error.hpp"
-#include "../cuda/runtime.hpp"
-#include "communicator.hpp"
+#include "../exec/communicator.hpp"
+#include "runtime.hpp"
 
 namespace ctnet {
 

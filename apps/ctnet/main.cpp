@@ -1,4 +1,4 @@
-// ctnet — the command-line tool.
+// apps/ctnet/main.cpp — ctnet, the command-line tool (`ctnet train` is in train.cpp).
 //
 //   ctnet demo [--seed S] [--batch N]      Inception v3 summary, then a timed forward pass of an
 //                                          embedded sample image through seeded random weights
@@ -14,22 +14,29 @@
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <exception>
 #include <iostream>
+#include <memory>
 #include <numeric>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <ctnet/cpu/fast_runner.hpp>
+#include <ctnet/cpu/trainer.hpp>
 #include <ctnet/ctnet.hpp>
 #include <ctnet/graph/graphviz.hpp>
 #include <ctnet/io/image.hpp>
 #include <ctnet/io/npy.hpp>
 #include <ctnet/io/safetensors.hpp>
+#include <ctnet/train/step.hpp>
 
-#include "train_command.hpp"
+#include "fashion_net.hpp"
+#include "train.hpp"
 
 namespace {
 
@@ -40,7 +47,7 @@ using v2 = models::inception_v2<>;
 using v2_noaux = models::inception_v2<1000, 299, models::inception_options{.aux_logits = false}>;
 using fashion_wide = fashion::fashion_net<fashion::fashion_options{.wide = true}>;  // ctnet train --wide
 
-// ImageNet's class names, in torchvision's order (examples/imagenet_classes.txt, built in).
+// ImageNet's class names, in torchvision's order (apps/ctnet/imagenet_classes.txt, built in).
 constexpr const char imagenet_classes[] = {
 #include "imagenet_classes.inc"
 };
@@ -212,7 +219,7 @@ int infer(int argc, char** argv) {
     if (std::find(std::begin(compiled_sizes), std::end(compiled_sizes), size) == std::end(compiled_sizes))
         throw error("ctnet infer: no inception_v3 compiled for " + std::to_string(size) + "x" + std::to_string(size) +
                     " input; this tool has " + list(compiled_sizes.data(), compiled_sizes.size()) +
-                    " (shapes are static: add a size to compiled_size_list in examples/ctnet.cpp)");
+                    " (shapes are static: add a size to compiled_size_list in apps/ctnet/main.cpp)");
     if (a.classes != 1000)
         throw error("ctnet infer: no inception_v3 compiled for " + std::to_string(a.classes) +
                     " classes; this tool has " + list(compiled_classes, std::size(compiled_classes)));

@@ -1,4 +1,4 @@
-// ctnet/cuda/backward.cuh — the training kernels besides the conv GEMMs (nvcc only; see
+// src/cuda/backward.cuh — the training kernels besides the conv GEMMs (nvcc only; see
 // cuda/launch.hpp): batch norm with batch statistics and its gradient, the gradients of ReLU,
 // pooling, linear, softmax, dropout's scale and the input affine, the smoothed cross-entropy,
 // the weight-gradient chunk sum, and the optimizer's pieces (sum of squares, scale, RMSProp).
@@ -10,8 +10,9 @@
 
 #include <cmath>
 
-#include "launch.hpp"
-#include "operands.hpp"
+#include <ctnet/cuda/launch.hpp>
+#include <ctnet/cuda/operands.hpp>
+
 #include "ops.cuh"
 
 namespace ctnet::cuda::kernels {
@@ -41,10 +42,10 @@ __device__ __forceinline__ long long channel_at(const view& v, int c, long long 
 
 // One block per channel: the batch mean and (biased) variance in double, then torch's affine
 // y = x * a + b with a = invstd * weight, b = bias - mean * a (cpu::ref::batch_norm_train);
-// writes mean and invstd = 1 / sqrt(var + eps), and when p is given updates the running
-// statistics p[2c..3c) and p[3c..4c) as the CPU trainer does (unbiased variance).
+// writes mean and invstd = 1 / sqrt(var + eps), and when running_mean / running_var are given
+// updates them as the CPU trainer does (unbiased variance).
 __global__ void batch_norm_train(const float* weight, const float* bias, double eps, float momentum, view x, view y,
-                                 int n, float* mean_out, float* invstd_out, float* running) {
+                                 int n, float* mean_out, float* invstd_out, float* running_mean, float* running_var) {
     __shared__ double red[reduce_threads];
     const int c = static_cast<int>(blockIdx.x), t = static_cast<int>(threadIdx.x);
     const long long count = static_cast<long long>(n) * x.h * x.w;
@@ -64,11 +65,10 @@ __global__ void batch_norm_train(const float* weight, const float* bias, double 
     if (t == 0) {
         mean_out[c] = static_cast<float>(mean);
         invstd_out[c] = invstd;
-        if (running != nullptr) {
-            const int channels = x.c;
+        if (running_mean != nullptr) {
             const float unbias = static_cast<float>(count) / static_cast<float>(count - 1);
-            running[2 * channels + c] = (1.0F - momentum) * running[2 * channels + c] + momentum * static_cast<float>(mean);
-            running[3 * channels + c] = (1.0F - momentum) * running[3 * channels + c] + momentum * var * unbias;
+            running_mean[c] = (1.0F - momentum) * running_mean[c] + momentum * static_cast<float>(mean);
+            running_var[c] = (1.0F - momentum) * running_var[c] + momentum * var * unbias;
         }
     }
 }
@@ -203,12 +203,12 @@ __global__ void scale_backward(const float* factor, view dy, view dx, long long 
 }
 
 // y = x * scale[c] + shift[c]: dx (+)= dy * scale[c]. In place allowed.
-__global__ void channel_affine_backward(affine4 k, view dy, view dx, long long total) {
+__global__ void channel_affine_backward(const float* scale, view dy, view dx, long long total) {
     const bool in_place = dx.data == dy.data;
     const int plane = dx.h * dx.w;
     for (long long e = first_index(); e < total; e += grid_step()) {
         const int c = static_cast<int>(e / plane % dx.c);
-        const float v = __fmul_rn(*at(dy, e), k.scale[c]);
+        const float v = __fmul_rn(*at(dy, e), scale[c]);
         float* out = at(dx, e);
         *out = in_place ? v : *out + v;
     }

@@ -1,4 +1,5 @@
-// ctnet/cpu/conv_gemm.hpp — convolution as a packed GEMM with an xsimd micro-kernel.
+// ctnet/cpu/conv_packed.hpp — inference's convolution as a packed GEMM on the micro-kernel of
+// cpu/gemm_kernel.hpp.
 //
 // out[m][j] = act(bias[m] + sum_k w[m][k] * col[k][j]) for one sample, where m is the output
 // channel, j = (oh, ow) the output position and k = (c, kh, kw) the tap: NCHW makes the output
@@ -9,6 +10,8 @@
 //     block, padding as zeros) into its own scratch, in the order the micro-kernel reads;
 //   - the micro-kernel keeps an MR x NR tile of accumulators in registers (MR = 6 rows, NR = two
 //     SIMD vectors) and applies bias and ReLU when it stores the last K block.
+// cpu/fast_runner.hpp schedules the blocks over its threads; a conv it runs as Winograd keeps
+// its transformed weights in the same packed_conv (cpu/winograd.hpp).
 // Requires: an x86-64 build with the SIMD width of the target (xsimd's default architecture).
 // Guarantees: results within float rounding of cpu::ref::conv2d (tested on random shapes);
 // tasks write disjoint columns, so any thread count gives bit-identical results.
@@ -16,45 +19,15 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <cstdint>
-#include <cstring>
 #include <vector>
 
-#include <xsimd/xsimd.hpp>
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
 #include "../graph/program.hpp"
+#include "gemm_kernel.hpp"
+#include "winograd_tiling.hpp"
 
 namespace ctnet::cpu {
 
-using simd = xsimd::batch<float>;
-inline constexpr int simd_width = static_cast<int>(simd::size);
-inline constexpr int gemm_mr = 6;                // rows of the register tile
-inline constexpr int gemm_nr = 2 * simd_width;   // columns of the register tile
-inline constexpr int gemm_kc = 256;              // depth of one packed block
-inline constexpr int gemm_nc = 2 * gemm_nr;      // columns of one task's packed block (smaller measured faster)
-
-// A 1x1 window at stride 1 without padding: the conv's im2col matrix is its input.
-[[nodiscard]] constexpr bool is_pointwise(const window& g) {
-    return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pb == 0 && g.pl == 0 && g.pr == 0;
-}
-
-namespace detail {
-
-// The first 64-byte boundary at or after p (packed panels are read with aligned loads).
-inline float* align64(float* p) {
-    const std::size_t mis = reinterpret_cast<std::uintptr_t>(p) % 64;
-    return p + (mis ? (64 - mis) / sizeof(float) : 0);
-}
-
-}  // namespace detail
-
-// The output tile of a conv run as Winograd (cpu/winograd.hpp): h x w; 0 x 0 for the GEMM.
-struct winograd_tiling {
-    int h = 0, w = 0;
-};
+inline constexpr int gemm_nc = 2 * gemm_nr;  // columns of one task's packed block (smaller measured faster)
 
 // One conv's weights, packed for the micro-kernel, with the folded bias.
 struct packed_conv {
@@ -96,33 +69,6 @@ struct packed_conv {
 };
 
 namespace detail {
-
-// Copies n <= NR floats (a run of one packed row). With AVX-512: two overlapping plain moves
-// of 16, 8 or 4 floats (the first and the last ones of the run), instead of a call to memcpy,
-// whose fixed cost dominates runs this short (17 floats at 17x17); masked moves measured
-// slower still here (up to 40 % on the stem convs; why was not measured).
-inline void copy_run(float* dst, const float* src, int n) {
-#if defined(__AVX512F__)
-    static_assert(gemm_nr == 32, "copy_run moves at most two 16-float vectors");
-    if (n >= 16) {
-        const __m512 head = _mm512_loadu_ps(src), last = _mm512_loadu_ps(src + (n - 16));
-        _mm512_storeu_ps(dst, head);
-        _mm512_storeu_ps(dst + (n - 16), last);
-    } else if (n >= 8) {
-        const __m256 head = _mm256_loadu_ps(src), last = _mm256_loadu_ps(src + (n - 8));
-        _mm256_storeu_ps(dst, head);
-        _mm256_storeu_ps(dst + (n - 8), last);
-    } else if (n >= 4) {
-        const __m128 head = _mm_loadu_ps(src), last = _mm_loadu_ps(src + (n - 4));
-        _mm_storeu_ps(dst, head);
-        _mm_storeu_ps(dst + (n - 4), last);
-    } else {
-        for (int i = 0; i < n; ++i) dst[i] = src[i];
-    }
-#else
-    std::memcpy(dst, src, sizeof(float) * static_cast<std::size_t>(n));
-#endif
-}
 
 // out[i] = src[start + i] for i < n, zero where start + i falls outside [0, limit): a run
 // clipped to its input row (or flattened plane), the padding as zeros.
@@ -203,45 +149,6 @@ inline void pack_block(const packed_conv& cv, const float* x, int k0, int kc, in
                 dh = 0;
                 ++c;
             }
-        }
-    }
-}
-
-// c (MR x NR tile, row stride ldc) = (first ? 0 : c) + a_panel (kc x MR) * b (kc x NR);
-// on the last block adds bias and applies ReLU. With Vectors = 1 only the first SIMD width of
-// columns (b's rows still NR apart): a panel with at most that many columns (the 17x17 maps'
-// 289th) costs half. Each column is the same chain of FMAs either way, so the same bits.
-template <int Vectors = 2>
-inline void micro_kernel(int kc, const float* a, const float* b, float* c, std::size_t ldc, bool first, bool last,
-                         const float* bias, bool relu) {
-    static_assert(Vectors == 1 || Vectors == 2, "one or two SIMD vectors of columns");
-    simd acc[gemm_mr][Vectors];
-    for (std::size_t i = 0; i < gemm_mr; ++i)
-        for (std::size_t v = 0; v < Vectors; ++v)
-            acc[i][v] = first ? simd(0.0F) : simd::load_unaligned(c + i * ldc + v * simd_width);
-    for (int k = 0; k < kc; ++k) {
-        simd bv[Vectors];
-        for (std::size_t v = 0; v < Vectors; ++v) bv[v] = simd::load_aligned(b + static_cast<std::size_t>(k) * gemm_nr + v * simd_width);
-        const float* ak = a + static_cast<std::size_t>(k) * gemm_mr;
-        // A streams from memory once per pass (the weights: 24 MB at 8x8, all cold at batch 1);
-        // asking for it 128 steps (3 KB) ahead, past the end of this panel into the next one,
-        // measured 11-15 % less time for the whole network (batch 1 and 8, 1 and 2 threads).
-        __builtin_prefetch(ak + static_cast<std::size_t>(128) * gemm_mr);
-#pragma GCC unroll 6
-        for (int i = 0; i < gemm_mr; ++i) {
-            const simd ai(ak[i]);
-            for (std::size_t v = 0; v < Vectors; ++v) acc[i][v] = xsimd::fma(ai, bv[v], acc[i][v]);
-        }
-    }
-    for (std::size_t i = 0; i < gemm_mr; ++i) {
-        for (std::size_t v = 0; v < Vectors; ++v) {
-            if (last) {
-                acc[i][v] += simd(bias[i]);
-                if (relu)  // zero where <= 0: a NaN stays NaN, as torch's relu (and select, not max:
-                           // g++ 12 warns falsely inside _mm512_max_ps)
-                    acc[i][v] = xsimd::select(acc[i][v] <= simd(0.0F), simd(0.0F), acc[i][v]);
-            }
-            acc[i][v].store_unaligned(c + i * ldc + v * simd_width);
         }
     }
 }

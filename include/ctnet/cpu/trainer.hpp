@@ -1,4 +1,5 @@
-// ctnet/train/trainer.hpp — backpropagation through a network type.
+// ctnet/cpu/trainer.hpp — backpropagation through a network type on the CPU: trainer<Net,
+// backend::reference> and trainer<Net, backend::cpu>.
 //
 //   weights<net> w;  init_seeded(w, 1);
 //   trainer<net, backend::cpu> t{w, {.threads = 2, .seed = 7}};
@@ -13,8 +14,9 @@
 // and where a later op overwrites a value in place that a backward kernel needs (a conv input, a
 // batch norm input, a ReLU output), the trainer keeps a copy. A value read by several branches
 // collects one gradient contribution per reader; concat slices route gradients by construction.
-// Backends: backend::reference runs cpu/reference.hpp + cpu/backward.hpp loops (the oracle);
-// backend::cpu runs convolutions as packed GEMMs (cpu/gemm.hpp), pooling on SIMD planes
+// Backends: one executor (cpu::train_executor) over two kernel sets (cpu/train_kernels.hpp):
+// backend::reference runs cpu/reference.hpp + cpu/backward.hpp loops (the oracle);
+// backend::cpu runs convolutions as packed GEMMs (cpu/conv_train.hpp), pooling on SIMD planes
 // (cpu/pool_fast.hpp; max pools record where each maximum is) and batch norm with lane-wise
 // sums (cpu/batch_norm_fast.hpp), on a thread pool.
 // Sync batch norm (options::sync_bn, train/distributed.hpp): the batch statistics are those of
@@ -41,24 +43,23 @@
 
 #include "../core/error.hpp"
 #include "../core/random.hpp"
-#include "../cpu/backward.hpp"
-#include "../cpu/batch_norm_fast.hpp"
-#include "../cpu/gemm.hpp"
-#include "../cpu/pool_fast.hpp"
-#include "../cpu/reference.hpp"
-#include "../cpu/runner.hpp"
-#include "../cpu/thread_pool.hpp"
+#include "../exec/arena.hpp"
+#include "../exec/backend.hpp"
+#include "../exec/communicator.hpp"
 #include "../graph/network.hpp"
 #include "../graph/params.hpp"
-#include "communicator.hpp"
+#include "backward.hpp"
+#include "reference.hpp"
+#include "thread_pool.hpp"
+#include "train_kernels.hpp"
 
 namespace ctnet {
 
-template <class Net, class Backend = backend::reference>
-class trainer {
-    static_assert(std::is_same_v<Backend, backend::reference> || std::is_same_v<Backend, backend::cpu>,
-                  "ctnet::trainer: Backend must be backend::reference or backend::cpu");
+namespace cpu {
 
+// The training executor over kernel set K (reference_kernels or simd_kernels).
+template <class Net, class K>
+class train_executor {
 public:
     struct options {
         int threads = 1;            // backend::cpu: threads of the GEMMs
@@ -73,50 +74,26 @@ public:
     static constexpr shape output = output_shape_v<Net>;
     static constexpr shape aux_output = Net::program.has_aux ? Net::program.aux.s : shape{};
 
-    explicit trainer(weights<Net>& w) : trainer(w, options{}) {}
-    trainer(weights<Net>& w, options o) : w_{&w}, opt_{o}, rng_{o.seed}, pool_{o.threads} {
+    explicit train_executor(weights<Net>& w) : train_executor(w, options{}) {}
+    train_executor(weights<Net>& w, options o) : w_{&w}, opt_{o}, rng_{o.seed}, pool_{o.threads}, k_{pool_} {
         const auto& p = program;
-        offsets_.assign(static_cast<std::size_t>(p.n_bufs), 0);
-        for (int b = 0; b < p.n_bufs; ++b) {
-            if (p.bufs[b].input) continue;
-            offsets_[b] = per_sample_;
-            per_sample_ += p.bufs[b].s.size();
-        }
         grads_.assign(p.storage, 0.0F);
         zeroed_.assign(static_cast<std::size_t>(p.n_bufs), 0);
         saved_.resize(static_cast<std::size_t>(p.n_ops));
-        arg_.resize(static_cast<std::size_t>(p.n_ops));
         keep_.assign(static_cast<std::size_t>(p.n_ops), keep::none);
         mean_.resize(static_cast<std::size_t>(p.n_ops));
         invstd_.resize(static_cast<std::size_t>(p.n_ops));
-        std::size_t col = 0, group = 0, packed_w = 0, packed_dy = 0, partial = 0, act = 0, bn_channels = 0, pool_row = 0,
-                    pool_int = 0;
+        std::size_t act = 0, bn_channels = 0;
         for (int i = 0; i < p.n_ops; ++i) {
             const op& q = p.ops[i];
             act = std::max(act, q.out.s.size());
+            k_.plan(q);
             switch (q.kind) {
-                case op_kind::conv: {
-                    const int k = q.in.s.c * q.win.kh * q.win.kw, hw = q.out.s.h * q.out.s.w;
-                    col = std::max(col, cpu::conv_col_floats(k, hw, cpu::is_pointwise(q.win)));
-                    group = std::max(group, cpu::conv_group_floats(q.out.s.c, hw));
-                    packed_w = std::max({packed_w, cpu::gemm_packed_a_floats(q.out.s.c, k),
-                                         cpu::gemm_packed_a_floats(k, q.out.s.c)});
-                    packed_dy = std::max(packed_dy, cpu::gemm_packed_a_floats(q.out.s.c, cpu::conv_group(hw) * hw));
-                    partial = std::max(partial, static_cast<std::size_t>(q.out.s.c) * (k + 1));
+                case op_kind::conv:
                     if (clobbered(q.in, i, true)) keep_[i] = keep::input;
                     break;
-                }
                 case op_kind::max_pool:
-                case op_kind::avg_pool:
-                    if (q.kind == op_kind::max_pool) {
-                        pool_row = std::max(pool_row, static_cast<std::size_t>(cpu::max_pool_train_floats(q.out.s.w, q.win)));
-                        pool_int = std::max(pool_int, static_cast<std::size_t>(cpu::max_pool_train_ints(q.out.s.w)));
-                        // backend::cpu records where the maxima are; the reference finds them again in x
-                        if (!fast && clobbered(q.in, i, true)) keep_[i] = keep::input;
-                    } else {
-                        pool_row = std::max(pool_row, static_cast<std::size_t>(cpu::pool_scratch_floats(
-                                                          q.in.s.h, q.in.s.w, q.out.s.h, q.out.s.w, q.win)));
-                    }
+                    if (K::max_pool_reads_input && clobbered(q.in, i, true)) keep_[i] = keep::input;
                     break;
                 case op_kind::linear:
                 case op_kind::batch_norm:
@@ -134,21 +111,7 @@ public:
                 default: break;
             }
         }
-        if constexpr (fast) {
-            const auto t = static_cast<std::size_t>(pool_.size());
-            col_.assign(t * col, 0.0F);
-            packed_.assign(packed_w + t * packed_dy, 0.0F);
-            scratch_.assign(t * cpu::gemm_thread_scratch, 0.0F);
-            partial_.assign(t * partial, 0.0F);
-            group_.assign(t * group, 0.0F);
-            ws_ = {.col = col_.data(), .col_stride = col, .packed_w = packed_.data(), .packed_a = packed_.data() + packed_w,
-                   .packed_stride = packed_dy, .scratch = scratch_.data(), .partial = partial_.data(),
-                   .partial_stride = partial, .group = group_.data(), .group_stride = group};
-            pool_row_ = pool_row;
-            pool_rows_.assign(t * pool_row, 0.0F);
-            pool_int_ = pool_int;
-            pool_ints_.assign(t * pool_int, 0);
-        }
+        k_.allocate();
         per_op_scratch_ = act;
         if (opt_.sync_bn) {
             bn_stats_.assign(2 * bn_channels + 1, 0.0);  // sums and count, then squared deviations
@@ -159,10 +122,7 @@ public:
     // Training-mode forward pass over x.size() / input.size() samples.
     void forward(std::span<const float> x) {
         const auto& p = program;
-        if (x.empty() || x.size() % input.size() != 0)
-            throw error("ctnet: trainer: input has " + std::to_string(x.size()) +
-                        " floats, not a positive multiple of one sample's " + std::to_string(input.size()));
-        const auto n = static_cast<int>(x.size() / input.size());
+        const auto n = static_cast<int>(exec::batch_of(x, input, "trainer"));
         backward_ready_ = false;  // a forward pass that throws leaves nothing to differentiate
         if (n != n_) resize(n);
         x_ = x.data();
@@ -216,10 +176,9 @@ public:
     [[nodiscard]] rng& generator() { return rng_; }
 
 private:
-    static constexpr bool fast = std::is_same_v<Backend, backend::cpu>;
     enum class keep : unsigned char { none, input, output };
-    using in_view = cpu::ref::in_view;
-    using out_view = cpu::ref::out_view;
+    using in_view = exec::in_view;
+    using out_view = exec::out_view;
 
     // Does an op after `after` (or `after` itself, when `self`) overwrite v in place?
     static constexpr bool clobbered(const value& v, int after, bool self) {
@@ -238,8 +197,8 @@ private:
     void resize(int n) {
         n_ = n;
         const auto nn = static_cast<std::size_t>(n);
-        act_.assign(nn * per_sample_, 0.0F);
-        dact_.assign(nn * per_sample_, 0.0F);
+        act_.assign(nn * layout_.per_sample, 0.0F);
+        dact_.assign(nn * layout_.per_sample, 0.0F);
         tmp_.assign(nn * per_op_scratch_, 0.0F);
         const auto& p = program;
         for (int i = 0; i < p.n_ops; ++i) {
@@ -249,16 +208,14 @@ private:
             if (keep_[i] == keep::output) need = q.out.s.size();
             if (q.kind == op_kind::dropout) need = q.out.s.size();  // the mask
             saved_[i].assign(nn * need, 0.0F);
-            if (fast && q.kind == op_kind::max_pool) arg_[i].assign(nn * q.out.s.size(), -1);
         }
+        k_.resize(n, p.ops.data(), p.n_ops);
         out_.assign(nn * output.size(), 0.0F);
         if constexpr (Net::program.has_aux) aux_.assign(nn * Net::program.aux.s.size(), 0.0F);
     }
 
     [[nodiscard]] out_view view(const value& v, std::vector<float>& mem) const {
-        const buffer& b = program.bufs[v.buf];
-        float* base = b.input ? const_cast<float*>(x_) : mem.data() + offsets_[v.buf] * static_cast<std::size_t>(n_);
-        return {base + v.offset, b.s.size(), v.s};
+        return layout_.view(v, mem.data(), const_cast<float*>(x_), static_cast<std::size_t>(n_));
     }
     [[nodiscard]] out_view act(const value& v) { return view(v, act_); }
     [[nodiscard]] in_view cact(const value& v) {
@@ -295,7 +252,7 @@ private:
         if (program.bufs[buf].input || zeroed_[buf]) return;
         zeroed_[buf] = 1;
         const std::size_t size = program.bufs[buf].s.size() * static_cast<std::size_t>(n_);
-        float* base = dact_.data() + offsets_[buf] * static_cast<std::size_t>(n_);
+        float* base = dact_.data() + layout_.offsets[static_cast<std::size_t>(buf)] * static_cast<std::size_t>(n_);
         std::fill(base, base + size, 0.0F);
     }
     void add_into(const value& v, std::span<const float> g) {
@@ -304,19 +261,14 @@ private:
         for (int i = 0; i < n_; ++i)
             for (std::size_t j = 0; j < v.s.size(); ++j) d.sample(i)[j] += g[static_cast<std::size_t>(i) * v.s.size() + j];
     }
-    static void expect(const char* what, std::size_t got, std::size_t want) {
-        if (got != want)
-            throw error(std::string{"ctnet: trainer: "} + what + " has " + std::to_string(got) + " floats, expected " +
-                        std::to_string(want));
-    }
-    [[nodiscard]] cpu::conv_workspace workspace() const { return ws_; }
+    static void expect(const char* what, std::size_t got, std::size_t want) { exec::expect_size("trainer", what, got, want); }
 
-    // Runs f(i0, i1) over chunks of the batch on the pool (backend::cpu), or once over all of it.
+    // Runs f(i0, i1) over chunks of the batch on the pool (threaded kernels), or once over all of it.
     template <class F>
     void split_batch(F&& f) {
-        if constexpr (fast) {
+        if constexpr (K::threaded) {
             if (pool_.size() > 1 && n_ > 1) {
-                cpu::for_sample_chunks(n_, pool_, [&](int i0, int i1, int, int) { f(i0, i1); });
+                pool_.run_ranges(n_, std::min(n_, pool_.size()), [&](int i0, int i1, int, int) { f(i0, i1); });
                 return;
             }
         }
@@ -325,31 +277,14 @@ private:
     // Runs f(c0, c1) over chunks of `count` channels.
     template <class F>
     void split_channels(int count, F&& f) {
-        if constexpr (fast) {
+        if constexpr (K::threaded) {
             const int tasks = std::min(count, pool_.size());
             if (tasks > 1) {
-                pool_.run(tasks, [&](int t, int) { f(t * count / tasks, (t + 1) * count / tasks); });
+                pool_.run_ranges(count, tasks, [&](int c0, int c1, int, int) { f(c0, c1); });
                 return;
             }
         }
         f(0, count);
-    }
-    // Runs f(sample, input plane offset, output plane offset, per-thread float and int32 scratch) for every
-    // (sample, channel) plane of a pooling op, in 8 tasks per thread (planes are independent, so
-    // any thread count gives the same values).
-    template <class F>
-    void for_planes(const op& o, F&& f) {
-        const std::size_t ip = static_cast<std::size_t>(o.in.s.h) * o.in.s.w;
-        const std::size_t opl = static_cast<std::size_t>(o.out.s.h) * o.out.s.w;
-        const int c = o.in.s.c, planes = n_ * c, tasks = std::min(planes, 8 * pool_.size());
-        pool_.run(tasks, [&](int task, int thread) {
-            float* tmp = pool_rows_.data() + static_cast<std::size_t>(thread) * pool_row_;
-            std::int32_t* at = pool_ints_.data() + static_cast<std::size_t>(thread) * pool_int_;
-            for (int p = task * planes / tasks; p < (task + 1) * planes / tasks; ++p) {
-                const int ch = p % c;
-                f(p / c, ch * ip, ch * opl, tmp, at);
-            }
-        });
     }
     template <class V>
     static V from(V v, int i0) {
@@ -370,14 +305,8 @@ private:
         const int c_out = o.out.s.c;
         switch (o.kind) {
             case op_kind::conv: {
-                const std::size_t nw = static_cast<std::size_t>(c_out) * o.in.s.c * o.win.kh * o.win.kw;
-                const float* bias = o.bias ? w + nw : nullptr;
-                if constexpr (fast) {
-                    cpu::conv_forward_gemm(x.data, x.stride, x.s, y.data, y.stride, y.s, n_, w, bias, o.win, workspace(),
-                                           pool_);
-                } else {
-                    cpu::ref::conv2d(x, y, n_, w, bias, o.win);
-                }
+                const auto wb = weight_params<const float>::of(o, w_->data().data());
+                k_.conv_forward(x, y, n_, wb.w, wb.bias, o.win);
                 break;
             }
             case op_kind::batch_norm: {
@@ -386,6 +315,7 @@ private:
                     break;
                 }
                 const auto c = static_cast<std::size_t>(c_out);
+                const bn_params<float> bn = bn_params<float>::of(o, w_->data().data());
                 const std::size_t m = static_cast<std::size_t>(n_) * o.in.s.h * o.in.s.w;
                 if (m < 2)
                     throw error("ctnet: trainer: batch_norm '" + std::string{o.path.view()} +
@@ -394,63 +324,37 @@ private:
                 float* mean = mean_[i].data();
                 float* var = invstd_[i].data();  // the batch variance, then 1 / sqrt(var + eps)
                 split_channels(c_out, [&](int c0, int c1) {
-                    if constexpr (fast) {
-                        cpu::batch_norm_train_lanes(channels(x, c0, c1), channels(y, c0, c1), n_, w + c0, w + c + c0,
-                                                    o.eps, mean + c0, var + c0);
-                    } else {
-                        cpu::ref::batch_norm_train(channels(x, c0, c1), channels(y, c0, c1), n_, w + c0, w + c + c0,
-                                                   o.eps, mean + c0, var + c0);
-                    }
+                    k_.bn_forward(channels(x, c0, c1), channels(y, c0, c1), n_, bn.gamma + c0, bn.beta + c0, o.eps, mean + c0,
+                                  var + c0);
                 });
                 const auto mom = static_cast<float>(opt_.bn_momentum);
                 const float unbias = static_cast<float>(m) / static_cast<float>(m - 1);
                 for (std::size_t k = 0; k < c; ++k) {
-                    w[2 * c + k] = (1.0F - mom) * w[2 * c + k] + mom * mean[k];
-                    w[3 * c + k] = (1.0F - mom) * w[3 * c + k] + mom * var[k] * unbias;
+                    bn.mean[k] = (1.0F - mom) * bn.mean[k] + mom * mean[k];
+                    bn.var[k] = (1.0F - mom) * bn.var[k] + mom * var[k] * unbias;
                     var[k] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var[k]) + o.eps));
                 }
                 break;
             }
             case op_kind::relu: split_batch([&](int a, int b) { cpu::ref::relu(from(x, a), from(y, a), b - a); }); break;
-            case op_kind::max_pool:
-                if constexpr (fast) {
-                    std::int32_t* arg = arg_[i].data();
-                    const std::size_t per_sample = o.out.s.size();
-                    for_planes(o, [&](int s, std::size_t in_at, std::size_t out_at, float* tmp, std::int32_t* at) {
-                        cpu::max_pool_train_plane(x.sample(s) + in_at, o.in.s.h, o.in.s.w, y.sample(s) + out_at,
-                                                  arg + static_cast<std::size_t>(s) * per_sample + out_at, o.out.s.h,
-                                                  o.out.s.w, o.win, tmp, at);
-                    });
-                } else {
-                    cpu::ref::max_pool(x, y, n_, o.win);
-                }
-                break;
-            case op_kind::avg_pool:
-                if constexpr (fast) {
-                    for_planes(o, [&](int s, std::size_t in_at, std::size_t out_at, float* tmp, std::int32_t*) {
-                        cpu::avg_pool_train_plane(x.sample(s) + in_at, o.in.s.h, o.in.s.w, y.sample(s) + out_at,
-                                                  o.out.s.h, o.out.s.w, o.win, o.count_pad, tmp);
-                    });
-                } else {
-                    cpu::ref::avg_pool(x, y, n_, o.win, o.count_pad);
-                }
-                break;
+            case op_kind::max_pool: k_.max_pool_forward(i, x, y, n_, o); break;
+            case op_kind::avg_pool: k_.avg_pool_forward(x, y, n_, o); break;
             case op_kind::global_avg_pool:
                 split_batch([&](int a, int b) { cpu::ref::global_avg_pool(from(x, a), from(y, a), b - a); });
                 break;
             case op_kind::linear: {
-                const std::size_t nw = static_cast<std::size_t>(c_out) * o.in.s.size();
-                split_batch([&](int a, int b) { cpu::ref::linear(from(x, a), from(y, a), b - a, w, o.bias ? w + nw : nullptr); });
+                const auto wb = weight_params<const float>::of(o, w_->data().data());
+                split_batch([&](int a, int b) { cpu::ref::linear(from(x, a), from(y, a), b - a, wb.w, wb.bias); });
                 break;
             }
             case op_kind::softmax: split_batch([&](int a, int b) { cpu::ref::softmax(from(x, a), from(y, a), b - a); }); break;
             case op_kind::dropout: {
-                const auto scale = static_cast<float>(1.0 / (1.0 - o.eps));
+                const auto scale = static_cast<float>(1.0 / (1.0 - o.drop));
                 float* mask = saved_[i].data();
                 const std::size_t k = o.out.s.size();
                 for (int s = 0; s < n_; ++s)
                     for (std::size_t j = 0; j < k; ++j) {
-                        const float f = rng_.uniform() < o.eps ? 0.0F : scale;
+                        const float f = rng_.uniform() < o.drop ? 0.0F : scale;
                         mask[static_cast<std::size_t>(s) * k + j] = f;
                         y.sample(s)[j] = x.sample(s)[j] * f;
                     }
@@ -473,15 +377,9 @@ private:
         const int c_out = o.out.s.c;
         switch (o.kind) {
             case op_kind::conv: {
-                const std::size_t nw = static_cast<std::size_t>(c_out) * o.in.s.c * o.win.kh * o.win.kw;
+                const auto db = weight_params<float>::of(o, grads_.data()).bias;
                 const in_view x = needed_in(i);
-                float* db = o.bias ? dw + nw : nullptr;
-                if constexpr (fast) {
-                    cpu::conv_backward_gemm(x.data, x.stride, x.s, dy.data, dy.stride, dy.s, dx.data, dx.stride, n_, w,
-                                            dw, db, o.win, workspace(), pool_);
-                } else {
-                    cpu::ref::conv2d_backward(x, dy, dx, n_, w, dw, db, o.win);
-                }
+                k_.conv_backward(x, dy, dx, n_, w, dw, db, o.win);
                 break;
             }
             case op_kind::batch_norm: {
@@ -492,15 +390,8 @@ private:
                 }
                 const auto c = static_cast<std::size_t>(c_out);
                 split_channels(c_out, [&](int c0, int c1) {
-                    if constexpr (fast) {
-                        cpu::batch_norm_train_backward_lanes(channels(x, c0, c1), channels(dy, c0, c1),
-                                                             channels(dx, c0, c1), n_, w + c0, mean_[i].data() + c0,
-                                                             invstd_[i].data() + c0, dw + c0, dw + c + c0);
-                    } else {
-                        const in_view xhat = normalised(i, x, c0, c1);
-                        cpu::ref::batch_norm_train_backward(xhat, channels(dy, c0, c1), channels(dx, c0, c1), n_,
-                                                            w + c0, invstd_[i].data() + c0, dw + c0, dw + c + c0);
-                    }
+                    k_.bn_backward(channels(x, c0, c1), channels(dy, c0, c1), channels(dx, c0, c1), n_, w + c0,
+                                   mean_[i].data() + c0, invstd_[i].data() + c0, dw + c0, dw + c + c0, tmp_.data());
                 });
                 break;
             }
@@ -510,39 +401,18 @@ private:
                 split_batch([&](int a, int b) { cpu::ref::relu_backward(from(y, a), from(dy, a), from(dx, a), b - a); });
                 break;
             }
-            case op_kind::max_pool: {
-                if (!dx.data) break;
-                if constexpr (fast) {  // the positions of the maxima, recorded by the forward pass
-                    const std::int32_t* arg = arg_[i].data();
-                    const std::size_t per_sample = o.out.s.size();
-                    const int outputs = o.out.s.h * o.out.s.w;
-                    for_planes(o, [&](int s, std::size_t in_at, std::size_t out_at, float*, std::int32_t*) {
-                        cpu::max_pool_backward_plane(arg + static_cast<std::size_t>(s) * per_sample + out_at,
-                                                     dy.sample(s) + out_at, outputs, dx.sample(s) + in_at);
-                    });
-                } else {
-                    cpu::ref::max_pool_backward(needed_in(i), dy, dx, n_, o.win);
-                }
+            case op_kind::max_pool:
+                if (dx.data) k_.max_pool_backward(i, needed_in(i), dy, dx, n_, o);
                 break;
-            }
             case op_kind::avg_pool:
-                if (!dx.data) break;
-                if constexpr (fast) {
-                    for_planes(o, [&](int s, std::size_t in_at, std::size_t out_at, float* tmp, std::int32_t*) {
-                        cpu::avg_pool_backward_plane(dy.sample(s) + out_at, o.in.s.h, o.in.s.w, dx.sample(s) + in_at,
-                                                     o.out.s.h, o.out.s.w, o.win, o.count_pad, tmp);
-                    });
-                } else {
-                    cpu::ref::avg_pool_backward(dy, dx, n_, o.win, o.count_pad);
-                }
+                if (dx.data) k_.avg_pool_backward(dy, dx, n_, o);
                 break;
             case op_kind::global_avg_pool:
                 if (dx.data)
                     split_batch([&](int a, int b) { cpu::ref::global_avg_pool_backward(from(dy, a), from(dx, a), b - a); });
                 break;
             case op_kind::linear: {
-                const std::size_t nw = static_cast<std::size_t>(c_out) * o.in.s.size();
-                cpu::ref::linear_backward(needed_in(i), dy, dx, n_, w, dw, o.bias ? dw + nw : nullptr);
+                cpu::ref::linear_backward(needed_in(i), dy, dx, n_, w, dw, weight_params<float>::of(o, grads_.data()).bias);
                 break;
             }
             case op_kind::softmax:
@@ -597,13 +467,14 @@ private:
         comm.allreduce_sum(std::span<double>{sq, c});
         float* bmean = mean_[i].data();
         float* invstd = invstd_[i].data();
+        const bn_params<float> bn = bn_params<float>::of(o, w_->data().data());
         const auto mom = static_cast<float>(opt_.bn_momentum);
         const float unbias = static_cast<float>(m) / static_cast<float>(m - 1.0);
         for (std::size_t k = 0; k < c; ++k) {
             bmean[k] = static_cast<float>(mean[k]);
             const auto var = static_cast<float>(sq[k] / m);
-            w[2 * c + k] = (1.0F - mom) * w[2 * c + k] + mom * bmean[k];
-            w[3 * c + k] = (1.0F - mom) * w[3 * c + k] + mom * var * unbias;
+            bn.mean[k] = (1.0F - mom) * bn.mean[k] + mom * bmean[k];
+            bn.var[k] = (1.0F - mom) * bn.var[k] + mom * var * unbias;
             invstd[k] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var) + o.eps));
         }
         split_channels(c_out, [&](int c0, int c1) {
@@ -639,22 +510,31 @@ private:
     options opt_;
     rng rng_;
     cpu::thread_pool pool_;
-    std::vector<std::size_t> offsets_;
-    std::size_t per_sample_ = 0, per_op_scratch_ = 0;
+    K k_;
+    exec::layout<Net> layout_{true};  // every activation its own buffer
+    std::size_t per_op_scratch_ = 0;
     std::vector<float> act_, dact_, tmp_, grads_, out_, aux_;
     std::vector<std::vector<float>> saved_, mean_, invstd_;
     std::vector<keep> keep_;
     std::vector<char> zeroed_;
-    std::vector<float> col_, packed_, scratch_, partial_, group_;
-    std::vector<float> pool_rows_;  // backend::cpu: per thread, the pooling kernels' scratch
-    std::vector<std::int32_t> pool_ints_;
-    std::size_t pool_row_ = 0, pool_int_ = 0;
-    std::vector<std::vector<std::int32_t>> arg_;  // backend::cpu, max pools: where each window's maximum is
     std::vector<double> bn_stats_, bn_count_;  // sync batch norm: per-channel sums, global value counts
-    cpu::conv_workspace ws_{};
     const float* x_ = nullptr;
     int n_ = 0;
     bool backward_ready_ = false;
+};
+
+}  // namespace cpu
+
+template <class Net>
+class trainer<Net, backend::reference> : public cpu::train_executor<Net, cpu::reference_kernels> {
+public:
+    using cpu::train_executor<Net, cpu::reference_kernels>::train_executor;
+};
+
+template <class Net>
+class trainer<Net, backend::cpu> : public cpu::train_executor<Net, cpu::simd_kernels> {
+public:
+    using cpu::train_executor<Net, cpu::simd_kernels>::train_executor;
 };
 
 }  // namespace ctnet

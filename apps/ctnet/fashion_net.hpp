@@ -1,4 +1,4 @@
-// examples/fashion_net.hpp — a small Inception-style network for Fashion-MNIST (1 x 28 x 28),
+// apps/ctnet/fashion_net.hpp — a small Inception-style network for Fashion-MNIST (1 x 28 x 28),
 // defined as a type from the paper's ideas:
 //   - a stem of two 3x3 convs (32 channels) at full 28x28 resolution; the first version had one
 //     24-channel conv there and under-fitted (train 93.0 %, test 92.5 % after 20 epochs);

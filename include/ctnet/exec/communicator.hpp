@@ -1,4 +1,4 @@
-// ctnet/train/communicator.hpp — the collectives data-parallel training needs, behind an interface.
+// ctnet/exec/communicator.hpp — the collectives data-parallel training needs, behind an interface.
 //
 //   single_process comm;                       // rank 0 of 1: every collective is a no-op
 //   mpi_communicator comm;                     // train/mpi.hpp: MPI_COMM_WORLD
