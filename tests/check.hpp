@@ -7,7 +7,8 @@
 // std::max(d, NaN) returns d, so a hand-written loop of std::max drops a NaN and an all-NaN
 // result scores 0. Here any non-finite value on either side, or sizes that differ, makes every
 // measure infinite, so a check of the form `error <= bound` fails. A reference of all zeros
-// gives 0 when the result is all zeros too, infinity otherwise.
+// gives 0 when the result is all zeros too, infinity otherwise; elementwise() with floor 0 is
+// infinite when a result differs from a reference value of exactly 0.
 #pragma once
 
 #include <algorithm>
@@ -36,7 +37,7 @@ public:
         e2_ += d * d;
         n2_ += want * want;
         if (floor_ + std::fabs(want) > 0.0) elem_ = std::max(elem_, d / (floor_ + std::fabs(want)));
-        else if (d > 0.0) bad_ = true;
+        else if (d > 0.0) elem_ = inf;  // only this measure: a zero reference value is no error elsewhere
         ++count_;
     }
     template <std::ranges::sized_range A, std::ranges::sized_range B>

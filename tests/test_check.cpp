@@ -22,6 +22,11 @@ TEST_CASE("check: relative, norm and elementwise errors worked by hand") {
     const std::vector<float> zeros(4, 0.0F);
     CHECK(test::relative_error(zeros, zeros) == 0.0);
     CHECK(std::isinf(test::relative_error(std::vector<float>{0.0F, 1e-30F, 0.0F, 0.0F}, zeros)));
+    // One reference value of exactly 0: only the floorless elementwise measure is infinite.
+    const test::error_meter z = test::compare(std::vector<float>{1.0F, 0.5F}, std::vector<float>{1.0F, 0.0F});
+    CHECK(z.max_relative() == 0.5);
+    CHECK(z.norm_relative() == 0.5);
+    CHECK(std::isinf(z.elementwise()));
 }
 
 TEST_CASE("check: a NaN, an infinity or a size mismatch is an infinite error") {

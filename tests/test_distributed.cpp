@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -18,7 +20,9 @@
 #include <ctnet/train/mpi.hpp>
 #include <ctnet/train/optim.hpp>
 #include <ctnet/train/step.hpp>
-#include <ctnet/train/trainer.hpp>
+#include <ctnet/cpu/trainer.hpp>
+
+#include "check.hpp"
 
 using namespace ctnet;
 
@@ -47,6 +51,15 @@ static_assert(storage_in_op_order<small_net>());
 constexpr int global_batch = 8;
 constexpr int steps = 3;
 constexpr std::size_t sample = input_shape_v<small_net>.size();
+
+// ||got - want|| / ||want|| (2-norms), infinite on a NaN, an infinity or sizes that differ. Not
+// test::norm_relative_error: its meter (floor 0) also turns every measure infinite where a single
+// reference entry is exactly 0 and the result's is not, which a norm over a tensor must allow (a
+// gradient of exactly 0 in one computation, 1e-12 in the other). The floor only enters elementwise().
+template <class A, class B>
+test::error_meter norm_meter(const A& got, const B& want) {
+    return test::compare(got, want, std::numeric_limits<double>::min());
+}
 
 std::vector<float> random_vector(std::size_t n, std::uint64_t seed) {
     rng g{seed};
@@ -94,9 +107,7 @@ weights<small_net> train_shards(bool sync_bn, std::size_t bucket_bytes, double& 
     broadcast_parameters(comm, w);
     weights<small_net> w0;
     init_seeded(w0, 1, true);
-    start_diff = 0.0;
-    for (std::size_t j = 0; j < w.data().size(); ++j)
-        start_diff = std::max(start_diff, static_cast<double>(std::fabs(w.data()[j] - w0.data()[j])));
+    start_diff = test::max_abs_error(w.data(), w0.data());
     trainer<small_net, backend::cpu> t{w, {.threads = 2, .sync_bn = sync_bn ? &comm : nullptr}};
     optimizer opt = make_optimizer();
     const auto ranges = trainable_ranges<small_net>();
@@ -111,17 +122,14 @@ weights<small_net> train_shards(bool sync_bn, std::size_t bucket_bytes, double& 
     return w;
 }
 
-// The largest |a - b| / |b| over the tensors (parameters and running statistics).
+// The largest ||a - b|| / ||b|| over the tensors (parameters and running statistics); infinite
+// where a value is not finite (tests/check.hpp).
 double max_relative_difference(const weights<small_net>& a, const weights<small_net>& b, std::string& worst) {
     double most = 0.0;
     for (const tensor_info& t : weights<small_net>::tensors()) {
-        double e2 = 0.0, n2 = 0.0;
-        for (std::size_t j = t.offset; j < t.offset + t.count; ++j) {
-            const double d = static_cast<double>(a.data()[j]) - b.data()[j];
-            e2 += d * d;
-            n2 += static_cast<double>(b.data()[j]) * b.data()[j];
-        }
-        const double rel = std::sqrt(e2) / std::max(std::sqrt(n2), 1e-12);
+        const double rel = norm_meter(std::span<const float>{a.data().data() + t.offset, t.count},
+                                      std::span<const float>{b.data().data() + t.offset, t.count})
+                               .norm_relative();
         if (rel > most) {
             most = rel;
             worst = t.name;
@@ -208,11 +216,15 @@ TEST_CASE("distributed: on one process, sync batch norm is the local path and da
 }
 
 // Rank 0 of a pretend pair whose other rank holds the same values: sums are doubles (exact in
-// floating point), so data-parallel training must reproduce train_step bit for bit. Records how
-// many times progress() (once per op of backward) had been called when each bucket started.
+// floating point), so data-parallel training must reproduce train_step bit for bit. Records, for
+// each bucket, whether it started while backward was still running: `first_grad` is the
+// gradient of op 0 (the stem conv), which backward writes last, so it is all zero (zero_grads)
+// until the last op's backward has run. This watches the pass itself, not progress() (the
+// reducer calls that after every op whether or not a bucket started): a reducer that started
+// every bucket after backward would record none during it.
 struct mirror_pair final : communicator {
-    int progressed = 0;
-    std::vector<int> started_at;
+    std::span<const float> first_grad;
+    std::vector<bool> during_backward;  // per bucket started: op 0's gradient still all zero
     [[nodiscard]] int rank() const override { return 0; }
     [[nodiscard]] int size() const override { return 2; }
     void allreduce_sum(std::span<float> v) override {
@@ -223,10 +235,9 @@ struct mirror_pair final : communicator {
     }
     void broadcast(std::span<float>, int) override {}
     void start_allreduce_sum(std::span<float> v) override {
-        started_at.push_back(progressed);
+        during_backward.push_back(std::all_of(first_grad.begin(), first_grad.end(), [](float g) { return g == 0.0F; }));
         allreduce_sum(v);
     }
-    void progress() override { ++progressed; }
 };
 
 TEST_CASE("distributed: buckets start during backward, and the averaged update is train_step's") {
@@ -235,24 +246,37 @@ TEST_CASE("distributed: buckets start during backward, and the averaged update i
     init_seeded(a, 4, true);
     b = a;
     trainer<small_net, backend::reference> ta{a}, tb{b, {.sync_bn = &pair}};
+    constexpr auto& program = small_net::program;
+    static_assert(program.ops[0].kind == op_kind::conv && program.ops[0].param_offset == 0);
+    pair.first_grad = tb.grads().subspan(0, program.ops[1].param_offset);
     optimizer oa = make_optimizer(), ob = make_optimizer();
     const auto ranges = trainable_ranges<small_net>();
     const batch g = global(0);
     const step_result sa = train_step(ta, oa, ranges, g.x, g.labels, paper, 0.05);
+    constexpr std::size_t bucket = 32;
     const step_result sb = data_parallel_step(tb, pair, ob, ranges, g.x, g.labels, paper, 0.05, nullptr,
-                                              {.bucket_bytes = 32 * sizeof(float)});
+                                              {.bucket_bytes = bucket * sizeof(float)});
     // Trainable parameters (the running variances differ: unbiased with the pair's count 2m).
     for (const param_range& r : ranges)
         CHECK(std::equal(a.data().begin() + r.offset, a.data().begin() + r.offset + r.count, b.data().begin() + r.offset));
     CHECK(sa.loss == sb.loss);
     CHECK(sb.correct == 2 * sa.correct);  // the pretend pair's two identical shards
-    const std::size_t buckets = (small_net::program.storage + 31) / 32;
-    CHECK(pair.started_at.size() == buckets);
-    REQUIRE(!pair.started_at.empty());
-    // The last bucket (the end of the storage: fc2) starts while backward still has ops to run.
-    CHECK(pair.started_at.front() < small_net::program.n_ops);
-    std::printf("%zu buckets of 32 floats; the first started after %d of %d ops of backward\n", buckets,
-                pair.started_at.front(), small_net::program.n_ops);
+    const std::size_t buckets = (program.storage + bucket - 1) / bucket;
+    CHECK(pair.during_backward.size() == buckets);
+    CHECK(std::any_of(pair.first_grad.begin(), pair.first_grad.end(), [](float v) { return v != 0.0F; }));
+    // Buckets are cut from the end of the storage; once op 1's backward has run, the gradients
+    // from ops[1].param_offset on are final, so every bucket starting there or later must have
+    // been started before op 0's backward: all but those overlapping op 0's parameters.
+    std::size_t expected = 0;
+    for (std::size_t end = program.storage; end >= bucket && end - bucket >= program.ops[1].param_offset; end -= bucket)
+        ++expected;
+    REQUIRE(expected > 0);  // buckets lie wholly after op 0's parameters: there is overlap to measure
+    const auto during = static_cast<std::size_t>(std::count(pair.during_backward.begin(), pair.during_backward.end(), true));
+    std::printf("%zu buckets of %zu floats; %zu started during backward (expected %zu)\n", buckets, bucket, during,
+                expected);
+    CHECK(during == expected);
+    // Started from the end: the ones during backward come first.
+    CHECK(std::is_sorted(pair.during_backward.begin(), pair.during_backward.end(), std::greater<>{}));
 }
 
 TEST_CASE("distributed: shards must be equal") {

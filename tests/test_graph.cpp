@@ -3,6 +3,7 @@
 // here; the compile_fail tests prove they stop a build).
 #include <doctest/doctest.h>
 
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -98,9 +99,29 @@ TEST_CASE("aux tap: runs in training mode only, its output is the head's") {
     for (float& v : x) v = static_cast<float>(g.normal());
     std::vector<float> y(3 * 2), aux(3 * 3);
     r.forward(x, y, mode::train, aux);
-    bool any_nonzero = false;
-    for (float v : aux) any_nonzero = any_nonzero || v != 0.0F;
-    CHECK(any_nonzero);
+
+    // The head by hand, on the "mixed" output of the same training-mode pass (batch statistics),
+    // read from a second runner that keeps its activations: global average over the 6x6 map of
+    // each of the 10 channels, then head.fc (3 x 10, torch layout) plus its bias.
+    runner<mini> kept{w, {.keep_activations = true}};
+    std::vector<float> y_kept(3 * 2);
+    kept.forward(x, y_kept, mode::train);
+    const std::vector<float> mixed = kept.block_output("mixed");
+    REQUIRE(mixed.size() == 3 * 10 * 36);
+    const std::span<const float> fc_w = w["head.fc.weight"], fc_b = w["head.fc.bias"];
+    for (int n = 0; n < 3; ++n)
+        for (int o = 0; o < 3; ++o) {
+            double want = fc_b[o];
+            for (int c = 0; c < 10; ++c) {
+                double mean = 0;
+                for (int j = 0; j < 36; ++j) mean += mixed[(n * 10 + c) * 36 + j];
+                want += fc_w[o * 10 + c] * (mean / 36);
+            }
+            CAPTURE(n);
+            CAPTURE(o);
+            CHECK(aux[n * 3 + o] == doctest::Approx(want).epsilon(1e-5));
+        }
+    CHECK(y == y_kept);  // the main output does not depend on how buffers are planned
     CHECK_THROWS_WITH_AS(r.forward(x, y, mode::eval, aux), doctest::Contains("only in training mode"), error);
     std::vector<float> wrong(5);
     CHECK_THROWS_WITH_AS(r.forward(x, wrong), doctest::Contains("expected 6"), error);

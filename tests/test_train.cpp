@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -14,8 +15,10 @@
 #include <ctnet/train/optim.hpp>
 #include <ctnet/train/checkpoint.hpp>
 #include <ctnet/train/step.hpp>
-#include <ctnet/train/trainer.hpp>
+#include <ctnet/cpu/trainer.hpp>
 #include <ctnet/cpu/batch_norm_fast.hpp>
+
+#include "check.hpp"
 
 using namespace ctnet;
 
@@ -39,6 +42,15 @@ using every_layer = network<shape{3, 9, 8},
         avg_pool<k<2>, stride<1>>, node<"down", cbr<6, k<2>, stride<2>>>, global_avg_pool, flatten,
         node<"drop", dropout<>>, node<"fc1", linear<6, 7>>, node<"bnf", batch_norm<>>, relu,
         node<"fc2", linear<7, 4, bias<false>>>, softmax>>;
+
+// ||got - want|| / ||want|| (2-norms), infinite on a NaN, an infinity or sizes that differ. Not
+// test::norm_relative_error: its meter (floor 0) also turns every measure infinite where a single
+// reference entry is exactly 0 and the result's is not, which a norm over a tensor must allow (a
+// gradient of exactly 0 in one computation, 1e-12 in the other). The floor only enters elementwise().
+template <class A, class B>
+test::error_meter norm_meter(const A& got, const B& want) {
+    return test::compare(got, want, std::numeric_limits<double>::min());
+}
 
 std::vector<float> random_vector(std::size_t n, std::uint64_t seed, double scale = 1.0) {
     rng g{seed};
@@ -142,17 +154,13 @@ void check_backends_agree(int batch, std::uint64_t seed, int threads) {
     // each tensor is compared relative to its own norm or, when smaller, 1% of the whole gradient's.
     const double whole = std::sqrt(dot(g_ref, g_ref));
     for (const tensor_info& t : w.tensors()) {
-        double e2 = 0.0, n2 = 0.0;
         const bool stats = !t.trainable;
         const std::span<const float> a = stats ? std::span<const float>(w_ref.data()) : g_ref;
         const std::span<const float> b = stats ? std::span<const float>(w_fast.data()) : g_fast;
-        for (std::size_t j = t.offset; j < t.offset + t.count; ++j) {
-            e2 += (static_cast<double>(a[j]) - b[j]) * (static_cast<double>(a[j]) - b[j]);
-            n2 += static_cast<double>(a[j]) * a[j];
-        }
+        const test::error_meter m = norm_meter(b.subspan(t.offset, t.count), a.subspan(t.offset, t.count));
         const std::string what = t.name + (stats ? " (updated running statistic)" : " (gradient)");
         INFO(what);
-        CHECK(std::sqrt(e2) <= 2e-5 * std::max(std::sqrt(n2), stats ? 0.0 : 1e-2 * whole));
+        CHECK(m.norm_diff() <= 2e-5 * std::max(m.norm_want(), stats ? 0.0 : 1e-2 * whole));
     }
 }
 
@@ -239,11 +247,9 @@ TEST_CASE("training: batch norm's lane-wise kernels equal the reference's on ran
         cpu::ref::batch_norm_train_backward({xhat.data(), s.size(), s}, {in_place_ref.data(), s.size(), s},
                                             {in_place_ref.data(), s.size(), s}, n, w.data(), invstd.data(), dw_ref.data(),
                                             db_ref.data());
-        auto err = [](const std::vector<float>& a, const std::vector<float>& b, std::size_t from = 0) {
-            double e = 0.0;
-            for (std::size_t i = from; i < a.size(); ++i)
-                e = std::max(e, std::fabs(static_cast<double>(a[i]) - b[i]) / (1e-3 + std::fabs(static_cast<double>(b[i]))));
-            return e;
+        // max |a - b| / (1e-3 + |b|), infinite on a NaN or sizes that differ (tests/check.hpp)
+        auto err = [](const std::vector<float>& a, const std::vector<float>& b) {
+            return test::compare(a, b, 1e-3).elementwise();
         };
         INFO("shape " << s.c << "x" << s.h << "x" << s.w << " batch " << n);
         worst = std::max({worst, err(y1, y0), err(m1, m0), err(v1, v0), err(dx1, dx0), err(in_place, in_place_ref)});
@@ -313,6 +319,27 @@ TEST_CASE("optimizers: one and two steps against hand-computed values") {
         // ms = 0.025; step = 0.01 * 0.5 / sqrt(0.025) = 0.0316228
         CHECK(p[0] == doctest::Approx(1.0 - 0.01 * 0.5 / std::sqrt(0.025)).epsilon(1e-6));
     }
+    SUBCASE("RMSProp, PyTorch semantics, two steps with momentum and weight decay") {
+        // torch.optim.RMSprop(lr 0.01, alpha 0.9, eps 0.1, momentum 0.9, weight_decay 0.1), p = 1,
+        // raw gradients 0.5 then -0.3 (by hand in float64; torch 1.13 in float64 gives the same):
+        //   step 1: g = 0.5 + 0.1 * 1 = 0.6; ms = 0.1 * 0.36 = 0.036; q = 0.6 / (sqrt(0.036) + 0.1)
+        //           = 0.6 / 0.28973666 = 2.0708459910; buf = q; p = 1 - 0.01 * buf = 0.9792915401
+        //   step 2: g = -0.3 + 0.1 * 0.9792915401 = -0.2020708460; ms = 0.9 * 0.036 + 0.1 * g^2
+        //           = 0.0364832627; q = g / (sqrt(ms) + 0.1) = -0.2020708460 / 0.2910059232
+        //           = -0.6943873987; buf = 0.9 * 2.0708459910 + q = 1.1693739932;
+        //           p = 0.9792915401 - 0.01 * 1.1693739932 = 0.9675978002
+        // (stepping by q instead of buf in step 2 would give 0.9862354141; so would no momentum.)
+        optimizer o = optimizer::rmsprop({.decay = 0.9, .momentum = 0.9, .eps = 0.1, .style = rmsprop_style::pytorch});
+        std::vector<float> p{1.0F};
+        o.step(p, std::vector<float>{0.5F}, all, 0.01, 0.1);
+        CHECK(p[0] == doctest::Approx(0.9792915400899763).epsilon(1e-6));
+        CHECK(o.mean_square()[0] == doctest::Approx(0.036).epsilon(1e-6).scale(0.0));
+        CHECK(o.momentum()[0] == doctest::Approx(2.0708459910023715).epsilon(1e-6).scale(0.0));
+        o.step(p, std::vector<float>{-0.3F}, all, 0.01, 0.1);
+        CHECK(o.mean_square()[0] == doctest::Approx(0.03648326267995193).epsilon(1e-6).scale(0.0));
+        CHECK(o.momentum()[0] == doctest::Approx(1.1693739931824403).epsilon(1e-6).scale(0.0));
+        CHECK(p[0] == doctest::Approx(0.9675978001581519).epsilon(1e-6));
+    }
     SUBCASE("SGD with momentum and weight decay") {
         optimizer o = optimizer::sgd({.momentum = 0.9});
         std::vector<float> p{2.0F};
@@ -320,6 +347,16 @@ TEST_CASE("optimizers: one and two steps against hand-computed values") {
         CHECK(p[0] == doctest::Approx(1.8));
         o.step(p, std::vector<float>{1.0F}, all, 0.1, 0.5);  // g = 1.9; buf = 1.8 + 1.9 = 3.7
         CHECK(p[0] == doctest::Approx(1.8 - 0.37));
+    }
+    SUBCASE("SGD, Nesterov momentum and weight decay") {
+        optimizer o = optimizer::sgd({.momentum = 0.9, .nesterov = true});
+        std::vector<float> p{2.0F};
+        // g = 1 + 0.5 * 2 = 2; buf = 2; p = 2 - 0.1 * (2 + 0.9 * 2) = 1.62
+        o.step(p, std::vector<float>{1.0F}, all, 0.1, 0.5);
+        CHECK(p[0] == doctest::Approx(1.62));
+        // g = 1 + 0.5 * 1.62 = 1.81; buf = 0.9 * 2 + 1.81 = 3.61; p = 1.62 - 0.1 * (1.81 + 0.9 * 3.61) = 1.1141
+        o.step(p, std::vector<float>{1.0F}, all, 0.1, 0.5);
+        CHECK(p[0] == doctest::Approx(1.1141));
     }
     SUBCASE("entries outside the ranges (running statistics) are never touched") {
         optimizer o = optimizer::rmsprop();
@@ -498,7 +535,9 @@ TEST_CASE("training GEMM: every operand layout, edge panels, equal sums for equa
                                 want += t;
                                 mag += std::fabs(t);
                             }
-                            worst = std::max(worst, std::fabs(c[static_cast<std::size_t>(r) * n + j] - want) / mag);
+                            // a max that keeps a NaN (std::max(worst, NaN) would drop it)
+                            const double e = std::fabs(c[static_cast<std::size_t>(r) * n + j] - want) / mag;
+                            if (!(e <= worst)) worst = e;
                         }
                     CHECK_MESSAGE(worst < 1e-5, "m=" << m << " n=" << n << " k=" << k << ": error " << worst);
                 } else {

@@ -1,7 +1,7 @@
 // A self-contained deployment: the model is a type, its weights are inside this executable
 // (embedded at build time with the assembler's .incbin), so it needs no file at run time.
-//   deploy            classifies the built-in sample
-//   deploy < x.txt    classifies 784 whitespace-separated floats read from standard input
+//   deploy                   classifies the built-in sample
+//   deploy --stdin < x.txt   classifies 784 whitespace-separated floats read from standard input
 #include <cstdio>
 #include <iostream>
 #include <vector>

@@ -1,6 +1,7 @@
 // Build step of the deployment example: writes the model's weights as safetensors.
 //   make_weights OUT.safetensors            (seeded; a real project exports trained weights)
 //   make_weights IN.safetensors --logits    prints the logits of the sample, from the file
+//   make_weights --sample                   prints the sample: 784 numbers for deploy --stdin
 #include <cstdio>
 #include <string_view>
 
@@ -11,8 +12,12 @@
 int main(int argc, char** argv) {
     try {
         if (argc < 2) {
-            std::fputs("usage: make_weights FILE [--logits]\n", stderr);
+            std::fputs("usage: make_weights FILE [--logits] | make_weights --sample\n", stderr);
             return 2;
+        }
+        if (std::string_view{argv[1]} == "--sample") {
+            for (float v : deploy::sample()) std::printf("%.9g\n", static_cast<double>(v));
+            return 0;
         }
         ctnet::weights<deploy::model> w;
         if (argc > 2 && std::string_view{argv[2]} == "--logits") {

@@ -1,5 +1,4 @@
-// expect: layer block.conv \(conv\): this path already names the parameters of a conv
-// expect-clang: the network does not type-check
+// expect: layer block\.conv \(conv\): this path already names the parameters of a conv; wrap one of them in node<
 #include <ctnet/ctnet.hpp>
 using namespace ctnet;
 using bad = network<shape{3, 8, 8}, node<"block", seq<node<"conv", conv<4, k<3>>>, relu, node<"conv", conv<4, k<3>>>>>>;

@@ -1,5 +1,4 @@
-// expect: layer fc \(linear\): expects a flat input \(64,\) but got \(4,4,4\); insert flatten first
-// expect-clang: the network does not type-check
+// expect: layer fc \(linear\): expects a flat input \(64,\) but got \(4,4,4\); insert flatten first$
 #include <ctnet/ctnet.hpp>
 using namespace ctnet;
 using bad = network<shape{4, 4, 4}, node<"fc", linear<64, 10>>>;
