@@ -27,7 +27,7 @@
 
 namespace ctnet::cpu {
 
-inline constexpr int gemm_nc = 2 * gemm_nr;  // columns of one task's packed block (smaller measured faster)
+inline constexpr int gemm_nc = 2 * gemm_nr;  // columns of one task's packed block (the timings of other sizes: bench/RESULTS.md)
 
 // One conv's weights, packed for the micro-kernel, with the folded bias.
 struct packed_conv {
@@ -60,8 +60,8 @@ struct packed_conv {
 
     // First float of row panel p's part of the K block starting at k0 (kc deep). A K block's
     // panels are contiguous, so a task's pass over its rows reads A as one sequential stream
-    // rather than 6 KB pieces a whole panel (up to 96 KB) apart: the 8x8 blocks, which read each
-    // of their 24 MB of weights about once per pass at batch 1, measured 10-30 % faster.
+    // rather than 6 KB pieces a whole panel (up to 96 KB) apart, which matters most where the
+    // weights are read about once per pass (the 8x8 blocks at batch 1; bench/RESULTS.md).
     [[nodiscard]] std::size_t panel_offset(int k0, int kc, int p) const {
         const auto panels = static_cast<std::size_t>((m + gemm_mr - 1) / gemm_mr);
         return (static_cast<std::size_t>(k0) * panels + static_cast<std::size_t>(p) * kc) * gemm_mr;

@@ -211,11 +211,10 @@ private:
         // Units: (sample, block of NC columns). While they share out evenly over the threads,
         // tasks take runs of up to gemm_units consecutive units with all rows (one pass over the
         // weights serves the whole run); the last `total % threads` units are split into row
-        // ranges, one per thread (each range packs the block's columns again). With 4 row-split tasks
-        // per thread, as first written, each 8x8 block was packed 8 times; splitting only until
-        // every thread has a task made Mixed_7b/7c 25-30 % faster, and splitting only the
-        // remainder keeps 17x17 (5 blocks on 2 threads) from idling one thread for a block.
-        // 32-column blocks instead of row splits measured slower (bench/RESULTS.md).
+        // ranges, one per thread (each range packs the block's columns again): splitting rows only
+        // until every thread has a task keeps the 8x8 blocks from being packed once per split,
+        // and splitting only the remainder keeps 17x17 (5 blocks on 2 threads) from idling one
+        // thread for a block. The alternatives measured: bench/RESULTS.md.
         const int cols = cv.out.h * cv.out.w;
         const int col_blocks = (cols + cpu::gemm_nc - 1) / cpu::gemm_nc;
         const auto unit_of = [&](int u) {
@@ -290,49 +289,50 @@ private:
         }
         const cpu::ref::in_view x = arena_.in_view(o.in);
         const cpu::ref::out_view y = arena_.view(o.out);
-        const float* w = params_.data() + o.param_offset;
-        const auto c = static_cast<std::size_t>(o.out.s.c);
-        switch (o.kind) {
-            case op_kind::batch_norm: {
-                const auto bn = bn_params<const float>::of(o, params_.data());
-                cpu::ref::batch_norm(x, y, n, bn.gamma, bn.beta, bn.mean, bn.var, o.eps);
-                break;
-            }
+        switch (o.kind) {  // one line per op: its kernel (convs are steps of their own, above)
+            case op_kind::batch_norm: run_batch_norm(o, x, y, n); break;
             case op_kind::relu: cpu::ref::relu(x, y, n); break;
             case op_kind::max_pool:
-            case op_kind::avg_pool: {
-                // One task per (sample, channel plane).
-                const shape is = o.in.s, os = o.out.s;
-                const std::size_t ip = static_cast<std::size_t>(is.h) * is.w, opl = static_cast<std::size_t>(os.h) * os.w;
-                const bool max = o.kind == op_kind::max_pool;
-                pool_.run(n * is.c, [&](int task, int thread) {
-                    const int i = task / is.c, ch = task % is.c;
-                    const float* xp = x.sample(i) + ch * ip;
-                    float* yp = y.sample(i) + ch * opl;
-                    float* tmp = scratch_.data() + static_cast<std::size_t>(thread) * conv_scratch_floats();
-                    if (max) cpu::max_pool_plane(xp, is.h, is.w, yp, os.h, os.w, o.win, tmp);
-                    else cpu::avg_pool_plane(xp, is.h, is.w, yp, os.h, os.w, o.win, o.count_pad, tmp);
-                });
-                break;
-            }
+            case op_kind::avg_pool: run_pool(o, x, y, n); break;
             case op_kind::global_avg_pool: cpu::ref::global_avg_pool(x, y, n); break;
-            case op_kind::linear: {  // tasks of 64 outputs, every sample
-                const auto in = static_cast<std::size_t>(o.in.s.c);
-                const float* bias = o.bias ? w + c * in : nullptr;
-                constexpr std::size_t chunk = 64;
-                pool_.run(static_cast<int>((c + chunk - 1) / chunk), [&](int task, int) {
-                    const std::size_t o0 = static_cast<std::size_t>(task) * chunk;
-                    cpu::linear_outputs(x.data, x.stride, y.data, y.stride, n, in, w, bias, o0, std::min(c, o0 + chunk));
-                });
-                break;
-            }
+            case op_kind::linear: run_linear(o, x, y, n); break;
             case op_kind::softmax: cpu::ref::softmax(x, y, n); break;
-            case op_kind::dropout:
-                if (x.data != y.data) cpu::ref::copy(x, y, n);
-                break;
+            case op_kind::dropout: if (x.data != y.data) cpu::ref::copy(x, y, n); break;
             case op_kind::channel_affine: cpu::ref::channel_affine(x, y, n, o.scale, o.shift); break;
-            case op_kind::conv: break;  // handled above
+            case op_kind::conv: break;
         }
+    }
+
+    // A batch norm that follows no conv, from the running statistics.
+    void run_batch_norm(const op& o, const cpu::ref::in_view& x, const cpu::ref::out_view& y, int n) const {
+        const auto bn = bn_params<const float>::of(o, params_.data());
+        cpu::ref::batch_norm(x, y, n, bn.gamma, bn.beta, bn.mean, bn.var, o.eps);
+    }
+
+    // One task per (sample, channel plane).
+    void run_pool(const op& o, const cpu::ref::in_view& x, const cpu::ref::out_view& y, int n) {
+        const shape is = o.in.s, os = o.out.s;
+        const std::size_t ip = static_cast<std::size_t>(is.h) * is.w, opl = static_cast<std::size_t>(os.h) * os.w;
+        const bool max = o.kind == op_kind::max_pool;
+        pool_.run(n * is.c, [&](int task, int thread) {
+            const int i = task / is.c, ch = task % is.c;
+            const float* xp = x.sample(i) + ch * ip;
+            float* yp = y.sample(i) + ch * opl;
+            float* tmp = scratch_.data() + static_cast<std::size_t>(thread) * conv_scratch_floats();
+            if (max) cpu::max_pool_plane(xp, is.h, is.w, yp, os.h, os.w, o.win, tmp);
+            else cpu::avg_pool_plane(xp, is.h, is.w, yp, os.h, os.w, o.win, o.count_pad, tmp);
+        });
+    }
+
+    // Tasks of 64 outputs, every sample.
+    void run_linear(const op& o, const cpu::ref::in_view& x, const cpu::ref::out_view& y, int n) {
+        const auto c = static_cast<std::size_t>(o.out.s.c), in = static_cast<std::size_t>(o.in.s.c);
+        const auto wb = weight_params<const float>::of(o, params_.data());
+        constexpr std::size_t chunk = 64;
+        pool_.run(static_cast<int>((c + chunk - 1) / chunk), [&](int task, int) {
+            const std::size_t o0 = static_cast<std::size_t>(task) * chunk;
+            cpu::linear_outputs(x.data, x.stride, y.data, y.stride, n, in, wb.w, wb.bias, o0, std::min(c, o0 + chunk));
+        });
     }
 
     // A Winograd conv: (sample, panel of NR tiles) units with all rows, the remainder split into

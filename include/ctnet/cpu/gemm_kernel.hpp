@@ -39,8 +39,8 @@ inline float* align64(float* p) {
 
 // Copies n <= NR floats (a run of one packed row). With AVX-512: two overlapping plain moves
 // of 16, 8 or 4 floats (the first and the last ones of the run), instead of a call to memcpy,
-// whose fixed cost dominates runs this short (17 floats at 17x17); masked moves measured
-// slower still here (up to 40 % on the stem convs; why was not measured).
+// whose fixed cost dominates runs this short (17 floats at 17x17); masked moves were slower
+// still (bench/RESULTS.md).
 inline void copy_run(float* dst, const float* src, int n) {
 #if defined(__AVX512F__)
     static_assert(gemm_nr == 32, "copy_run moves at most two 16-float vectors");
@@ -80,9 +80,9 @@ inline void micro_kernel(int kc, const float* a, const float* b, float* c, std::
         simd bv[Vectors];
         for (std::size_t v = 0; v < Vectors; ++v) bv[v] = simd::load_aligned(b + static_cast<std::size_t>(k) * gemm_nr + v * simd_width);
         const float* ak = a + static_cast<std::size_t>(k) * gemm_mr;
-        // A streams from memory once per pass (the weights: 24 MB at 8x8, all cold at batch 1);
-        // asking for it 128 steps (3 KB) ahead, past the end of this panel into the next one,
-        // measured 11-15 % less time for the whole network (batch 1 and 8, 1 and 2 threads).
+        // A streams from memory once per pass (the weights: 24 MB at 8x8, all cold at batch 1),
+        // faster than the hardware prefetcher follows it: ask for it 128 steps (3 KB) ahead, past
+        // the end of this panel into the next one (the gain: bench/RESULTS.md).
         __builtin_prefetch(ak + static_cast<std::size_t>(128) * gemm_mr);
 #pragma GCC unroll 6
         for (int i = 0; i < gemm_mr; ++i) {

@@ -20,16 +20,15 @@
 // (cpu/pool_fast.hpp; max pools record where each maximum is) and batch norm with lane-wise
 // sums (cpu/batch_norm_fast.hpp), on a thread pool.
 // Sync batch norm (options::sync_bn, train/distributed.hpp): the batch statistics are those of
-// the union of every rank's batch (per-channel sums all-reduced, then squared deviations), and
-// backward combines sum(dy) and sum(dy * xhat) the same way for the input gradient, while each
-// batch norm's own weight / bias gradients stay this rank's sums (the gradient all-reduce adds
-// them). The collectives run on the calling thread, between the pool's tasks, in op order, so
-// every rank must run the same ops on the same network. Off (null, the default): each process
-// normalises with its own batch, and nothing changes.
+// the union of every rank's batch (cpu/sync_batch_norm.hpp). Off (null, the default): each
+// process normalises with its own batch, and nothing changes.
 // Requires: the weights outlive the trainer; more than one value per channel at every batch norm
 // (over all ranks' batches with sync_bn).
 // Guarantees: gradients are those of the forward pass just run (tested against finite
 // differences and torch autograd); allocation only when the batch size changes.
+// Length: about 470 lines, kept in one file on purpose: the forward and the backward switch
+// read the same bookkeeping (the kept copies, the gradient buffers cleared on first use), and
+// side by side each op's two halves can be checked against each other.
 #pragma once
 
 #include <algorithm>
@@ -50,6 +49,7 @@
 #include "../graph/params.hpp"
 #include "backward.hpp"
 #include "reference.hpp"
+#include "sync_batch_norm.hpp"
 #include "thread_pool.hpp"
 #include "train_kernels.hpp"
 
@@ -114,7 +114,7 @@ public:
         k_.allocate();
         per_op_scratch_ = act;
         if (opt_.sync_bn) {
-            bn_stats_.assign(2 * bn_channels + 1, 0.0);  // sums and count, then squared deviations
+            sync_bn_ = sync_batch_norm{*opt_.sync_bn, bn_channels};
             bn_count_.assign(static_cast<std::size_t>(p.n_ops), 0.0);
         }
     }
@@ -288,78 +288,37 @@ private:
     }
     template <class V>
     static V from(V v, int i0) {
-        return v.data ? V{v.sample(i0), v.stride, v.s} : v;
+        return exec::from_sample(v, i0);
     }
     template <class V>
     static V channels(V v, int c0, int c1) {
-        const std::size_t plane = static_cast<std::size_t>(v.s.h) * v.s.w;
-        return {v.data ? v.data + static_cast<std::size_t>(c0) * plane : v.data, v.stride, shape{c1 - c0, v.s.h, v.s.w}};
+        return exec::channels(v, c0, c1);
+    }
+    // Runs f(c0, c1) over channel ranges (the sync batch norm's splitter).
+    [[nodiscard]] auto channel_splitter() {
+        return [this](int count, auto&& f) { split_channels(count, f); };
     }
 
+    // Each op's forward and backward: one line per kind, the kernel set's function or a
+    // reference kernel over chunks of the batch (batch norm and dropout below).
     void run_forward(int i) {
         const op& o = program.ops[i];
         if (keep_[i] == keep::input) keep_copy(i, cact(o.in));
         const in_view x = cact(o.in);
         const out_view y = act(o.out);
-        float* w = w_->data().data() + o.param_offset;
-        const int c_out = o.out.s.c;
+        const auto wb = weight_params<const float>::of(o, w_->data().data());
+        // f(x, y, m) over chunks of the batch: samples [a, a + m)
+        const auto rows = [&](auto&& f) { split_batch([&](int a, int b) { f(from(x, a), from(y, a), b - a); }); };
         switch (o.kind) {
-            case op_kind::conv: {
-                const auto wb = weight_params<const float>::of(o, w_->data().data());
-                k_.conv_forward(x, y, n_, wb.w, wb.bias, o.win);
-                break;
-            }
-            case op_kind::batch_norm: {
-                if (opt_.sync_bn) {
-                    batch_norm_forward_synced(i, x, y, w);
-                    break;
-                }
-                const auto c = static_cast<std::size_t>(c_out);
-                const bn_params<float> bn = bn_params<float>::of(o, w_->data().data());
-                const std::size_t m = static_cast<std::size_t>(n_) * o.in.s.h * o.in.s.w;
-                if (m < 2)
-                    throw error("ctnet: trainer: batch_norm '" + std::string{o.path.view()} +
-                                "' needs more than one value per channel (batch " + std::to_string(n_) + ", input " +
-                                std::to_string(o.in.s.h) + "x" + std::to_string(o.in.s.w) + ")");
-                float* mean = mean_[i].data();
-                float* var = invstd_[i].data();  // the batch variance, then 1 / sqrt(var + eps)
-                split_channels(c_out, [&](int c0, int c1) {
-                    k_.bn_forward(channels(x, c0, c1), channels(y, c0, c1), n_, bn.gamma + c0, bn.beta + c0, o.eps, mean + c0,
-                                  var + c0);
-                });
-                const auto mom = static_cast<float>(opt_.bn_momentum);
-                const float unbias = static_cast<float>(m) / static_cast<float>(m - 1);
-                for (std::size_t k = 0; k < c; ++k) {
-                    bn.mean[k] = (1.0F - mom) * bn.mean[k] + mom * mean[k];
-                    bn.var[k] = (1.0F - mom) * bn.var[k] + mom * var[k] * unbias;
-                    var[k] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var[k]) + o.eps));
-                }
-                break;
-            }
-            case op_kind::relu: split_batch([&](int a, int b) { cpu::ref::relu(from(x, a), from(y, a), b - a); }); break;
+            case op_kind::conv: k_.conv_forward(x, y, n_, wb.w, wb.bias, o.win); break;
+            case op_kind::batch_norm: forward_batch_norm(i, x, y); break;
+            case op_kind::relu: rows([](auto xs, auto ys, int m) { cpu::ref::relu(xs, ys, m); }); break;
             case op_kind::max_pool: k_.max_pool_forward(i, x, y, n_, o); break;
             case op_kind::avg_pool: k_.avg_pool_forward(x, y, n_, o); break;
-            case op_kind::global_avg_pool:
-                split_batch([&](int a, int b) { cpu::ref::global_avg_pool(from(x, a), from(y, a), b - a); });
-                break;
-            case op_kind::linear: {
-                const auto wb = weight_params<const float>::of(o, w_->data().data());
-                split_batch([&](int a, int b) { cpu::ref::linear(from(x, a), from(y, a), b - a, wb.w, wb.bias); });
-                break;
-            }
-            case op_kind::softmax: split_batch([&](int a, int b) { cpu::ref::softmax(from(x, a), from(y, a), b - a); }); break;
-            case op_kind::dropout: {
-                const auto scale = static_cast<float>(1.0 / (1.0 - o.drop));
-                float* mask = saved_[i].data();
-                const std::size_t k = o.out.s.size();
-                for (int s = 0; s < n_; ++s)
-                    for (std::size_t j = 0; j < k; ++j) {
-                        const float f = rng_.uniform() < o.drop ? 0.0F : scale;
-                        mask[static_cast<std::size_t>(s) * k + j] = f;
-                        y.sample(s)[j] = x.sample(s)[j] * f;
-                    }
-                break;
-            }
+            case op_kind::global_avg_pool: rows([](auto xs, auto ys, int m) { cpu::ref::global_avg_pool(xs, ys, m); }); break;
+            case op_kind::linear: rows([&](auto xs, auto ys, int m) { cpu::ref::linear(xs, ys, m, wb.w, wb.bias); }); break;
+            case op_kind::softmax: rows([](auto xs, auto ys, int m) { cpu::ref::softmax(xs, ys, m); }); break;
+            case op_kind::dropout: forward_dropout(i, x, y); break;
             case op_kind::channel_affine: cpu::ref::channel_affine(x, y, n_, o.scale, o.shift); break;
         }
         if (keep_[i] == keep::output) keep_copy(i, cact(o.out));
@@ -371,139 +330,94 @@ private:
         if (o.in.buf != o.out.buf) ensure_zeroed(o.in.buf);
         const out_view gy = grad(o.out);
         const in_view dy{gy.data, gy.stride, gy.s};
-        const out_view dx = grad(o.in);
-        const float* w = w_->data().data() + o.param_offset;
-        float* dw = grads_.data() + o.param_offset;
-        const int c_out = o.out.s.c;
+        const out_view dx = grad(o.in);  // null at the network input: nothing upstream to pass on
+        const auto wb = weight_params<const float>::of(o, w_->data().data());
+        const auto dwb = weight_params<float>::of(o, grads_.data());
+        // f(dy, dx, a, m) over chunks of the batch: samples [a, a + m); nothing when dx is null
+        const auto rows = [&](auto&& f) {
+            if (dx.data) split_batch([&](int a, int b) { f(from(dy, a), from(dx, a), a, b - a); });
+        };
         switch (o.kind) {
-            case op_kind::conv: {
-                const auto db = weight_params<float>::of(o, grads_.data()).bias;
-                const in_view x = needed_in(i);
-                k_.conv_backward(x, dy, dx, n_, w, dw, db, o.win);
-                break;
-            }
-            case op_kind::batch_norm: {
-                const in_view x = needed_in(i);
-                if (opt_.sync_bn) {
-                    batch_norm_backward_synced(i, x, dy, dx, w, dw);
-                    break;
-                }
-                const auto c = static_cast<std::size_t>(c_out);
-                split_channels(c_out, [&](int c0, int c1) {
-                    k_.bn_backward(channels(x, c0, c1), channels(dy, c0, c1), channels(dx, c0, c1), n_, w + c0,
-                                   mean_[i].data() + c0, invstd_[i].data() + c0, dw + c0, dw + c + c0, tmp_.data());
-                });
-                break;
-            }
-            case op_kind::relu: {
-                if (!dx.data) break;  // a ReLU on the network input: nothing upstream to pass on
-                const in_view y = needed_out(i);
-                split_batch([&](int a, int b) { cpu::ref::relu_backward(from(y, a), from(dy, a), from(dx, a), b - a); });
-                break;
-            }
-            case op_kind::max_pool:
-                if (dx.data) k_.max_pool_backward(i, needed_in(i), dy, dx, n_, o);
-                break;
-            case op_kind::avg_pool:
-                if (dx.data) k_.avg_pool_backward(dy, dx, n_, o);
-                break;
-            case op_kind::global_avg_pool:
-                if (dx.data)
-                    split_batch([&](int a, int b) { cpu::ref::global_avg_pool_backward(from(dy, a), from(dx, a), b - a); });
-                break;
-            case op_kind::linear: {
-                cpu::ref::linear_backward(needed_in(i), dy, dx, n_, w, dw, weight_params<float>::of(o, grads_.data()).bias);
-                break;
-            }
-            case op_kind::softmax:
-                if (dx.data) cpu::ref::softmax_backward(needed_out(i), dy, dx, n_);
-                break;
-            case op_kind::dropout:
-                if (dx.data)
-                    split_batch([&](int a, int b) {
-                        cpu::ref::scale_backward(saved_[i].data() + static_cast<std::size_t>(a) * o.out.s.size(), from(dy, a),
-                                                 from(dx, a), b - a);
-                    });
-                break;
-            case op_kind::channel_affine:
-                if (dx.data) cpu::ref::channel_affine_backward(dy, dx, n_, o.scale);
-                break;
+            case op_kind::conv: k_.conv_backward(needed_in(i), dy, dx, n_, wb.w, dwb.w, dwb.bias, o.win); break;
+            case op_kind::batch_norm: backward_batch_norm(i, dy, dx); break;
+            case op_kind::relu: rows([y = needed_out(i)](auto g, auto d, int a, int m) { cpu::ref::relu_backward(from(y, a), g, d, m); }); break;
+            case op_kind::max_pool: if (dx.data) k_.max_pool_backward(i, needed_in(i), dy, dx, n_, o); break;
+            case op_kind::avg_pool: if (dx.data) k_.avg_pool_backward(dy, dx, n_, o); break;
+            case op_kind::global_avg_pool: rows([](auto g, auto d, int, int m) { cpu::ref::global_avg_pool_backward(g, d, m); }); break;
+            case op_kind::linear: cpu::ref::linear_backward(needed_in(i), dy, dx, n_, wb.w, dwb.w, dwb.bias); break;
+            case op_kind::softmax: if (dx.data) cpu::ref::softmax_backward(needed_out(i), dy, dx, n_); break;
+            case op_kind::dropout: rows([&](auto g, auto d, int a, int m) { cpu::ref::scale_backward(mask(i, a), g, d, m); }); break;
+            case op_kind::channel_affine: if (dx.data) cpu::ref::channel_affine_backward(dy, dx, n_, o.scale); break;
         }
     }
 
-    // xhat = (x - mean) * invstd of channels [c0, c1), written to tmp_ (layout of x's shape).
-    in_view normalised(int i, in_view x, int c0, int c1) {
-        const std::size_t plane = static_cast<std::size_t>(x.s.h) * x.s.w;
-        const std::size_t k = x.s.size();
-        for (int s = 0; s < n_; ++s)
-            for (auto ch = static_cast<std::size_t>(c0); ch < static_cast<std::size_t>(c1); ++ch)
-                for (std::size_t j = 0; j < plane; ++j)
-                    tmp_[s * k + ch * plane + j] = (x.sample(s)[ch * plane + j] - mean_[i][ch]) * invstd_[i][ch];
-        return channels(in_view{tmp_.data(), k, x.s}, c0, c1);
-    }
-
-    // Sync batch norm forward: mean from all ranks' per-channel sums and value count, biased
-    // variance from all ranks' squared deviations (two passes, as batch_norm_train), running
-    // statistics from those (unbiased with the global count). Same arithmetic as the local path.
-    void batch_norm_forward_synced(int i, in_view x, out_view y, float* w) {
+    // Batch statistics (this process's batch, or every rank's with sync_bn); the running ones
+    // updated with momentum and the unbiased variance, as torchvision; mean_ and invstd_ kept.
+    void forward_batch_norm(int i, in_view x, out_view y) {
         const op& o = program.ops[i];
         const int c_out = o.out.s.c;
-        const auto c = static_cast<std::size_t>(c_out);
-        communicator& comm = *opt_.sync_bn;
-        double* mean = bn_stats_.data();  // c sums, then the count; later the means
-        double* sq = mean + c + 1;
-        split_channels(c_out, [&](int c0, int c1) { cpu::ref::channel_sums(channels(x, c0, c1), n_, mean + c0); });
-        mean[c] = static_cast<double>(n_) * o.in.s.h * o.in.s.w;
-        comm.allreduce_sum(std::span<double>{mean, c + 1});
-        const double m = mean[c];
-        if (m < 2.0)
-            throw error("ctnet: trainer: batch_norm '" + std::string{o.path.view()} +
-                        "' needs more than one value per channel over all ranks (got " + std::to_string(m) + ")");
-        bn_count_[i] = m;
-        for (std::size_t k = 0; k < c; ++k) mean[k] /= m;
-        split_channels(c_out, [&](int c0, int c1) {
-            cpu::ref::channel_squared_deviations(channels(x, c0, c1), n_, mean + c0, sq + c0);
-        });
-        comm.allreduce_sum(std::span<double>{sq, c});
-        float* bmean = mean_[i].data();
-        float* invstd = invstd_[i].data();
         const bn_params<float> bn = bn_params<float>::of(o, w_->data().data());
+        if (opt_.sync_bn) {
+            sync_bn_.forward(o, x, y, n_, bn, mean_[i].data(), invstd_[i].data(), opt_.bn_momentum, bn_count_[i],
+                             channel_splitter());
+            return;
+        }
+        const auto c = static_cast<std::size_t>(c_out);
+        const std::size_t m = static_cast<std::size_t>(n_) * o.in.s.h * o.in.s.w;
+        if (m < 2)
+            throw error("ctnet: trainer: batch_norm '" + std::string{o.path.view()} +
+                        "' needs more than one value per channel (batch " + std::to_string(n_) + ", input " +
+                        std::to_string(o.in.s.h) + "x" + std::to_string(o.in.s.w) + ")");
+        float* mean = mean_[i].data();
+        float* var = invstd_[i].data();  // the batch variance, then 1 / sqrt(var + eps)
+        split_channels(c_out, [&](int c0, int c1) {
+            k_.bn_forward(channels(x, c0, c1), channels(y, c0, c1), n_, bn.gamma + c0, bn.beta + c0, o.eps, mean + c0,
+                          var + c0);
+        });
         const auto mom = static_cast<float>(opt_.bn_momentum);
-        const float unbias = static_cast<float>(m) / static_cast<float>(m - 1.0);
+        const float unbias = static_cast<float>(m) / static_cast<float>(m - 1);
         for (std::size_t k = 0; k < c; ++k) {
-            bmean[k] = static_cast<float>(mean[k]);
-            const auto var = static_cast<float>(sq[k] / m);
-            bn.mean[k] = (1.0F - mom) * bn.mean[k] + mom * bmean[k];
-            bn.var[k] = (1.0F - mom) * bn.var[k] + mom * var * unbias;
-            invstd[k] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var) + o.eps));
+            bn.mean[k] = (1.0F - mom) * bn.mean[k] + mom * mean[k];
+            bn.var[k] = (1.0F - mom) * bn.var[k] + mom * var[k] * unbias;
+            var[k] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var[k]) + o.eps));
+        }
+    }
+
+    void backward_batch_norm(int i, in_view dy, out_view dx) {
+        const op& o = program.ops[i];
+        const int c_out = o.out.s.c;
+        const in_view x = needed_in(i);
+        const bn_params<const float> bn = bn_params<const float>::of(o, w_->data().data());
+        float* dgamma = grads_.data() + o.param_offset;  // then dbeta: the layout of bn_params
+        float* dbeta = dgamma + c_out;
+        if (opt_.sync_bn) {
+            sync_bn_.backward(x, dy, dx, n_, bn.gamma, mean_[i].data(), invstd_[i].data(), bn_count_[i], dgamma, dbeta,
+                              tmp_.data(), channel_splitter());
+            return;
         }
         split_channels(c_out, [&](int c0, int c1) {
-            cpu::ref::batch_norm_normalise(channels(x, c0, c1), channels(y, c0, c1), n_, w + c0, w + c + c0, bmean + c0,
-                                           invstd + c0);
+            k_.bn_backward(channels(x, c0, c1), channels(dy, c0, c1), channels(dx, c0, c1), n_, bn.gamma + c0,
+                           mean_[i].data() + c0, invstd_[i].data() + c0, dgamma + c0, dbeta + c0, tmp_.data());
         });
     }
 
-    // Sync batch norm backward: weight / bias gradients from this rank's sum(dy * xhat) and
-    // sum(dy); the input gradient from those sums over all ranks and the global count.
-    void batch_norm_backward_synced(int i, in_view x, in_view dy, out_view dx, const float* w, float* dw) {
-        const int c_out = program.ops[i].out.s.c;
-        const auto c = static_cast<std::size_t>(c_out);
-        double* sum = bn_stats_.data();
-        double* dot = sum + c;
-        split_channels(c_out, [&](int c0, int c1) {
-            cpu::ref::batch_norm_grad_sums(normalised(i, x, c0, c1), channels(dy, c0, c1), n_, sum + c0, dot + c0);
-        });
-        for (std::size_t k = 0; k < c; ++k) {
-            dw[k] += static_cast<float>(dot[k]);
-            dw[c + k] += static_cast<float>(sum[k]);
-        }
-        if (!dx.data) return;  // the network input: the same on every rank, so all skip the collective
-        opt_.sync_bn->allreduce_sum(std::span<double>{sum, 2 * c});
-        const in_view xhat{tmp_.data(), x.s.size(), x.s};
-        split_channels(c_out, [&](int c0, int c1) {
-            cpu::ref::batch_norm_input_grad(channels(xhat, c0, c1), channels(dy, c0, c1), channels(dx, c0, c1), n_,
-                                            w + c0, invstd_[i].data() + c0, bn_count_[i], sum + c0, dot + c0);
-        });
+    // Dropout's kept mask (the factors 0 or 1 / (1 - drop)) from sample a on.
+    [[nodiscard]] const float* mask(int i, int a) const {
+        return saved_[i].data() + static_cast<std::size_t>(a) * program.ops[i].out.s.size();
+    }
+
+    // Zero with probability o.drop, scale the rest by 1 / (1 - drop); the mask is kept for backward.
+    void forward_dropout(int i, in_view x, out_view y) {
+        const op& o = program.ops[i];
+        const auto scale = static_cast<float>(1.0 / (1.0 - o.drop));
+        float* mask = saved_[i].data();
+        const std::size_t k = o.out.s.size();
+        for (int s = 0; s < n_; ++s)
+            for (std::size_t j = 0; j < k; ++j) {
+                const float f = rng_.uniform() < o.drop ? 0.0F : scale;
+                mask[static_cast<std::size_t>(s) * k + j] = f;
+                y.sample(s)[j] = x.sample(s)[j] * f;
+            }
     }
 
     weights<Net>* w_;
@@ -517,7 +431,8 @@ private:
     std::vector<std::vector<float>> saved_, mean_, invstd_;
     std::vector<keep> keep_;
     std::vector<char> zeroed_;
-    std::vector<double> bn_stats_, bn_count_;  // sync batch norm: per-channel sums, global value counts
+    sync_batch_norm sync_bn_;      // options::sync_bn: the collectives
+    std::vector<double> bn_count_;  // sync batch norm: each op's global value count
     const float* x_ = nullptr;
     int n_ = 0;
     bool backward_ready_ = false;

@@ -30,9 +30,9 @@ inline constexpr winograd_variant winograd_variants[] = {
 
 // The tiling a conv runs with as Winograd, or {} for the GEMM: a 3x3, 5x5, 1x7 or 7x1 window at
 // stride 1, at least 16 input channels, and enough tiles per sample to fill panels of NR (below
-// that the padded panel wastes what the transform saves; measured in bench/RESULTS.md). 3x3:
-// 4x4 tiles from 2 panels of them (35x35 maps, 81 tiles, measured 1.2-1.35x faster than 2x2
-// there), else 2x2 tiles from 4 panels; 5x5: 2x2 tiles, 1x7: 1x2, 7x1: 2x1, each from 4 panels.
+// that the padded panel wastes what the transform saves). 3x3: 4x4 tiles from 2 panels of them
+// (35x35 maps, 81 tiles, where they still beat 2x2), else 2x2 tiles from 4 panels; 5x5: 2x2
+// tiles, 1x7: 1x2, 7x1: 2x1, each from 4 panels. The timings behind each threshold: bench/RESULTS.md.
 [[nodiscard]] constexpr winograd_tiling winograd_tiling_for(const window& g, shape in, shape out) {
     if (g.sh != 1 || g.sw != 1 || in.c < 16) return {};
     const auto enough = [&](winograd_tiling t, int panels) { return winograd_tiles(out, t) >= panels * gemm_nr; };

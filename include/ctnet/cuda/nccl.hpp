@@ -18,7 +18,7 @@
 // ran on this communicator's stream(), which it may use). Host C++ only.
 // Guarantees: every NCCL and CUDA status is checked: a failure throws ctnet::error naming the
 // call and NCCL's or CUDA's message (no device, no driver, a peer that vanished).
-// Status (2026-11-28): compiled and linked in CI; not yet run on a GPU (see docs/distributed.md).
+// Status: compiled and linked in CI; not yet run on a GPU (see docs/distributed.md).
 #pragma once
 
 #include <array>

@@ -19,4 +19,16 @@ struct batch_view {
 using in_view = batch_view<const float>;
 using out_view = batch_view<float>;
 
+// The samples from i0 on (a null view stays null).
+template <class V>
+[[nodiscard]] V from_sample(V v, int i0) {
+    return v.data ? V{v.sample(i0), v.stride, v.s} : v;
+}
+// Channels [c0, c1) of every sample (a null view stays null, with the narrower shape).
+template <class V>
+[[nodiscard]] V channels(V v, int c0, int c1) {
+    const std::size_t plane = static_cast<std::size_t>(v.s.h) * v.s.w;
+    return {v.data ? v.data + static_cast<std::size_t>(c0) * plane : v.data, v.stride, shape{c1 - c0, v.s.h, v.s.w}};
+}
+
 }  // namespace ctnet::exec
