@@ -147,6 +147,18 @@ private:
     }
 
     static cuda::geometry geometry_of(const window& g) { return {g.kh, g.kw, g.sh, g.sw, g.pt, g.pb, g.pl, g.pr}; }
+    [[nodiscard]] cuda::bn_tensors bn_of(const op& o) const {
+        const auto bn = bn_params<const float>::of(o, params_.data());
+        return {bn.gamma, bn.beta, bn.mean, bn.var};
+    }
+    [[nodiscard]] weight_params<const float> weights_of(const op& o) const { return weight_params<const float>::of(o, params_.data()); }
+
+    // A folded conv: ctnet's kernels, or the options::conv engine (cuDNN in bench/gpu_bench.cpp).
+    void conv(const float* w, const float* bias, bool relu, cuda::geometry g, cuda::view x, cuda::view y, int n,
+              cudaStream_t s) const {
+        if (opt_.conv) opt_.conv({w, bias, relu, g, x, y, n, s});
+        else cuda::conv2d(w, bias, relu, g, x, y, n, opt_.precision, s);
+    }
 
     // The whole pass on stream_: input copy, every step, output copy.
     void enqueue() {
@@ -157,34 +169,19 @@ private:
         for (const step& st : steps_) {
             const op& o = p.ops[st.plan.op];
             const cuda::view x = view_of(o.in), y = view_of(o.kind == op_kind::conv ? st.plan.out : o.out);
-            switch (o.kind) {
-                case op_kind::conv:
-                    if (opt_.conv) {
-                        opt_.conv({params_.data() + st.w, params_.data() + st.bias, st.plan.relu, geometry_of(o.win), x, y, n, s});
-                        break;
-                    }
-                    cuda::conv2d(params_.data() + st.w, params_.data() + st.bias, st.plan.relu, geometry_of(o.win), x, y, n,
-                                 opt_.precision, s);
-                    break;
-                case op_kind::batch_norm: {
-                    const auto bn = bn_params<const float>::of(o, params_.data());
-                    cuda::batch_norm({bn.gamma, bn.beta, bn.mean, bn.var}, o.eps, x, y, n, s);
-                    break;
-                }
+            const float* a = params_.data() + st.w;  // a folded conv's weights, an affine's scale
+            const float* b = params_.data() + st.bias;
+            switch (o.kind) {  // one line per op: its launcher (cuda/launch.hpp)
+                case op_kind::conv: conv(a, b, st.plan.relu, geometry_of(o.win), x, y, n, s); break;
+                case op_kind::batch_norm: cuda::batch_norm(bn_of(o), o.eps, x, y, n, s); break;
                 case op_kind::relu: cuda::relu(x, y, n, s); break;
                 case op_kind::max_pool: cuda::max_pool(geometry_of(o.win), x, y, n, s); break;
                 case op_kind::avg_pool: cuda::avg_pool(geometry_of(o.win), o.count_pad, x, y, n, s); break;
                 case op_kind::global_avg_pool: cuda::global_avg_pool(x, y, n, s); break;
-                case op_kind::linear: {
-                    const auto wb = weight_params<const float>::of(o, params_.data());
-                    cuda::linear(wb.w, wb.bias, x, y, n, s);
-                    break;
-                }
+                case op_kind::linear: cuda::linear(weights_of(o).w, weights_of(o).bias, x, y, n, s); break;
                 case op_kind::softmax: cuda::softmax(x, y, n, s); break;
-                case op_kind::dropout:
-                    if (x.data != y.data) cuda::copy(x, y, n, s);
-                    break;
-                case op_kind::channel_affine: cuda::channel_affine(params_.data() + st.w, params_.data() + st.bias, x, y, n, s); break;
+                case op_kind::dropout: if (x.data != y.data) cuda::copy(x, y, n, s); break;
+                case op_kind::channel_affine: cuda::channel_affine(a, b, x, y, n, s); break;
             }
         }
         const cuda::view out = view_of(p.output);
