@@ -396,7 +396,7 @@ TEST_CASE("clipping, schedule and moving average") {
     CHECK(cf.at(5.0) == doctest::Approx(0.03));
     CHECK(cf.at(10.0) == doctest::Approx(0.01));
 
-    moving_average ema{0.5};
+    moving_average ema{0.5, {.warmup = false}};  // the fixed decay (the warm-up: the cases below)
     ema.update(std::vector<float>{2.0F});
     ema.update(std::vector<float>{4.0F});
     CHECK(ema.shadow()[0] == doctest::Approx(3.0));
@@ -592,4 +592,112 @@ TEST_CASE("training im2col / col2im: plain loops' values on random windows, stri
         CHECK_MESSAGE(dx == want_dx, "col2im, input " << in.c << "x" << in.h << "x" << in.w << ", window " << win.kh << "x"
                                                        << win.kw << " stride " << win.sh << "," << win.sw);
     }
+}
+
+// TF's ExponentialMovingAverage(decay, num_updates): d = min(decay, (1 + n) / (10 + n)), n = the
+// averaging updates before this one. By hand (checked with python3's fractions), decay 0.2 so the
+// cap is reached at the third update, two parameters:
+//   initialise        shadow = (10, 0)                                  (a copy, not counted)
+//   n = 0: d = min(0.2, 1/10) = 0.1,  params (20, 11): 0.1*10 + 0.9*20 = 19, 0.1*0 + 0.9*11 = 9.9
+//   n = 1: d = min(0.2, 2/11) = 2/11, params (30, 0):  (2/11)*19 + (9/11)*30 = 308/11 = 28,
+//                                                      (2/11)*9.9 = 1.8
+//   n = 2: d = min(0.2, 3/12) = 0.2,  params (40, 0):  0.2*28 + 0.8*40 = 37.6, 0.2*1.8 = 0.36
+TEST_CASE("moving average: TF's num_updates warm-up against hand-computed values") {
+    moving_average ema{0.2};
+    CHECK(ema.warmup());
+    CHECK(ema.decay_at(0) == doctest::Approx(0.1));
+    CHECK(ema.decay_at(1) == doctest::Approx(2.0 / 11.0));
+    CHECK(ema.decay_at(2) == doctest::Approx(0.2));  // 3/12 = 0.25, capped at the decay
+    CHECK(ema.decay_at(50) == 0.2);
+    ema.update(std::vector<float>{10.0F, 0.0F});
+    CHECK(ema.updates() == 0);
+    CHECK(ema.shadow() == std::vector<float>{10.0F, 0.0F});
+    ema.update(std::vector<float>{20.0F, 11.0F});
+    CHECK(ema.updates() == 1);
+    CHECK(ema.shadow()[0] == doctest::Approx(19.0).epsilon(1e-6));
+    CHECK(ema.shadow()[1] == doctest::Approx(9.9).epsilon(1e-6));
+    ema.update(std::vector<float>{30.0F, 0.0F});
+    CHECK(ema.shadow()[0] == doctest::Approx(28.0).epsilon(1e-6));
+    CHECK(ema.shadow()[1] == doctest::Approx(1.8).epsilon(1e-6));
+    ema.update(std::vector<float>{40.0F, 0.0F});
+    CHECK(ema.updates() == 3);
+    CHECK(ema.shadow()[0] == doctest::Approx(37.6).epsilon(1e-6));
+    CHECK(ema.shadow()[1] == doctest::Approx(0.36).epsilon(1e-6));
+    // ctnet train's 0.999: (1 + n) / (10 + n) reaches it at n = 8990 (8991 / 9000).
+    const moving_average tf{0.999};
+    CHECK(tf.decay_at(936) == doctest::Approx(937.0 / 946.0));  // the last of the demo's 937 steps
+    CHECK(tf.decay_at(8989) < 0.999);
+    CHECK(tf.decay_at(8990) == doctest::Approx(0.999));
+    CHECK(tf.decay_at(1'000'000) == 0.999);
+}
+
+// The old behaviour, {.warmup = false}: d = 0.5 from the first averaging update on.
+//   shadow 10; params 20: 0.5*10 + 0.5*20 = 15; params 30: 22.5; params 40: 31.25
+TEST_CASE("moving average: without the warm-up, the fixed decay") {
+    moving_average ema{0.5, {.warmup = false}};
+    CHECK_FALSE(ema.warmup());
+    CHECK(ema.decay_at(0) == 0.5);
+    CHECK(ema.decay_at(1'000) == 0.5);
+    ema.update(std::vector<float>{10.0F});
+    ema.update(std::vector<float>{20.0F});
+    CHECK(ema.shadow()[0] == 15.0F);
+    ema.update(std::vector<float>{30.0F});
+    CHECK(ema.shadow()[0] == 22.5F);
+    ema.update(std::vector<float>{40.0F});
+    CHECK(ema.shadow()[0] == 31.25F);
+    CHECK(ema.updates() == 3);  // counted either way (checkpoints save it)
+}
+
+TEST_CASE("checkpoints: the moving average's update count; format-1 files load only without warm-up") {
+    using net = relu_on_input;
+    weights<net> w;
+    init_seeded(w, 9, true);
+    optimizer opt = optimizer::rmsprop();
+    moving_average ema{0.9};
+    trainer<net> t{w};
+    const auto ranges = trainable_ranges<net>();
+    const auto x = random_vector(2 * input_shape_v<net>.size(), 10);
+    // The first train_step's update initialises the average, the next two average: count 2.
+    for (int i = 0; i < 3; ++i) (void)train_step(t, opt, ranges, x, std::vector<int>{1, 0}, recipe{}, 0.01, &ema);
+    REQUIRE(ema.updates() == 2);
+    const train_state s{.epoch = 1, .step = 3, .dropout_rng = 5, .config = "c"};
+    const auto bytes = checkpoint_bytes(w, opt, &ema, s);
+    const std::string text(bytes.begin(), bytes.end());
+    CHECK(text.find("\"format\":\"ctnet-checkpoint 2\"") != std::string::npos);
+    CHECK(text.find("\"ema_updates\":\"2\"") != std::string::npos);
+    {
+        weights<net> w2;
+        optimizer o2 = optimizer::rmsprop();
+        moving_average e2{0.9};
+        (void)load_checkpoint(io::safetensors_file{"count", bytes}, w2, o2, &e2);
+        CHECK(e2.updates() == 2);
+        CHECK(e2.shadow() == ema.shadow());
+        // The next update continues with d = min(0.9, 3/12) in both: identical shadows.
+        moving_average copy = ema;
+        copy.update(w.data());
+        e2.update(w.data());
+        CHECK(e2.shadow() == copy.shadow());
+    }
+    // Same-length edits: a format-1 file (no "ema_updates"), and a format-2 file missing it.
+    auto edit = [&](bool to_format_1) {
+        std::string e = text;
+        e.replace(e.find("\"ema_updates\""), 13, "\"xma_updates\"");
+        if (to_format_1) e.replace(e.find("ctnet-checkpoint 2"), 18, "ctnet-checkpoint 1");
+        return std::vector<std::uint8_t>(e.begin(), e.end());
+    };
+    weights<net> w3;
+    optimizer o3 = optimizer::rmsprop();
+    moving_average warm{0.9};
+    CHECK_THROWS_WITH_AS(load_checkpoint(io::safetensors_file{"missing", edit(false)}, w3, o3, &warm),
+                         doctest::Contains("metadata field 'ema_updates' is missing"), error);
+    CHECK_THROWS_WITH_AS(load_checkpoint(io::safetensors_file{"old", edit(true)}, w3, o3, &warm),
+                         doctest::Contains("has no moving-average update count ('ema_updates')"), error);
+    CHECK(warm.shadow().empty());  // refused: nothing changed
+    CHECK(o3.steps() == 0);
+    moving_average fixed{0.9, {.warmup = false}};
+    (void)load_checkpoint(io::safetensors_file{"old", edit(true)}, w3, o3, &fixed);
+    CHECK(fixed.shadow() == ema.shadow());
+    CHECK(fixed.updates() == opt.steps());  // format 1: one update per optimizer step assumed
+    optimizer o4 = optimizer::rmsprop();
+    CHECK(load_checkpoint(io::safetensors_file{"old", edit(true)}, w3, o4, nullptr).step == 3);
 }

@@ -4,9 +4,13 @@
 //
 // Each epoch: a seeded shuffle and augmentation (random 2-pixel shifts, horizontal flips), one
 // train_step per batch with a progress line (epoch, images/s, loss, ETA), then test accuracy
-// (with the parameters' moving average, and without), a row of OUT/log.csv, the curve
+// (with the parameters' moving average, and of the raw weights; each figure is labelled with the
+// weights it is for), a row of OUT/log.csv, the curve
 // OUT/curve.svg and an atomic checkpoint OUT/checkpoint.safetensors; --resume continues from it
-// exactly (weights, optimizer state, moving average, generator states).
+// exactly (weights, optimizer state, moving average and its update count, generator states).
+// The moving average warms up as TF's ExponentialMovingAverage with num_updates does (decay
+// min(--ema, (1 + n) / (10 + n)) after n averaging updates, train/optim.hpp); --ema-warmup off
+// keeps the fixed decay.
 //
 // Data parallel: `mpirun -np N ctnet train ...` (a build with MPI; as root add --allow-run-as-root)
 // runs N ranks, each on its contiguous 1/N slice of every global batch of --batch images (the same
@@ -68,6 +72,7 @@ struct train_args {
     double lr = 0.045, lr_decay = 0.94, decay_epochs = 2.0, momentum = 0.9;
     double smoothing = 0.1, aux_weight = 0.4, clip_norm = 2.0, clip_value = 0.0, weight_decay = 4e-5, ema = 0.999;
     bool factorized = true, bn_aux = true, wide = false, augment = true, resume = false, sync_bn = false;
+    bool ema_warmup = true;  // TF's num_updates warm-up of the moving average (--ema-warmup on|off)
     int ranks = 1;  // data-parallel processes (mpirun -np)
     std::uint64_t seed = 1;
 
@@ -85,6 +90,9 @@ struct train_args {
           << " momentum=" << x(momentum) << " smoothing=" << x(smoothing) << " aux_weight=" << x(aux_weight)
           << " clip_norm=" << x(clip_norm) << " clip_value=" << x(clip_value) << " weight_decay=" << x(weight_decay)
           << " ema=" << x(ema)
+          // Recorded only when on: runs from before the warm-up (fixed decay) read "ema=X" alone,
+          // as --ema-warmup off runs do, so their checkpoints resume with --ema-warmup off.
+          << (ema > 0.0 && ema_warmup ? " ema_warmup=1" : "")
           << " factorized=" << factorized << " bn_aux=" << bn_aux << " wide=" << wide << " augment=" << augment
           << " seed=" << seed;
         if (schedule != "step") s << " schedule=" << schedule << " epochs=" << epochs;  // step: as before
@@ -126,7 +134,8 @@ struct epoch_row {
 };
 
 // The training curve: train loss (left axis) and test accuracy (right axis) per epoch.
-void write_svg(const std::string& path, const std::vector<epoch_row>& rows, const std::string& title) {
+void write_svg(const std::string& path, const std::vector<epoch_row>& rows, const std::string& title,
+               const char* weights_label) {
     const double w = 720, h = 360, l = 60, r = 60, t = 40, b = 40;
     const double pw = w - l - r, ph = h - t - b;
     int last = 1;
@@ -162,7 +171,8 @@ void write_svg(const std::string& path, const std::vector<epoch_row>& rows, cons
     line(yl, [](const epoch_row& e) { return e.train_loss; }, "#c0392b");
     line(ya, [](const epoch_row& e) { return e.test_acc; }, "#2471a3");
     s << "<text x='" << l + 8 << "' y='" << t + 16 << "' fill='#c0392b'>train loss</text>\n"
-      << "<text x='" << l + 8 << "' y='" << t + 32 << "' fill='#2471a3'>test accuracy (moving average)</text>\n</svg>\n";
+      << "<text x='" << l + 8 << "' y='" << t + 32 << "' fill='#2471a3'>test accuracy (" << weights_label
+      << ")</text>\n</svg>\n";
     const std::string text = s.str();
     io::write_file_atomic(path, std::vector<std::uint8_t>(text.begin(), text.end()));
 }
@@ -243,7 +253,7 @@ int train_model(const train_args& a, communicator& comm) {
                                      : optimizer::rmsprop({.decay = 0.9, .momentum = a.momentum, .eps = 1.0,
                                                            .style = a.optim == "rmsprop-torch" ? rmsprop_style::pytorch
                                                                                                 : rmsprop_style::tensorflow});
-    moving_average ema{a.ema};
+    moving_average ema{a.ema, {.warmup = a.ema_warmup}};
     moving_average* avg = a.ema > 0.0 ? &ema : nullptr;
     train_state state{.config = a.config()};
     std::vector<epoch_row> rows;
@@ -252,9 +262,14 @@ int train_model(const train_args& a, communicator& comm) {
         // tensor's name or size, which says less than the two configurations side by side.
         const io::safetensors_file file{ck_path};
         const auto saved = file.metadata().find("config");
-        if (saved != file.metadata().end() && saved->second != a.config())
+        if (saved != file.metadata().end() && saved->second != a.config()) {
+            const bool before_warmup = saved->second.find(" ema_warmup=") == std::string::npos &&
+                                       a.config().find(" ema_warmup=1") != std::string::npos;
             throw error("ctnet train: --resume: the checkpoint '" + ck_path + "' was made with\n  " + saved->second +
-                        "\nbut this run has\n  " + a.config());
+                        "\nbut this run has\n  " + a.config() +
+                        (before_warmup ? "\n(its moving average has the fixed decay: resume it with --ema-warmup off)"
+                                       : ""));
+        }
         state = load_checkpoint(file, *w, opt, avg);
         rows = read_csv(csv_path);
         rows.erase(std::remove_if(rows.begin(), rows.end(), [&](const epoch_row& e) { return e.epoch > state.epoch; }),
@@ -352,11 +367,15 @@ int train_model(const train_args& a, communicator& comm) {
         // The log first: a kill before the checkpoint lands leaves a row that --resume drops and
         // writes again; the other order could leave a checkpoint whose epoch the log lacks.
         write_csv(csv_path, rows);
-        write_svg(a.out + "/curve.svg", rows, "Fashion-MNIST, " + std::string{Net::name} + " (ctnet train)");
+        write_svg(a.out + "/curve.svg", rows, "Fashion-MNIST, " + std::string{Net::name} + " (ctnet train)",
+                  avg ? "moving average" : "raw weights");
         save_checkpoint(ck_path, *w, opt, avg, state);
-        std::printf("epoch %d: lr %.4g, train loss %.4f, train acc %.2f%%, test acc %.2f%% (raw %.2f%%), %.0f img/s, %s",
-                    epoch, lr, loss_sum / seen, 100.0 * correct / seen, acc, acc_raw, seen / seconds,
-                    format_time(seconds).c_str());
+        // Each test figure names its weights: the moving average's first (what is saved), the raw
+        // weights' second.
+        std::printf("epoch %d: lr %.4g, train loss %.4f, train acc %.2f%%, test acc ", epoch, lr, loss_sum / seen,
+                    100.0 * correct / seen);
+        if (avg) std::printf("%.2f%% (moving average), ", acc);
+        std::printf("%.2f%% (raw weights), %.0f img/s, %s", acc_raw, seen / seconds, format_time(seconds).c_str());
         if (comm.size() > 1)  // blocked in the all-reduce after backward, per step (rank 0's view)
             std::printf(", %d ranks, all-reduce wait %.2f ms/step", comm.size(), 1e3 * comm_sum / steps_per_epoch);
         std::printf("\n");
@@ -374,8 +393,9 @@ int train_model(const train_args& a, communicator& comm) {
     const bool logged = !rows.empty() && rows.back().epoch == state.epoch;
     const double plain = logged ? rows.back().test_acc : evaluate<Net>(*final_w, data.test, a.test_limit, a.threads).second;
     const double flipped = evaluate<Net>(*final_w, data.test, a.test_limit, a.threads, true).second;
-    std::printf("final weights%s: test acc %.2f%%, %.2f%% with flip averaging (image and mirror image)\n",
-                avg ? " (moving average)" : "", plain, flipped);
+    std::printf("final weights (%s, saved to %s/weights.safetensors): test acc %.2f%%, %.2f%% with flip averaging "
+                "(image and mirror image)\n",
+                avg ? "moving average" : "raw", a.out.c_str(), plain, flipped);
     return 0;
 }
 
@@ -391,6 +411,9 @@ constexpr const char* train_usage =
     "                        over all --epochs, step by step (default step)\n"
     "  --smoothing X --aux-weight X --weight-decay X     (0.1, 0.4, 4e-5)\n"
     "  --clip-norm X --clip-value X --ema X              (2.0, off, 0.999; 0 turns one off)\n"
+    "  --ema-warmup on|off   the moving average's decay is min(--ema, (1 + n) / (10 + n)) after n updates,\n"
+    "                        as TF's ExponentialMovingAverage with num_updates (on, the default), or\n"
+    "                        --ema from the first step (off)\n"
     "  --no-factorized --no-bn-aux --no-augment           ablation switches\n"
     "  --wide                1.5x the channels after the stem (factorized, BN-aux network only)\n"
     "  --sync-bn             under mpirun: batch norm statistics over all ranks' shards (default: each rank's)\n"
@@ -473,6 +496,11 @@ int train(int argc, char** argv) {
         else if (k == "--clip-value") a.clip_value = num();
         else if (k == "--weight-decay") a.weight_decay = num();
         else if (k == "--ema") a.ema = num();
+        else if (k == "--ema-warmup") {
+            const std::string v = val();
+            if (v != "on" && v != "off") throw error("ctnet train: --ema-warmup must be on or off, not '" + v + "'");
+            a.ema_warmup = v == "on";
+        }
         else if (k == "--seed") a.seed = static_cast<std::uint64_t>(count());
         else if (k == "--no-factorized") a.factorized = false;
         else if (k == "--wide") a.wide = true;

@@ -6,8 +6,15 @@
 // Contents: every tensor of the model under torchvision-style names (so the file also loads as
 // plain weights with load_options{.ignore_prefix = "ctnet_state."}), the optimizer's momentum and
 // mean-square buffers and the moving average as "ctnet_state.*" tensors, and the counters
-// (epoch, step, generator states, the run's configuration) as string metadata.
+// (epoch, step, optimizer steps, the moving average's update count "ema_updates", generator
+// states, the run's configuration) as string metadata.
 // Requires: the same network type and optimizer kind as the run that saved it.
+// Formats: "ctnet-checkpoint 2" added "ema_updates" (written when a moving average is saved),
+// which the average's warm-up needs (moving_average in optim.hpp). Files of format 1 still load:
+// without a moving average, or into one with {.warmup = false} (format 1's averages used the
+// fixed decay; the count is then taken to be the optimizer's step count, one update per
+// train_step, or 0 for an empty average). Loading a format-1 file into a moving average with
+// warm-up is refused: its update count is unknown, so it could not continue exactly.
 // Guarantees: saving writes a temporary file, fsyncs it and renames it over the old checkpoint,
 // so a crash at any moment leaves the previous or the new checkpoint, complete. Loading checks
 // the format, every tensor's presence and size and every counter, and changes nothing unless
@@ -32,7 +39,8 @@ struct train_state {
     std::string config;          // what the run was started with (compared on resume by the caller)
 };
 
-inline constexpr const char* checkpoint_format = "ctnet-checkpoint 1";
+inline constexpr const char* checkpoint_format = "ctnet-checkpoint 2";
+inline constexpr const char* checkpoint_format_1 = "ctnet-checkpoint 1";  // loadable, see above
 
 template <class Net>
 std::vector<std::uint8_t> checkpoint_bytes(const weights<Net>& w, optimizer& opt, const moving_average* ema,
@@ -44,7 +52,7 @@ std::vector<std::uint8_t> checkpoint_bytes(const weights<Net>& w, optimizer& opt
     tensors.push_back({"ctnet_state.momentum", flat(opt.momentum()), opt.momentum()});
     tensors.push_back({"ctnet_state.mean_square", flat(opt.mean_square()), opt.mean_square()});
     if (ema) tensors.push_back({"ctnet_state.ema", flat(ema->shadow()), ema->shadow()});
-    const std::map<std::string, std::string> meta{
+    std::map<std::string, std::string> meta{
         {"format", checkpoint_format},
         {"epoch", std::to_string(s.epoch)},
         {"step", std::to_string(s.step)},
@@ -53,6 +61,7 @@ std::vector<std::uint8_t> checkpoint_bytes(const weights<Net>& w, optimizer& opt
         {"dropout_rng", std::to_string(s.dropout_rng)},
         {"config", s.config},
     };
+    if (ema) meta.emplace("ema_updates", std::to_string(ema->updates()));
     return io::safetensors_bytes(tensors, meta);
 }
 
@@ -107,8 +116,10 @@ inline void ck_tensor(const io::safetensors_file& f, const std::string& name, st
 template <class Net>
 train_state load_checkpoint(const io::safetensors_file& f, weights<Net>& w, optimizer& opt, moving_average* ema) {
     const std::string format = detail::ck_meta(f, "format");
-    if (format != checkpoint_format)
-        detail::ck_fail(f.path(), "format is '" + format + "', expected '" + std::string{checkpoint_format} + "'");
+    if (format != checkpoint_format && format != checkpoint_format_1)
+        detail::ck_fail(f.path(), "format is '" + format + "', expected '" + std::string{checkpoint_format} + "' (or '" +
+                                      checkpoint_format_1 + "')");
+    const bool format_1 = format == checkpoint_format_1;
     const std::string kind = detail::ck_meta(f, "optimizer");
     const std::string want_kind = opt.type() == optimizer::kind::sgd ? "sgd" : "rmsprop";
     if (kind != want_kind) detail::ck_fail(f.path(), "was saved with optimizer " + kind + ", this run uses " + want_kind);
@@ -123,6 +134,19 @@ train_state load_checkpoint(const io::safetensors_file& f, weights<Net>& w, opti
     detail::ck_tensor(f, "ctnet_state.momentum", momentum, storage);
     detail::ck_tensor(f, "ctnet_state.mean_square", square, storage);
     if (ema) detail::ck_tensor(f, "ctnet_state.ema", shadow, storage);
+    std::int64_t ema_updates = 0;
+    if (ema && format_1) {
+        if (ema->warmup())
+            detail::ck_fail(f.path(), "format '" + format + "' has no moving-average update count ('ema_updates'), " +
+                                          "which the warm-up needs; its average used the fixed decay: load it into a " +
+                                          "moving_average with {.warmup = false} (ctnet train: --ema-warmup off)");
+        ema_updates = shadow.empty() ? 0 : opt_steps;
+    } else if (ema) {
+        ema_updates = static_cast<std::int64_t>(detail::ck_number(f, "ema_updates", std::uint64_t{1} << 62));
+        if (shadow.empty() && ema_updates != 0)
+            detail::ck_fail(f.path(), "metadata field 'ema_updates' is " + std::to_string(ema_updates) +
+                                          ", but the moving average is empty");
+    }
     weights<Net> staged = w;
     io::load_safetensors(f, staged, {.ignore_prefix = "ctnet_state."});
     // Everything is valid: commit.
@@ -130,7 +154,10 @@ train_state load_checkpoint(const io::safetensors_file& f, weights<Net>& w, opti
     opt.momentum() = std::move(momentum);
     opt.mean_square() = std::move(square);
     opt.set_steps(opt_steps);
-    if (ema) ema->shadow() = std::move(shadow);
+    if (ema) {
+        ema->shadow() = std::move(shadow);
+        ema->set_updates(ema_updates);
+    }
     return s;
 }
 

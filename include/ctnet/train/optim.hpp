@@ -15,6 +15,9 @@
 //                    momentum 0.9, eps 1.0)
 //   rmsprop, pytorch torch.optim.RMSprop: ms starts at 0; ms = alpha * ms + (1 - alpha) * g^2;
 //                    buf = momentum * buf + g / (sqrt(ms) + eps); p -= lr * buf
+//   moving_average   tf.train.ExponentialMovingAverage(decay, num_updates): shadow = d * shadow +
+//                    (1 - d) * p, d = min(decay, (1 + n) / (10 + n)), n = averaging updates before
+//                    this one; {.warmup = false}: d = decay (TF without num_updates)
 // Weight decay is added to the gradient inside step(), after clipping, as torch does.
 // Requires: params / grads of one network's storage, ranges from trainable_ranges<Net>().
 // Guarantees: entries outside the ranges (running statistics) are never touched; state is plain
@@ -184,11 +187,32 @@ private:
     std::int64_t steps_ = 0;
 };
 
-// shadow = decay * shadow + (1 - decay) * params over the whole storage (trainable tensors and
-// running statistics, as TF's ExponentialMovingAverage over variables and moving averages).
+struct moving_average_options {
+    // TF's num_updates warm-up (tf.train.ExponentialMovingAverage(decay, num_updates)): the decay
+    // of an update is min(decay, (1 + n) / (10 + n)), so the average follows early training
+    // instead of remembering the initial weights for ~1 / (1 - decay) steps. false: the fixed decay.
+    bool warmup = true;
+};
+
+// shadow = d * shadow + (1 - d) * params over the whole storage (trainable tensors and running
+// statistics, as TF's ExponentialMovingAverage over variables and moving averages).
+//
+//   moving_average ema{0.999};                        // warm-up on (TF with num_updates)
+//   moving_average fixed{0.999, {.warmup = false}};   // d = 0.999 from the first update on
+//
+// The first update() copies params into the empty shadow (TF's shadow starts at the variable's
+// initial value) and is not counted. Every later update is an averaging update; the k-th of them
+// (k = 1, 2, ...) uses n = k - 1, the number of averaging updates applied before it (updates()):
+//     d_k = warmup ? min(decay, (1 + n) / (10 + n)) : decay
+// so d_1 = 0.1 (the first update keeps 10 % of the initial weights), d_2 = 2/11, d_3 = 3/12, ...,
+// reaching decay = 0.999 at n = 8990 (9.6 epochs of ctnet train's 937 steps at batch 64). This
+// is TF's formula with num_updates = the global step read before the training step increments
+// it (train_step updates the average once per optimizer step). d is computed in double and
+// applied in float. The count is state: checkpoints save it as the metadata field "ema_updates"
+// (train/checkpoint.hpp).
 class moving_average {
 public:
-    explicit moving_average(double decay = 0.9999) : decay_{decay} {}
+    explicit moving_average(double decay = 0.9999, moving_average_options o = {}) : decay_{decay}, opts_{o} {}
     void update(std::span<const float> params) {
         if (shadow_.empty()) {
             shadow_.assign(params.begin(), params.end());
@@ -197,16 +221,29 @@ public:
         if (shadow_.size() != params.size())
             throw error("ctnet: moving_average: " + std::to_string(shadow_.size()) + " floats, given " +
                         std::to_string(params.size()));
-        const auto d = static_cast<float>(decay_);
+        const auto d = static_cast<float>(decay_at(updates_));
         for (std::size_t j = 0; j < shadow_.size(); ++j) shadow_[j] = d * shadow_[j] + (1.0F - d) * params[j];
+        ++updates_;
+    }
+    // The decay of the averaging update that has n averaging updates before it.
+    [[nodiscard]] double decay_at(std::int64_t n) const {
+        if (!opts_.warmup) return decay_;
+        const auto x = static_cast<double>(n);
+        return std::min(decay_, (1.0 + x) / (10.0 + x));
     }
     [[nodiscard]] std::vector<float>& shadow() { return shadow_; }
     [[nodiscard]] const std::vector<float>& shadow() const { return shadow_; }
-    [[nodiscard]] double decay() const { return decay_; }
+    [[nodiscard]] double decay() const { return decay_; }  // the configured (largest) decay
+    [[nodiscard]] bool warmup() const { return opts_.warmup; }
+    // Averaging updates applied so far (the initialising copy not counted); checkpoints restore it.
+    [[nodiscard]] std::int64_t updates() const { return updates_; }
+    void set_updates(std::int64_t n) { updates_ = n; }
 
 private:
     double decay_;
+    moving_average_options opts_;
     std::vector<float> shadow_;
+    std::int64_t updates_ = 0;
 };
 
 }  // namespace ctnet
