@@ -395,3 +395,48 @@ TEST_CASE("one loaded model shared read-only by 4 threads, each with its own run
         CHECK(fast_together[t] == fast_alone[t]);
     }
 }
+
+// The fused-step plan (exec/plan.hpp) as each backend reads it; backend::cuda's form (no pooled
+// steps) runs only on a GPU, so its steps are checked here on the host.
+TEST_CASE("exec::plan_v: every eval op covered once, in order; convs fused with their batch norm and ReLU") {
+    using net = models::inception_v3<>;
+    const auto& p = net::program;
+    const auto check = [&](std::span<const exec::step> steps, int want_pooled) {
+        int next = 0, convs = 0, pooled = 0;
+        for (const exec::step& s : steps) {
+            while (next < p.n_ops && p.ops[next].train_only) ++next;  // the aux head is left out
+            CHECK(s.op >= next);
+            if (s.pool >= 0) {
+                CHECK(s.pool == next);
+                CHECK(s.op == s.pool + 1);
+                CHECK(p.ops[s.pool].kind == op_kind::avg_pool);
+                CHECK(is_pointwise(p.ops[s.op].win));
+                ++pooled;
+            } else {
+                CHECK(s.op == next);
+            }
+            if (p.ops[s.op].kind == op_kind::conv) {
+                ++convs;
+                CHECK(s.bn);  // every Inception conv is a BasicConv2d: conv, batch norm, ReLU in place
+                CHECK(s.relu);
+                CHECK(s.last == s.op + 2);
+                CHECK(p.ops[s.op + 1].kind == op_kind::batch_norm);
+                CHECK(p.ops[s.op + 2].kind == op_kind::relu);
+                CHECK(s.out.buf == p.ops[s.op].out.buf);
+                CHECK(s.out.offset == p.ops[s.op].out.offset);  // a concat slice: the branch's channels
+            } else {
+                CHECK(s.last == s.op);
+                CHECK(!s.bn);
+                CHECK(!s.relu);
+            }
+            next = s.last + 1;
+        }
+        while (next < p.n_ops && p.ops[next].train_only) ++next;
+        CHECK(next == p.n_ops);
+        CHECK(convs == 94);
+        CHECK(pooled == want_pooled);
+    };
+    check(exec::plan_v<net>.steps(), 9);  // backend::cpu: the 9 branch_pool avg pools run after their 1x1 conv
+    check(exec::plan_v<net, exec::plan_options{.pools_into_pointwise = false}>.steps(), 0);  // backend::cuda
+    static_assert(exec::plan_v<net>.n < p.n_ops);  // a constant: the plan is known at compile time
+}
