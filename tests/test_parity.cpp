@@ -81,3 +81,18 @@ TEST_CASE("parity: TF-slim pools (count_include_pad=False), 139x139, batch 2") {
 TEST_CASE("parity: training-mode aux logits (batch statistics), 299x299, batch 4") {
     check_case<models::inception_v3<>>("train_b4_299", true);
 }
+
+// The paper's section 9 variants against torchvision's modules with the same stem changes
+// (tools/parity_reference.py: lowres()); the 79x79 one in training mode too (its aux head runs
+// on a 17x17 grid reached through a 36x36 one).
+TEST_CASE("parity: 151x151 receptive field (first conv at stride 1), batch 2") {
+    check_case<models::inception_v3_lowres<151>>("lowres151_b2", false);
+}
+
+TEST_CASE("parity: 79x79 receptive field (stride 1, no first max pool), batch 2") {
+    check_case<models::inception_v3_lowres<79>>("lowres79_b2", false);
+}
+
+TEST_CASE("parity: 79x79 receptive field, training-mode aux logits, batch 4") {
+    check_case<models::inception_v3_lowres<79>>("train_lowres79_b4", true);
+}

@@ -22,7 +22,9 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from export_torchvision import random_model, save_safetensors  # noqa: E402
 
-# name: (size, batch, transform_input, count_include_pad, training)
+# name: (size, batch, transform_input, count_include_pad, training[, lowres])
+# lowres: the paper's section 9 variants (ctnet's inception_v3_lowres<151> / <79>), built here
+# from torchvision's modules: the first conv at stride 1, and for 79 the first max pool removed.
 CASES = {
     "b1_299": (299, 1, False, True, False),
     "b3_299_transform": (299, 3, True, True, False),
@@ -30,6 +32,9 @@ CASES = {
     "b1_107_transform": (107, 1, True, True, False),
     "b2_139_slim": (139, 2, False, False, False),
     "train_b4_299": (299, 4, False, True, True),
+    "lowres151_b2": (151, 2, False, True, False, 151),
+    "lowres79_b2": (79, 2, False, True, False, 79),
+    "train_lowres79_b4": (79, 4, False, True, True, 79),
 }
 BLOCKS = ["Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e",
           "Mixed_7a", "Mixed_7b", "Mixed_7c"]
@@ -53,8 +58,18 @@ def block_pools_exclude_padding():
         F.avg_pool2d = original
 
 
-def run_case(model, out_dir, name, size, batch, transform_input, count_include_pad, training, seed):
+def lowres(model, field):
+    """Section 9 of the paper: the 151x151 and 79x79 receptive-field variants."""
+    model.Conv2d_1a_3x3.conv.stride = (1, 1)
+    if field == 79:
+        model.maxpool1 = torch.nn.Identity()
+    return model
+
+
+def run_case(model, out_dir, name, size, batch, transform_input, count_include_pad, training, field=299, *, seed):
     model = copy.deepcopy(model)  # training mode updates running statistics
+    if field != 299:
+        lowres(model, field)
     model.transform_input = transform_input
     model.train(training)
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))

@@ -113,9 +113,10 @@ struct maybe<false, L> {
 };
 
 // Everything after the stem, shared by v3 and v2.
-template <int Classes, inception_options O>
+// FirstPool: the stem's first max pool (false in the 79x79 variant of the paper's section 9).
+template <int Classes, inception_options O, bool FirstPool = true>
 struct inception_tail
-    : seq<node<"maxpool1", max_pool<k<3>, stride<2>>>, node<"Conv2d_3b_1x1", basic_conv<80, k<1>>>,
+    : seq<typename maybe<FirstPool, node<"maxpool1", max_pool<k<3>, stride<2>>>>::type, node<"Conv2d_3b_1x1", basic_conv<80, k<1>>>,
           node<"Conv2d_4a_3x3", basic_conv<192, k<3>>>, node<"maxpool2", max_pool<k<3>, stride<2>>>,
           node<"Mixed_5b", inception_a<32, O.count_include_pad>>, node<"Mixed_5c", inception_a<64, O.count_include_pad>>,
           node<"Mixed_5d", inception_a<64, O.count_include_pad>>, node<"Mixed_6a", inception_b>,
@@ -138,6 +139,27 @@ struct inception_v3
                   node<"Conv2d_1a_3x3", basic_conv<32, k<3>, stride<2>>>, node<"Conv2d_2a_3x3", basic_conv<32, k<3>>>,
                   node<"Conv2d_2b_3x3", basic_conv<64, k<3>, pad<1>>>, detail::inception_tail<Classes, O>>> {
     static constexpr std::string_view name = "inception_v3";
+};
+
+// Section 9 of the paper ("Performance on lower resolution input", Table 2): networks whose
+// receptive field is 151x151 or 79x79 at about the compute of the 299x299 one.
+//   151: the first conv at stride 1 (input 151x151); every map from there on has the 299x299
+//        network's size, so the MACs are equal (macs_v).
+//   79:  the first conv at stride 1 and the first max pool removed (input 79x79); the 35x35
+//        grid becomes 36x36 and the stem runs at 77x77 instead of 149x149 (MACs in
+//        docs/training.md).
+// Layer names and parameter shapes are inception_v3's, so its weights load into both.
+//   using low = models::inception_v3_lowres<151>;   // or <79>; <Field, Classes, options>
+template <int Field, int Classes = 1000, inception_options O = inception_options{}>
+struct inception_v3_lowres
+    : network<shape{3, Field, Field},
+              seq<detail::maybe_transform_input<O.transform_input>, node<"Conv2d_1a_3x3", basic_conv<32, k<3>>>,
+                  node<"Conv2d_2a_3x3", basic_conv<32, k<3>>>, node<"Conv2d_2b_3x3", basic_conv<64, k<3>, pad<1>>>,
+                  detail::inception_tail<Classes, O, Field != 79>>> {
+    static_assert(Field == 151 || Field == 79,
+                  "ctnet::models::inception_v3_lowres: the paper's section 9 variants have a 151x151 or a 79x79 "
+                  "receptive field (Field = 151 or 79)");
+    static constexpr std::string_view name = Field == 151 ? "inception_v3_lowres151" : "inception_v3_lowres79";
 };
 
 }  // namespace ctnet::models
