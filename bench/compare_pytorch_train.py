@@ -10,7 +10,9 @@ gradient clipping to norm 2.0, RMSProp (momentum 0.9, eps 1.0, weight decay 4e-5
 PyTorch: eager mode (autograd has no frozen/JIT training path), channels_last when --channels-last,
 torch.set_num_threads(T), Debian's python3-torch. ctnet: `ctnet bench --train` (backend::cpu).
 Rounds alternate the two; prints images/s per round and the ratio of the medians
-(ctnet / torch; above 1 means ctnet is faster).
+(ctnet / torch; above 1 means ctnet is faster), then the median time of each phase on both
+sides: forward and losses, backward, clipping and update (ctnet's update also checks that the
+gradients and the new parameters are finite).
 """
 import argparse
 import json
@@ -89,14 +91,20 @@ def torch_step_fn(model_name, batch, channels_last):
     y = torch.randint(0, classes, (batch,))
     opt = torch.optim.RMSprop(model.parameters(), lr=1e-4, alpha=0.9, eps=1.0, momentum=0.9, weight_decay=4e-5)
 
-    def step():
+    def step(phases=None):
+        """One step; with a list, appends (forward and losses, backward, clipping and update) in seconds."""
+        t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         out = model(x)
         logits, aux = (out.logits, out.aux_logits) if not model_name.startswith("fashion") else out
         loss = F.cross_entropy(logits, y, label_smoothing=0.1) + 0.4 * F.cross_entropy(aux, y, label_smoothing=0.1)
+        t1 = time.perf_counter()
         loss.backward()
+        t2 = time.perf_counter()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 2.0)
         opt.step()
+        if phases is not None:
+            phases.append((t1 - t0, t2 - t1, time.perf_counter() - t2))
 
     return step
 
@@ -115,21 +123,33 @@ def main():
     step = torch_step_fn(a.model, a.batch, a.channels_last)
     step()  # warm-up
     ours, theirs = [], []
+    our_phases, their_phases = [], []  # per round: medians of (forward, backward, update) in ms
     for r in range(a.rounds):
         out = subprocess.run([a.ctnet, "bench", "--train", "--model", a.model, "--batch", str(a.batch), "--threads",
                               str(a.threads), "--iters", str(a.iters)], check=True, capture_output=True, text=True)
-        ours.append(json.loads(out.stdout)["images_per_s"])
-        times = []
+        line = json.loads(out.stdout)
+        ours.append(line["images_per_s"])
+        if "forward_ms" in line:
+            our_phases.append((line["forward_ms"], line["backward_ms"], line["update_ms"]))
+        times, phases = [], []
         for _ in range(a.iters):
             t0 = time.perf_counter()
-            step()
+            step(phases)
             times.append(time.perf_counter() - t0)
         theirs.append(a.batch / statistics.median(times))
+        their_phases.append(tuple(1e3 * statistics.median(p[i] for p in phases) for i in range(3)))
         print(f"round {r + 1}: ctnet {ours[-1]:8.1f} img/s   torch {theirs[-1]:8.1f} img/s", flush=True)
     ratio = statistics.median(ours) / statistics.median(theirs)
     print(f"{a.model} training, batch {a.batch}, {a.threads} threads: ctnet {statistics.median(ours):.1f} img/s, "
           f"torch {statistics.median(theirs):.1f} img/s, ctnet / torch = {ratio:.2f}")
-
+    if our_phases:
+        # Where the time goes: each phase's median over the rounds (of the per-round medians).
+        print("phase (median ms)              ctnet     torch   torch / ctnet")
+        names = ["forward + losses", "backward", "clipping + RMSProp"]
+        for i, name in enumerate(names):
+            o = statistics.median(p[i] for p in our_phases)
+            t = statistics.median(p[i] for p in their_phases)
+            print(f"{name:28s} {o:9.1f} {t:9.1f}   {t / o:6.2f}")
 
 if __name__ == "__main__":
     main()

@@ -104,7 +104,14 @@ struct tally {
 
 }  // namespace
 
-TEST_CASE("train parity: two Inception v3 steps (batch 2, 299, aux, smoothing, clipping, RMSProp) = torch autograd") {
+namespace {
+
+// winograd: the trainer's default, stride-1 convs as Winograd (forward and dX). Its transforms
+// round more than the GEMM, and this step amplifies rounding (torch float32 itself is 2.4 % from
+// float64 on the whole gradient): per tensor, up to 80x torch float32's error on tensors where
+// that happens to be small, so with Winograd only the wholes are bounded — 3x torch float32's
+// error (measured 1.9x) — while the GEMM path keeps the per-tensor checks.
+void check_parity(bool winograd) {
     std::ifstream meta_file{dir + "/loss.json"};
     REQUIRE(meta_file);
     const nlohmann::json meta = nlohmann::json::parse(meta_file);
@@ -128,7 +135,8 @@ TEST_CASE("train parity: two Inception v3 steps (batch 2, 299, aux, smoothing, c
 
     // One trainer and one generator for both steps: the second forward pass draws the next
     // batch * 2048 dropout values, as the script's second mask.
-    trainer<net, backend::cpu> t{*w, {.threads = 2, .seed = meta["seed"].get<std::uint64_t>()}};
+    trainer<net, backend::cpu> t{*w, {.threads = 2, .seed = meta["seed"].get<std::uint64_t>(), .winograd = winograd}};
+    const double whole_bound = winograd ? 3.0 : 1.5;
     optimizer opt = optimizer::rmsprop({.decay = o["alpha"].get<double>(),
                                         .momentum = o["momentum"].get<double>(),
                                         .eps = o["eps"].get<double>(),
@@ -158,7 +166,7 @@ TEST_CASE("train parity: two Inception v3 steps (batch 2, 299, aux, smoothing, c
         close("loss", s.loss, 2e-5);
         close("main", s.main_loss, 1e-5);
         close("aux", s.aux_loss, 1e-5);
-        close("grad_norm", s.grad_norm, 1e-3);
+        close("grad_norm", s.grad_norm, winograd ? 3e-3 : 1e-3);  // Winograd: measured 1.8e-3 at step 2
 
         // This step's gradients (after clipping), every trainable tensor.
         const std::string step = std::to_string(k + 1);
@@ -166,7 +174,7 @@ TEST_CASE("train parity: two Inception v3 steps (batch 2, 299, aux, smoothing, c
         const io::safetensors_file grads32{dir + "/grads32_" + step + ".safetensors"};
         // Per tensor on the first step; the second step's run the same code on another batch at
         // the same point, and reach the check through the change below (and the whole here).
-        tally g{"step " + step + "'s gradients", k == 0};
+        tally g{"step " + step + "'s gradients", k == 0 && !winograd};
         for (const tensor_info& ti : w->tensors()) {
             if (!ti.trainable) continue;
             want.assign(ti.count, 0.0F);
@@ -176,13 +184,13 @@ TEST_CASE("train parity: two Inception v3 steps (batch 2, 299, aux, smoothing, c
             g.check(ti.name, t.grads().subspan(ti.offset, ti.count), torch32, want);
         }
         g.report();
-        CHECK(g.whole.norm_relative() <= 1.5 * g.whole32.norm_relative());
+        CHECK(g.whole.norm_relative() <= whole_bound * g.whole32.norm_relative());
     }
 
     // The change over the two steps, after - before, of every parameter and running statistic.
     const io::safetensors_file change64{dir + "/change64.safetensors"};
     const io::safetensors_file change32{dir + "/change32.safetensors"};
-    tally params{"the parameters' change over both steps", true, 2e-2}, stats{"the running statistics' change", true, 2e-2};
+    tally params{"the parameters' change over both steps", !winograd, 2e-2}, stats{"the running statistics' change", true, 2e-2};
     std::vector<double> changed;
     for (const tensor_info& ti : w->tensors()) {
         changed.resize(ti.count);
@@ -196,5 +204,15 @@ TEST_CASE("train parity: two Inception v3 steps (batch 2, 299, aux, smoothing, c
     }
     params.report();
     stats.report();
-    CHECK(params.whole.norm_relative() <= 1.5 * params.whole32.norm_relative());
+    CHECK(params.whole.norm_relative() <= whole_bound * params.whole32.norm_relative());
+}
+
+}  // namespace
+
+TEST_CASE("train parity: two Inception v3 steps (batch 2, 299, aux, smoothing, clipping, RMSProp) = torch autograd") {
+    check_parity(false);
+}
+
+TEST_CASE("train parity: the same two steps with Winograd convolutions (the default)") {
+    check_parity(true);
 }

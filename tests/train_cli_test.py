@@ -14,6 +14,8 @@
    printed names the weights it is for.
 6. --ema-warmup: recorded in the settings; a checkpoint from before the warm-up (format 1, fixed
    decay) resumes with --ema-warmup off and is refused, with that hint, without it.
+7. Bad option values are usage errors (exit 2) that name the option, before anything is written;
+   the start-up line gives the threads per process.
 """
 import json
 import os
@@ -91,6 +93,7 @@ check(log[0].startswith("epoch,step,lr,train_loss") and len(log) == 3 and log[2]
       "log.csv has a header and one row per epoch, steps counted across the resume")
 check(open(os.path.join(b, "curve.svg")).read().startswith("<svg"), "curve.svg is an SVG picture")
 check("img/s" in p.stderr and "ETA" in p.stderr and "loss" in p.stderr, "progress line shows img/s, loss and ETA")
+check("ctnet train: 1 process, 2 threads per process" in p.stderr, "the start-up line gives the threads (--threads 2)")
 
 p = run("--epochs", "3", "--resume", "--lr", "0.1", "--out", b, expect=1)
 check("was made with" in p.stderr and "lr=0.045" in p.stderr and "lr=0.1" in p.stderr,
@@ -101,10 +104,13 @@ p = run("--epochs", "3", "--resume", "--no-factorized", "--out", b, expect=1)
 check("was made with" in p.stderr and "factorized=1" in p.stderr and "factorized=0" in p.stderr,
       "resume as another model variant is refused by its settings, not by a tensor's size")
 
-for flag, value, says in [("--decay-epochs", "0", "--decay-epochs must be positive"), ("--lr", "-1", "--lr must be positive"),
-                          ("--ema", "1", "--ema must be in [0, 1)"), ("--lr", "nan", "--lr expects a number"),
-                          ("--ema-warmup", "no", "--ema-warmup must be on or off")]:
-    p = run(flag, value, "--out", os.path.join(work, "bad"), expect=1)
+# usage errors (exit status 2), each naming its option
+for flag, value, says in [("--decay-epochs", "0", "--decay-epochs: must be positive"), ("--lr", "-1", "--lr: must be positive"),
+                          ("--ema", "1", "--ema: must be in [0, 1)"), ("--lr", "nan", "--lr: expects a number"),
+                          ("--ema-warmup", "no", "--ema-warmup: no not in {on,off}"), ("--batch", "1", "--batch: must be at least 2"),
+                          ("--threads", "0", "--threads: must be at least 1"), ("--epochs", "x", "--epochs: 'x' is not an integer"),
+                          ("--bogus", "1", "--bogus")]:
+    p = run(flag, value, "--out", os.path.join(work, "bad"), expect=2)
     check(says in p.stderr and not os.path.exists(os.path.join(work, "bad", "checkpoint.safetensors")),
           f"{flag} {value} is refused before training: {says}")
 
@@ -125,8 +131,8 @@ check("with flip averaging" in p.stdout, "the final weights are evaluated plain 
 p = run("--epochs", "3", "--schedule", "cosine", "--resume", "--out", e, expect=1)
 check("was made with" in p.stderr and "epochs=2" in p.stderr and "epochs=3" in p.stderr,
       "a cosine run resumed with another length is refused (its rates would change)")
-p = run("--schedule", "linear", "--out", os.path.join(work, "bad"), expect=1)
-check("--schedule must be step or cosine" in p.stderr, "an unknown schedule is refused")
+p = run("--schedule", "linear", "--out", os.path.join(work, "bad"), expect=2)
+check("--schedule: linear not in {step,cosine}" in p.stderr, "an unknown schedule is refused")
 
 # Without the warm-up: the fixed decay, nothing recorded beyond "ema=0.999" (as before the warm-up
 # existed), and a different average from the same raw weights.

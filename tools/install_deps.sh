@@ -11,10 +11,12 @@ packages=(
   zlib1g-dev                    # gzip-compressed IDX files (io/idx.hpp)
   dataset-fashion-mnist         # Fashion-MNIST in /usr/share/datasets (tests/test_idx.cpp needs it)
   doctest-dev                   # unit tests
+  libcli11-dev                  # the ctnet tool's command line (apps/ctnet/main.cpp)
   libopenmpi-dev openmpi-bin    # data-parallel training over MPI (train/mpi.hpp, the distributed.mpi2 test)
   libbenchmark-dev              # bench/
   clang clang-tidy graphviz     # header warnings under clang 14, lint, `ctnet graph` pictures
   libclang-rt-14-dev            # libFuzzer and the sanitizers' runtimes (tests/fuzz)
+  libonnx-dev libprotobuf-dev nodejs npm   # ONNX import / export (ctnet::onnx); npm fetches ONNX Runtime for its test
   python3-torch python3-torchvision python3-numpy   # parity references (tools/*.py, /usr/bin/python3)
 )
 

@@ -1,15 +1,17 @@
-// apps/ctnet/main.cpp — ctnet, the command-line tool (`ctnet train` is in train.cpp).
+// apps/ctnet/main.cpp — ctnet, the command-line tool (`ctnet train` is in train.cpp), on CLI11:
+// `ctnet --help`, `ctnet COMMAND --help` (every option with its default), `ctnet --version`.
 //
 //   ctnet demo [--seed S] [--batch N]      Inception v3 summary, then a timed forward pass of an
 //                                          embedded sample image through seeded random weights
 //   ctnet summary MODEL [--no-aux]         per-block table; MODEL: inception_v3 | inception_v2 | fashion | fashion_wide
-//   ctnet infer --model inception_v3 --weights W.safetensors --input X.npy --output Y.npy
-//               [--transform-input] [--num-classes K] [--threads N] [--dump-blocks DIR] [--check-finite]
-//   ctnet classify --weights W.safetensors [--no-transform-input] IMAGE...
+//   ctnet infer --model inception_v3 --weights W.safetensors --input X.npy --output Y.npy ...   logits to .npy
+//   ctnet classify --weights W.safetensors [--no-transform-input] IMAGE...               top-5 ImageNet classes
 //   ctnet graph MODEL [--expand | --expand=BLOCK,...] [--no-aux]   Graphviz DOT of the network type
-//   ctnet bench --model inception_v3 [--batch N] [--threads T] [--iters K] [--backend cpu|reference] [--winograd on|off]
-//   ctnet bench --train --model inception_v3|fashion|fashion_wide [--batch N] [--threads T] [--iters K]   one training step
+//   ctnet bench [--train] --model M [--batch N] [--threads T] [--iters K] ...   one JSON line of timings
 //   ctnet train [--epochs N] [--out DIR] [--resume] ...   the paper's recipe on Fashion-MNIST
+//   ctnet import MODEL.onnx ... / ctnet export --model M ...   ONNX (built with ctnet::onnx)
+//
+// Exit status: 0, 1 for a failed run (bad files, a diverging run), 2 for a usage error.
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -17,6 +19,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <exception>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <numeric>
@@ -35,12 +38,19 @@
 #include <ctnet/io/safetensors.hpp>
 #include <ctnet/train/step.hpp>
 
+#include <CLI/CLI.hpp>
+
+#include "cli_options.hpp"
 #include "fashion_net.hpp"
 #include "train.hpp"
+#if defined(CTNET_WITH_ONNX)
+#include "onnx_commands.hpp"
+#endif
 
 namespace {
 
 using namespace ctnet;
+using ctnet_tool::one_of, ctnet_tool::usage_error, ctnet_tool::whole;
 using v3 = models::inception_v3<>;
 using v3_noaux = models::inception_v3<1000, 299, models::inception_options{.aux_logits = false}>;
 using v2 = models::inception_v2<>;
@@ -51,24 +61,6 @@ using fashion_wide = fashion::fashion_net<fashion::fashion_options{.wide = true}
 constexpr const char imagenet_classes[] = {
 #include "imagenet_classes.inc"
 };
-
-int usage(int code) {
-    std::fputs(
-        "usage: ctnet demo [--seed S] [--batch N]\n"
-        "       ctnet summary inception_v3|inception_v2 [--no-aux] | ctnet summary fashion|fashion_wide\n"
-        "       ctnet infer --model inception_v3 --weights W.safetensors --input X.npy --output Y.npy\n"
-        "                   [--transform-input] [--num-classes K] [--threads N] [--dump-blocks DIR] [--check-finite]\n"
-        "       ctnet classify --weights W.safetensors [--no-transform-input] IMAGE...\n"
-        "       ctnet graph inception_v3|inception_v2 [--expand | --expand=BLOCK,...] [--no-aux]\n"
-        "       ctnet bench --model inception_v3 [--batch N] [--threads T] [--iters K] [--backend cpu|reference] [--winograd on|off]\n"
-        "       ctnet bench --train --model inception_v3|fashion|fashion_wide [--batch N] [--threads T] [--iters K]\n"
-        "       ctnet train [--data DIR] [--out DIR] [--epochs N] [--batch B] [--threads T] [--resume]\n"
-        "                   [--optimizer rmsprop|rmsprop-torch|sgd] [--lr X] [--lr-decay X] [--decay-epochs X]\n"
-        "                   [--smoothing X] [--aux-weight X] [--clip-norm X] [--clip-value X] [--weight-decay X]\n"
-        "                   [--ema X] [--no-factorized] [--no-bn-aux] [--no-augment] [--limit N] [--test-limit N]\n",
-        code == 0 ? stdout : stderr);
-    return code;
-}
 
 // ---- infer -----------------------------------------------------------------------------------
 
@@ -83,7 +75,7 @@ using v3_for = std::conditional_t<Size >= 299, models::inception_v3<Classes, Siz
                                   models::inception_v3<Classes, Size, models::inception_options{.aux_logits = false}>>;
 
 struct infer_args {
-    std::string weights, input, output, dump_dir;
+    std::string model, weights, input, output, dump_dir;
     bool transform = false, reference = false, check_finite = false;
     int classes = 1000, threads = 1;
 };
@@ -179,34 +171,7 @@ std::string list(const int* v, std::size_t n) {
     return s;
 }
 
-int infer(int argc, char** argv) {
-    infer_args a;
-    std::string model;
-    for (int i = 2; i < argc; ++i) {
-        const std::string_view k = argv[i];
-        auto value = [&]() -> std::string {
-            if (i + 1 >= argc) throw error("ctnet infer: " + std::string{k} + " needs a value");
-            return argv[++i];
-        };
-        if (k == "--model") model = value();
-        else if (k == "--weights") a.weights = value();
-        else if (k == "--input") a.input = value();
-        else if (k == "--output") a.output = value();
-        else if (k == "--dump-blocks") a.dump_dir = value();
-        else if (k == "--transform-input") a.transform = true;
-        else if (k == "--check-finite") a.check_finite = true;
-        else if (k == "--num-classes") a.classes = std::stoi(value());
-        else if (k == "--threads") a.threads = std::stoi(value());
-        else if (k == "--backend") {
-            const std::string b = value();
-            if (b != "cpu" && b != "reference") throw error("ctnet infer: --backend is cpu or reference, not '" + b + "'");
-            a.reference = b == "reference";
-        } else throw error("ctnet infer: unknown option '" + std::string{k} + "'");
-    }
-    if (model != "inception_v3") throw error("ctnet infer: --model must be inception_v3 (got '" + model + "')");
-    if (a.weights.empty() || a.input.empty() || a.output.empty())
-        throw error("ctnet infer: --weights, --input and --output are required");
-    if (a.threads < 1) throw error("ctnet infer: --threads must be at least 1");
+int infer(infer_args& a) {
     io::npy_array x = io::read_npy(a.input);
     if (x.shape.size() != 4 || x.shape[0] == 0 || x.shape[1] != 3 || x.shape[2] != x.shape[3])
         throw error("ctnet infer: input '" + a.input + "' must be N x 3 x S x S float32 (NCHW), got rank " +
@@ -229,18 +194,13 @@ int infer(int argc, char** argv) {
 
 // ---- classify --------------------------------------------------------------------------------
 
-int classify(int argc, char** argv) {
-    std::string weights_path;
+struct classify_args {
+    std::string weights;
     bool transform = true;  // torchvision turns transform_input on with its pretrained weights
     std::vector<std::string> images;
-    for (int i = 2; i < argc; ++i) {
-        const std::string_view k = argv[i];
-        if (k == "--weights" && i + 1 < argc) weights_path = argv[++i];
-        else if (k == "--no-transform-input") transform = false;
-        else if (k.starts_with("--")) throw error("ctnet classify: unknown option '" + std::string{k} + "'");
-        else images.emplace_back(k);
-    }
-    if (weights_path.empty() || images.empty()) return usage(2);
+};
+
+int classify(const classify_args& a) {
     std::vector<std::string_view> names;
     for (std::string_view rest = imagenet_classes; !rest.empty();) {
         const std::size_t eol = rest.find('\n');
@@ -248,11 +208,11 @@ int classify(int argc, char** argv) {
         rest.remove_prefix(eol == std::string_view::npos ? rest.size() : eol + 1);
     }
     auto w = std::make_unique<weights<v3>>();
-    load_weights(weights_path, *w);
+    load_weights(a.weights, *w);
     runner<v3, backend::cpu> run{*w, {.threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()))}};
-    for (const std::string& path : images) {
+    for (const std::string& path : a.images) {
         std::vector<float> x = io::imagenet_preprocess(path);
-        if (transform) apply_transform_input<input_shape_v<v3>>(x);
+        if (a.transform) apply_transform_input<input_shape_v<v3>>(x);
         const std::vector<float> logits = run(x);
         std::vector<double> p(logits.size());
         const float mx = *std::max_element(logits.begin(), logits.end());
@@ -288,16 +248,7 @@ std::vector<float> sample_image(int n) {
     return x;
 }
 
-int demo(int argc, char** argv) {
-    std::uint64_t seed = 42;
-    int batch = 1;
-    for (int i = 2; i < argc; ++i) {
-        const std::string_view a = argv[i];
-        if (a == "--seed" && i + 1 < argc) seed = std::stoull(argv[++i]);
-        else if (a == "--batch" && i + 1 < argc) batch = std::stoi(argv[++i]);
-        else return usage(2);
-    }
-    if (batch < 1) throw error("ctnet demo: --batch must be at least 1");
+int demo(std::uint64_t seed, int batch) {
     print_summary<v3>(std::cout, "inception_v3");
 
     auto w = std::make_unique<weights<v3>>();
@@ -392,40 +343,24 @@ int bench_train(const char* model, int batch, int threads, int iters) {
     return 0;
 }
 
-int bench(int argc, char** argv) {
-    std::string model = "inception_v3", backend_name = "cpu";
+struct bench_args {
+    std::string model = "inception_v3", backend_name = "cpu", winograd = "on";
     int batch = 1, threads = 1, iters = 10;
-    bool train = false, winograd = true;
-    for (int i = 2; i < argc; ++i) {
-        const std::string_view k = argv[i];
-        if (k == "--train") {
-            train = true;
-            continue;
-        }
-        if (i + 1 >= argc) throw error("ctnet bench: " + std::string{k} + " needs a value");
-        if (k == "--model") model = argv[++i];
-        else if (k == "--batch") batch = std::stoi(argv[++i]);
-        else if (k == "--threads") threads = std::stoi(argv[++i]);
-        else if (k == "--iters") iters = std::stoi(argv[++i]);
-        else if (k == "--backend") backend_name = argv[++i];
-        else if (k == "--winograd") {
-            const std::string_view v = argv[++i];
-            if (v != "on" && v != "off") throw error("ctnet bench: --winograd is on or off");
-            winograd = v == "on";
-        } else throw error("ctnet bench: unknown option '" + std::string{k} + "'");
-    }
-    if (batch < 1 || threads < 1 || iters < 1) throw error("ctnet bench: --batch, --threads and --iters must be positive");
-    if (train) {
-        if (batch < 2) throw error("ctnet bench: --train needs --batch of at least 2 (batch norm)");
+    bool train = false;
+};
+
+int bench(const bench_args& a) {
+    const std::string& model = a.model;
+    const int batch = a.batch, threads = a.threads, iters = a.iters;
+    if (a.train) {
+        if (batch < 2) throw usage_error("--batch", "must be at least 2 with --train (batch norm), not " + std::to_string(batch));
         if (model == "inception_v3") return bench_train<v3>("inception_v3", batch, threads, iters);
         if (model == "fashion") return bench_train<fashion::fashion_net<>>("fashion", batch, threads, iters);
-        if (model == "fashion_wide")
-            return bench_train<fashion_wide>("fashion_wide", batch, threads, iters);
-        throw error("ctnet bench: --train --model must be inception_v3, fashion or fashion_wide");
+        return bench_train<fashion_wide>("fashion_wide", batch, threads, iters);
     }
-    if (model != "inception_v3") throw error("ctnet bench: --model must be inception_v3");
-    if (batch < 1 || threads < 1 || iters < 1) throw error("ctnet bench: --batch, --threads and --iters must be positive");
-    if (backend_name != "cpu" && backend_name != "reference") throw error("ctnet bench: --backend is cpu or reference");
+    if (model != "inception_v3") throw usage_error("--model", "must be inception_v3 without --train, not " + model);
+    const std::string& backend_name = a.backend_name;
+    const bool winograd = a.winograd == "on";
     auto w = std::make_unique<weights<v3>>();
     init_seeded(*w, 1);
     std::vector<float> x(static_cast<std::size_t>(batch) * input_shape_v<v3>.size()), y(static_cast<std::size_t>(batch) * 1000);
@@ -457,23 +392,20 @@ int bench(int argc, char** argv) {
     return 0;
 }
 
-int graph(int argc, char** argv) {
-    if (argc < 3) return usage(2);
-    const std::string_view model = argv[2];
-    bool no_aux = false;
+struct graph_args {
+    std::string model, expand;
+    bool no_aux = false, expand_all = false;
+};
+
+int graph(const graph_args& a) {
+    const std::string_view model = a.model;
+    const bool no_aux = a.no_aux;
     dot_options opt;
-    for (int i = 3; i < argc; ++i) {
-        const std::string_view a = argv[i];
-        if (a == "--no-aux") no_aux = true;
-        else if (a == "--expand") opt.expand = true;
-        else if (a.starts_with("--expand=")) {
-            for (std::string_view rest = a.substr(9); !rest.empty();) {
-                const std::size_t comma = rest.find(',');
-                opt.expanded.emplace_back(rest.substr(0, comma));
-                rest.remove_prefix(comma == std::string_view::npos ? rest.size() : comma + 1);
-            }
-        }
-        else return usage(2);
+    opt.expand = a.expand_all && a.expand.empty();
+    for (std::string_view rest = a.expand; !rest.empty();) {
+        const std::size_t comma = rest.find(',');
+        opt.expanded.emplace_back(rest.substr(0, comma));
+        rest.remove_prefix(comma == std::string_view::npos ? rest.size() : comma + 1);
     }
     if (model == "inception_v3") no_aux ? write_dot<v3_noaux>(std::cout, model, opt) : write_dot<v3>(std::cout, model, opt);
     else if (model == "inception_v2") no_aux ? write_dot<v2_noaux>(std::cout, model, opt) : write_dot<v2>(std::cout, model, opt);
@@ -481,39 +413,178 @@ int graph(int argc, char** argv) {
     return 0;
 }
 
-int summary(int argc, char** argv) {
-    if (argc < 3) return usage(2);
-    const std::string_view model = argv[2];
-    const bool no_aux = argc > 3 && std::string_view{argv[3]} == "--no-aux";
-    if (argc > 3 + (no_aux ? 1 : 0)) return usage(2);
+int summary(const std::string& name, bool no_aux) {
+    const std::string_view model = name;
     if (model == "inception_v3") no_aux ? print_summary<v3_noaux>(std::cout, model) : print_summary<v3>(std::cout, model);
     else if (model == "inception_v2") no_aux ? print_summary<v2_noaux>(std::cout, model) : print_summary<v2>(std::cout, model);
     else if (model == "fashion" && !no_aux) print_summary<fashion::fashion_net<>>(std::cout, model);
     else if (model == "fashion_wide" && !no_aux) print_summary<fashion_wide>(std::cout, model);
     else {
         std::fprintf(stderr, "ctnet summary: unknown model '%s' (known: inception_v3, inception_v2, fashion, fashion_wide)\n",
-                     argv[2]);
+                     name.c_str());
         return 2;
     }
     return 0;
 }
 
+// The command line: one CLI11 subcommand per command, each with the function that runs it.
+struct command {
+    CLI::App* app;
+    std::function<int()> run;
+};
+
+std::vector<command> add_commands(CLI::App& app, int argc, char** argv) {
+    std::vector<command> cmds;
+    const auto model_names = "inception_v3 | inception_v2 | fashion | fashion_wide";
+
+    auto demo_args = std::make_shared<std::pair<std::uint64_t, int>>(42, 1);
+    CLI::App* c = app.add_subcommand("demo", "Inception v3's summary, then a timed forward pass of an embedded sample\n"
+                                             "image through seeded random weights (reference kernels and backend::cpu)");
+    c->add_option("--seed", demo_args->first, "seed of the random weights")->check(whole(0, 1'000'000'000'000'000'000))->type_name("S");
+    c->add_option("--batch", demo_args->second, "copies of the sample image in the batch")->check(whole(1, 4096))->type_name("N");
+    cmds.push_back({c, [demo_args] { return demo(demo_args->first, demo_args->second); }});
+
+    auto summary_args = std::make_shared<std::pair<std::string, bool>>();
+    c = app.add_subcommand("summary", "Per-block table of a network type: output shapes, parameters, MACs");
+    c->add_option("model", summary_args->first, model_names)->required()->type_name("MODEL");
+    c->add_flag("--no-aux", summary_args->second, "Inception without its auxiliary head");
+    cmds.push_back({c, [summary_args] { return summary(summary_args->first, summary_args->second); }});
+
+    auto ia = std::make_shared<infer_args>();
+    auto backend_name = std::make_shared<std::string>("cpu");
+    c = app.add_subcommand("infer", "Logits of a batch (an N x 3 x S x S float32 .npy, S: " +
+                                        list(compiled_sizes.data(), compiled_sizes.size()) +
+                                        ")\nthrough Inception v3 with torchvision-named weights");
+    one_of(c->add_option("--model", ia->model, "the network (the one this tool carries)")->required(), {"inception_v3"});
+    c->add_option("--weights", ia->weights, "torchvision's Inception v3 state_dict as safetensors")->required()->type_name("FILE");
+    c->add_option("--input", ia->input, "the input batch, NCHW float32 .npy")->required()->type_name("FILE");
+    c->add_option("--output", ia->output, "the logits, N x K float32 .npy")->required()->type_name("FILE");
+    c->add_flag("--transform-input", ia->transform, "apply torchvision's transform_input to the batch first");
+    c->add_option("--num-classes", ia->classes, "classes of the weights' classifier")->check(whole(1))->type_name("K");
+    c->add_option("--threads", ia->threads, "threads (cpu: inside each layer; reference: split the batch)")
+        ->check(whole(1, 4096))->type_name("N");
+    one_of(c->add_option("--backend", *backend_name, "cpu: SIMD kernels; reference: the reference kernels"), {"cpu", "reference"});
+    c->add_option("--dump-blocks", ia->dump_dir, "also write each block's output there as BLOCK.npy\n"
+                                                  "(reference kernels, the first thread's samples)")->type_name("DIR");
+    c->add_flag("--check-finite", ia->check_finite, "stop at the first layer that produces a NaN or an infinity");
+    cmds.push_back({c, [ia, backend_name] {
+                        ia->reference = *backend_name == "reference";
+                        return infer(*ia);
+                    }});
+
+    auto ca = std::make_shared<classify_args>();
+    c = app.add_subcommand("classify", "Top-5 ImageNet classes of images (JPEG, PNG) with torchvision's preprocessing");
+    c->add_option("--weights", ca->weights, "torchvision's Inception v3 state_dict as safetensors")->required()->type_name("FILE");
+    c->add_flag_callback("--no-transform-input", [ca] { ca->transform = false; },
+                         "skip torchvision's transform_input (on by default: its pretrained weights need it)");
+    c->add_option("images", ca->images, "the images")->required()->type_name("IMAGE");
+    cmds.push_back({c, [ca] { return classify(*ca); }});
+
+    auto ga = std::make_shared<graph_args>();
+    c = app.add_subcommand("graph", "Graphviz DOT of a network type, one box per block (dot -Tsvg)");
+    c->add_option("model", ga->model, "inception_v3 | inception_v2")->required()->type_name("MODEL");
+    c->add_option("--expand", ga->expand, "show the layers inside the blocks: all of them, or those named\n"
+                                           "(--expand=Mixed_5b,Mixed_6a)")
+        ->expected(0, 1)->type_name("[=BLOCK,...]");
+    c->add_flag("--no-aux", ga->no_aux, "Inception without its auxiliary head");
+    cmds.push_back({c, [ga, c] {
+                        ga->expand_all = c->count("--expand") > 0;
+                        return graph(*ga);
+                    }});
+
+    auto ba = std::make_shared<bench_args>();
+    c = app.add_subcommand("bench", "Times forward passes (or, with --train, training steps) of seeded weights on\n"
+                                    "random inputs; prints one JSON line (median and min ms, GFLOP/s, measured peak)");
+    c->add_flag("--train", ba->train, "time one training step: forward, losses, backward, clipping, RMSProp");
+    one_of(c->add_option("--model", ba->model, "inception_v3; with --train also fashion or fashion_wide"),
+           {"inception_v3", "fashion", "fashion_wide"});
+    c->add_option("--batch", ba->batch, "images per pass (at least 2 with --train)")->check(whole(1, 65536))->type_name("N");
+    c->add_option("--threads", ba->threads, "threads inside each layer (backend::cpu)")->check(whole(1, 4096))->type_name("N");
+    c->add_option("--iters", ba->iters, "timed passes after one warm-up")->check(whole(1))->type_name("K");
+    one_of(c->add_option("--backend", ba->backend_name, "cpu: SIMD kernels; reference: the reference kernels"), {"cpu", "reference"});
+    one_of(c->add_option("--winograd", ba->winograd, "backend::cpu's Winograd 3x3 convolutions"), {"on", "off"});
+    cmds.push_back({c, [ba] { return bench(*ba); }});
+
+    std::function<int()> train = train_cli::add_command(app, argc, argv);  // train.cpp
+    cmds.push_back({app.get_subcommand("train"), std::move(train)});
+
+#if defined(CTNET_WITH_ONNX)
+    auto im = std::make_shared<onnx_cli::import_args>();
+    c = app.add_subcommand("import", "An ONNX model as a C++ network type (a header) and its weights (safetensors)");
+    c->add_option("model", im->onnx_path, "the ONNX file")->required()->type_name("MODEL.onnx");
+    c->add_option("--name", im->name, "C++ name of the generated network type")->required()->type_name("NAME");
+    c->add_option("-o,--output", im->header_out, "the header to write")->required()->type_name("OUT.hpp");
+    c->add_option("--weights", im->weights_out, "the weights to write, by the ONNX graph's names")->required()->type_name("OUT.safetensors");
+    cmds.push_back({c, [im] { return onnx_cli::import_onnx(*im); }});
+
+    auto ex = std::make_shared<onnx_cli::export_args>();
+    c = app.add_subcommand("export", "A network type and its weights as an ONNX model");
+    c->add_option("--model", ex->model, "inception_v3 | fashion | fashion_wide")->required()->type_name("MODEL");
+    c->add_option("--weights", ex->weights_path, "safetensors weights (default: seeded random weights, --seed)")->type_name("W.safetensors");
+    c->add_option("-o,--output", ex->output, "the ONNX file to write")->required()->type_name("OUT.onnx");
+    c->add_flag("--fold-bn", ex->fold_bn, "fold batch norm into the convolutions");
+    c->add_option("--batch", ex->batch, "the static batch dimension of the ONNX input")->check(whole(1, 65536))->type_name("N");
+    c->add_option("--seed", ex->seed, "seed of the random weights when there is no --weights")
+        ->check(whole(0, 1'000'000'000'000'000'000))->type_name("S");
+    cmds.push_back({c, [ex] { return onnx_cli::export_onnx(*ex); }});
+#endif
+    return cmds;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+    CLI::App app{"ctnet: neural networks as C++20 types (Inception v3, the Fashion-MNIST example)", "ctnet"};
+    ctnet_tool::configure(app);
+    app.set_version_flag("--version", "ctnet " CTNET_VERSION, "Print the version and exit");
+    app.require_subcommand(1);
+    const std::vector<command> cmds = add_commands(app, argc, argv);
+    app.footer("`ctnet COMMAND --help` lists a command's options with their defaults.\n"
+               "Exit status: 0, 1 for a failed run, 2 for a usage error.");
+
+    // `ctnet help [COMMAND]` as `ctnet [COMMAND] --help`; no command: the help, as a usage error.
+    std::vector<char*> args(argv, argv + argc);
+    std::string help_flag = "--help";
+    if (argc >= 2 && std::string_view{argv[1]} == "help") {
+        args.erase(args.begin() + 1);
+        args.push_back(help_flag.data());
+    }
+    if (argc < 2) {
+        std::cerr << app.help();
+        return 2;
+    }
+    if (args.size() >= 2 && args[1][0] != '-' &&
+        std::none_of(cmds.begin(), cmds.end(), [&](const command& c) { return c.app->get_name() == args[1]; })) {
+        std::fprintf(stderr, "ctnet: unknown command '%s'\nRun 'ctnet --help' for the commands.\n", args[1]);
+        return 2;
+    }
+    CLI::App* sub = nullptr;
     try {
-        if (argc < 2) return usage(2);
-        const std::string_view cmd = argv[1];
-        if (cmd == "demo") return demo(argc, argv);
-        if (cmd == "summary") return summary(argc, argv);
-        if (cmd == "infer") return infer(argc, argv);
-        if (cmd == "classify") return classify(argc, argv);
-        if (cmd == "graph") return graph(argc, argv);
-        if (cmd == "bench") return bench(argc, argv);
-        if (cmd == "train") return train_cli::train(argc, argv);
-        if (cmd == "help" || cmd == "--help" || cmd == "-h") return usage(0);
-        std::fprintf(stderr, "ctnet: unknown command '%s'\n", argv[1]);
-        return usage(2);
+        app.parse(static_cast<int>(args.size()), args.data());
+        for (const command& c : cmds)
+            if (c.app->parsed()) {
+                sub = c.app;
+                return c.run();
+            }
+        return 2;  // not reached: require_subcommand(1)
+    } catch (const CLI::CallForHelp&) {
+        std::cout << app.help();
+        return 0;
+    } catch (const CLI::CallForVersion& e) {
+        std::cout << e.what() << "\n";
+        return 0;
+    } catch (const CLI::ParseError& e) {
+        if (sub == nullptr)
+            for (const command& c : cmds)
+                if (c.app->parsed()) sub = c.app;
+        const std::string name = sub != nullptr ? "ctnet " + sub->get_name() : "ctnet";
+        // An unknown option first: CLI11 checks required options before it reports extra arguments.
+        const std::string what = sub != nullptr && dynamic_cast<const CLI::RequiredError*>(&e) != nullptr &&
+                                         !sub->remaining().empty()
+                                     ? CLI::ExtrasError{sub->remaining()}.what()
+                                     : e.what();
+        std::fprintf(stderr, "%s: %s\nRun '%s --help' for the options.\n", name.c_str(), what.c_str(), name.c_str());
+        return 2;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "%s\n", e.what());
         return 1;

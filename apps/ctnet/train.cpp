@@ -1,6 +1,7 @@
 // apps/ctnet/train.cpp — `ctnet train`: the paper's recipe on Fashion-MNIST.
 //
-//   ctnet train [--epochs 20] [--batch 64] [--threads 2] [--out runs/fashion] [--resume] ...
+//   ctnet train [--epochs 20] [--batch 64] [--threads T] [--out runs/fashion] [--resume] ...
+//   (ctnet train --help lists every option with its default)
 //
 // Each epoch: a seeded shuffle and augmentation (random 2-pixel shifts, horizontal flips), one
 // train_step per batch with a progress line (epoch, images/s, loss, ETA), then test accuracy
@@ -25,6 +26,8 @@
 // rank's and --resume stays exact), which means sample j of each shard gets the same masks: the
 // masks, hence the results, differ from a one-process run of the same global batch. A
 // multi-rank run's settings record the rank count and --sync-bn; resuming needs the same.
+// Without --threads each process takes the hardware threads divided by the ranks on its machine
+// (OMPI_COMM_WORLD_LOCAL_SIZE; default_threads.hpp), at least 1; the start-up line says how many.
 #include "train.hpp"
 
 #include <unistd.h>
@@ -38,11 +41,14 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <limits>
 #include <memory>
 #include <numeric>
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include <ctnet/cpu/fast_runner.hpp>
@@ -55,6 +61,8 @@
 #include <ctnet/train/mpi.hpp>
 #endif
 
+#include "cli_options.hpp"
+#include "default_threads.hpp"
 #include "fashion_net.hpp"
 
 namespace train_cli {
@@ -293,6 +301,9 @@ int train_model(const train_args& a, communicator& comm) {
         return a.schedule == "cosine" ? cosine.at(static_cast<double>(e - 1) * steps_per_epoch + s) : staircase.at(e - 1);
     };
     const bool tty = ::isatty(2) != 0;
+    if (lead)  // the threads of each process: by default, the cores shared by the ranks on a machine
+        std::fprintf(stderr, "ctnet train: %d %s, %d thread%s per %s\n", comm.size(), comm.size() > 1 ? "ranks" : "process",
+                     a.threads, a.threads == 1 ? "" : "s", comm.size() > 1 ? "rank" : "process");
     const batch_maker make{&data.train, a.augment};
     std::vector<float> x(part.count * 784);
     std::vector<int> labels(part.count);
@@ -399,26 +410,6 @@ int train_model(const train_args& a, communicator& comm) {
     return 0;
 }
 
-constexpr const char* train_usage =
-    "usage: ctnet train [options]   the paper's recipe on Fashion-MNIST (apps/ctnet/fashion_net.hpp)\n"
-    "  --data DIR            IDX files (default /usr/share/datasets/fashion-mnist)\n"
-    "  --out DIR             log.csv, curve.svg, checkpoint.safetensors, weights.safetensors (default runs/fashion)\n"
-    "  --epochs N --batch B --threads T --seed S          (20, 64, 2, 1)\n"
-    "  --resume              continue from OUT/checkpoint.safetensors (same settings required)\n"
-    "  --optimizer rmsprop|rmsprop-torch|sgd --momentum X (rmsprop: TF semantics, eps 1.0; 0.9)\n"
-    "  --lr X --lr-decay X --decay-epochs X               (0.045, 0.94, 2: x0.94 every 2 epochs)\n"
-    "  --schedule step|cosine  step: the staircase above; cosine: from --lr to 0 along half a cosine\n"
-    "                        over all --epochs, step by step (default step)\n"
-    "  --smoothing X --aux-weight X --weight-decay X     (0.1, 0.4, 4e-5)\n"
-    "  --clip-norm X --clip-value X --ema X              (2.0, off, 0.999; 0 turns one off)\n"
-    "  --ema-warmup on|off   the moving average's decay is min(--ema, (1 + n) / (10 + n)) after n updates,\n"
-    "                        as TF's ExponentialMovingAverage with num_updates (on, the default), or\n"
-    "                        --ema from the first step (off)\n"
-    "  --no-factorized --no-bn-aux --no-augment           ablation switches\n"
-    "  --wide                1.5x the channels after the stem (factorized, BN-aux network only)\n"
-    "  --sync-bn             under mpirun: batch norm statistics over all ranks' shards (default: each rank's)\n"
-    "  --limit N --test-limit N                           use the first N images only\n";
-
 int train_variant(train_args a, communicator& comm) {
     a.ranks = comm.size();
     using fashion::fashion_net;
@@ -450,84 +441,66 @@ int train_distributed(const train_args& a, int argc, char** argv) {
 
 }  // namespace
 
-int train(int argc, char** argv) {
-    train_args a;
-    for (int i = 2; i < argc; ++i)
-        if (std::string_view{argv[i]} == "--help" || std::string_view{argv[i]} == "-h") {
-            std::fputs(train_usage, stdout);
-            return 0;
-        }
-    for (int i = 2; i < argc; ++i) {
-        const std::string_view k = argv[i];
-        auto val = [&]() -> std::string {
-            if (i + 1 >= argc) throw error("ctnet train: " + std::string{k} + " needs a value");
-            return argv[++i];
-        };
-        auto num = [&]() -> double {
-            const std::string v = val();
-            char* end = nullptr;
-            const double d = std::strtod(v.c_str(), &end);
-            if (end == v.c_str() || *end != '\0' || !std::isfinite(d))
-                throw error("ctnet train: " + std::string{k} + " expects a number, got '" + v + "'");
-            return d;
-        };
-        auto count = [&]() -> int {
-            const double d = num();
-            if (d < 0 || d != std::floor(d) || d > 1e9)
-                throw error("ctnet train: " + std::string{k} + " expects a non-negative integer");
-            return static_cast<int>(d);
-        };
-        if (k == "--data") a.data = val();
-        else if (k == "--out") a.out = val();
-        else if (k == "--epochs") a.epochs = count();
-        else if (k == "--batch") a.batch = count();
-        else if (k == "--threads") a.threads = count();
-        else if (k == "--limit") a.limit = count();
-        else if (k == "--test-limit") a.test_limit = count();
-        else if (k == "--optimizer") a.optim = val();
-        else if (k == "--lr") a.lr = num();
-        else if (k == "--lr-decay") a.lr_decay = num();
-        else if (k == "--schedule") a.schedule = val();
-        else if (k == "--decay-epochs") a.decay_epochs = num();
-        else if (k == "--momentum") a.momentum = num();
-        else if (k == "--smoothing") a.smoothing = num();
-        else if (k == "--aux-weight") a.aux_weight = num();
-        else if (k == "--clip-norm") a.clip_norm = num();
-        else if (k == "--clip-value") a.clip_value = num();
-        else if (k == "--weight-decay") a.weight_decay = num();
-        else if (k == "--ema") a.ema = num();
-        else if (k == "--ema-warmup") {
-            const std::string v = val();
-            if (v != "on" && v != "off") throw error("ctnet train: --ema-warmup must be on or off, not '" + v + "'");
-            a.ema_warmup = v == "on";
-        }
-        else if (k == "--seed") a.seed = static_cast<std::uint64_t>(count());
-        else if (k == "--no-factorized") a.factorized = false;
-        else if (k == "--wide") a.wide = true;
-        else if (k == "--no-bn-aux") a.bn_aux = false;
-        else if (k == "--no-augment") a.augment = false;
-        else if (k == "--resume") a.resume = true;
-        else if (k == "--sync-bn") a.sync_bn = true;
-        else throw error("ctnet train: unknown option '" + std::string{k} + "'");
-    }
-    if (a.optim != "rmsprop" && a.optim != "rmsprop-torch" && a.optim != "sgd")
-        throw error("ctnet train: --optimizer must be rmsprop, rmsprop-torch or sgd, not '" + a.optim + "'");
-    if (a.schedule != "step" && a.schedule != "cosine")
-        throw error("ctnet train: --schedule must be step or cosine, not '" + a.schedule + "'");
-    if (a.batch < 2) throw error("ctnet train: --batch must be at least 2 (batch norm needs two samples)");
-    if (a.threads < 1) throw error("ctnet train: --threads must be at least 1");
-    if (a.ema < 0.0 || a.ema >= 1.0) throw error("ctnet train: --ema must be in [0, 1) (0 turns it off)");
-    if (a.lr <= 0.0) throw error("ctnet train: --lr must be positive");
-    if (a.lr_decay <= 0.0) throw error("ctnet train: --lr-decay must be positive (1 keeps the rate constant)");
-    if (a.decay_epochs <= 0.0) throw error("ctnet train: --decay-epochs must be positive");
-    if (a.smoothing < 0.0 || a.smoothing >= 1.0) throw error("ctnet train: --smoothing must be in [0, 1)");
-    if (a.momentum < 0.0 || a.clip_norm < 0.0 || a.clip_value < 0.0 || a.weight_decay < 0.0 || a.aux_weight < 0.0)
-        throw error("ctnet train: --momentum, --clip-norm, --clip-value, --weight-decay and --aux-weight must not be negative");
+std::function<int()> add_command(CLI::App& app, int argc, char** argv) {
+    using ctnet_tool::one_of, ctnet_tool::real, ctnet_tool::whole;
+    auto a = std::make_shared<train_args>();
+    a->threads = ctnet_tool::default_threads(std::thread::hardware_concurrency(), std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE"));
+    CLI::App* cmd = app.add_subcommand("train", "Trains the paper's recipe on Fashion-MNIST (apps/ctnet/fashion_net.hpp): a log,\n"
+                                                "a curve, a checkpoint per epoch and the final weights in --out");
+    cmd->add_option("--data", a->data, "directory of Fashion-MNIST's IDX files")->type_name("DIR");
+    cmd->add_option("--out", a->out, "log.csv, curve.svg, checkpoint.safetensors, weights.safetensors")->type_name("DIR");
+    cmd->add_option("--epochs", a->epochs, "epochs to train up to (a resumed run continues to this)")->check(whole(0))->type_name("N");
+    cmd->add_option("--batch", a->batch, "global batch size (split over the ranks under mpirun)")
+        ->check(whole(2, 1'000'000'000, " (batch norm needs two samples)"))->type_name("N");
+    cmd->add_option("--threads", a->threads, "threads per process; by default the hardware threads divided\n"
+                                             "by the ranks on this machine under mpirun (at least 1)")
+        ->check(whole(1, 4096))->type_name("N");
+    cmd->add_option("--seed", a->seed, "weights, data order, augmentation and dropout")->check(whole(0, 1'000'000'000))->type_name("S");
+    cmd->add_flag("--resume", a->resume, "continue from OUT/checkpoint.safetensors (the same settings required)");
+    one_of(cmd->add_option("--optimizer", a->optim, "rmsprop: TF's semantics (eps 1.0 inside the square root);\n"
+                                                     "rmsprop-torch: PyTorch's; sgd: with momentum"),
+           {"rmsprop", "rmsprop-torch", "sgd"});
+    cmd->add_option("--momentum", a->momentum, "the optimizer's momentum")->check(real(0.0, false))->type_name("X");
+    cmd->add_option("--lr", a->lr, "learning rate")->check(real(0.0, true))->type_name("X");
+    cmd->add_option("--lr-decay", a->lr_decay, "step schedule: the rate times this every --decay-epochs")
+        ->check(real(0.0, true, std::numeric_limits<double>::infinity(), true, " (1 keeps the rate constant)"))->type_name("X");
+    cmd->add_option("--decay-epochs", a->decay_epochs, "step schedule: epochs between decays")->check(real(0.0, true))->type_name("X");
+    one_of(cmd->add_option("--schedule", a->schedule, "step: the staircase of --lr-decay; cosine: from --lr to 0 along\n"
+                                                       "half a cosine over all --epochs, step by step"),
+           {"step", "cosine"});
+    cmd->add_option("--smoothing", a->smoothing, "label smoothing")->check(real(0.0, false, 1.0, true))->type_name("X");
+    cmd->add_option("--aux-weight", a->aux_weight, "weight of the auxiliary head's loss")->check(real(0.0, false))->type_name("X");
+    cmd->add_option("--weight-decay", a->weight_decay, "L2 penalty on the weights")->check(real(0.0, false))->type_name("X");
+    cmd->add_option("--clip-norm", a->clip_norm, "clip the gradient's global norm to this (0: off)")->check(real(0.0, false))->type_name("X");
+    cmd->add_option("--clip-value", a->clip_value, "clip each gradient value to +-this (0: off)")->check(real(0.0, false))->type_name("X");
+    cmd->add_option("--ema", a->ema, "decay of the parameters' moving average (0: off)")
+        ->check(real(0.0, false, 1.0, true, " (0 turns it off)"))->type_name("X");
+    auto warmup = std::make_shared<std::string>(a->ema_warmup ? "on" : "off");
+    one_of(cmd->add_option("--ema-warmup", *warmup, "on: the average's decay is min(--ema, (1 + n) / (10 + n)) after\n"
+                                                     "n updates, as TF's ExponentialMovingAverage with num_updates;\n"
+                                                     "off: --ema from the first step"),
+           {"on", "off"});
+    cmd->add_flag_callback("--no-factorized", [a] { a->factorized = false; }, "ablation: no factorized convolutions");
+    cmd->add_flag_callback("--no-bn-aux", [a] { a->bn_aux = false; }, "ablation: no batch norm in the auxiliary head");
+    cmd->add_flag_callback("--no-augment", [a] { a->augment = false; }, "ablation: no random shifts and flips");
+    cmd->add_flag("--wide", a->wide, "1.5x the channels after the stem (factorized, BN-aux network only)");
+    cmd->add_flag("--sync-bn", a->sync_bn, "under mpirun: batch norm statistics over all ranks' shards\n"
+                                           "(default: each rank's own)");
+    cmd->add_option("--limit", a->limit, "train on the first N images only (0: all)")->check(whole(0))->type_name("N");
+    cmd->add_option("--test-limit", a->test_limit, "test on the first N images only (0: all)")->check(whole(0))->type_name("N");
+    return [a, warmup, argc, argv]() -> int {
+        a->ema_warmup = *warmup == "on";
+        if (a->wide && (!a->factorized || !a->bn_aux))
+            throw ctnet_tool::usage_error("--wide", "only built for the factorized, BN-auxiliary network (without --no-factorized, --no-bn-aux)");
 #if defined(CTNET_WITH_MPI)
-    if (std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr) return train_distributed(a, argc, argv);
+        if (std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr) return train_distributed(*a, argc, argv);
+#else
+        (void)argc;
+        (void)argv;
 #endif
-    single_process one;
-    return train_variant(a, one);
+        single_process one;
+        return train_variant(*a, one);
+    };
 }
 
 }  // namespace train_cli

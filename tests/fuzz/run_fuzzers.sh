@@ -16,10 +16,14 @@ cxx=$(command -v clang++-14 || command -v clang++)
 mkdir -p "$work/crashes"
 echo "fuzzers: seed $seed, $seconds s and at least $min_units inputs per target" \
      "(replay: $0 $src $work $seconds $seed $min_per_second)"
-for target in safetensors npy image idx checkpoint; do
+targets=(safetensors npy image idx checkpoint)
+# ONNX (src/onnx/, compiled into the target) when libonnx-dev / libprotobuf-dev are installed
+if [ -f /usr/include/onnx/onnx-ml.pb.h ]; then targets+=(onnx); else echo "fuzz_onnx: left out (no libonnx-dev)"; fi
+for target in "${targets[@]}"; do
   libs=()
   [ "$target" = image ] && libs=(-lstb -lz)
   [ "$target" = idx ] && libs=(-lz)
+  [ "$target" = onnx ] && libs=(-DONNX_NAMESPACE=onnx -DONNX_ML=1 -lonnx_proto -lprotobuf)
   "$cxx" -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
          -I "$src/include" "$src/tests/fuzz/fuzz_$target.cpp" -o "$work/fuzz_$target" "${libs[@]}"
   rm -rf "$work/corpus_$target" && cp -r "$src/tests/fuzz/corpus/$target" "$work/corpus_$target"

@@ -25,6 +25,7 @@
 #include "pool_fast.hpp"
 #include "reference.hpp"
 #include "thread_pool.hpp"
+#include "winograd.hpp"
 
 namespace ctnet::cpu {
 
@@ -32,16 +33,16 @@ struct reference_kernels {
     static constexpr bool threaded = false;
     static constexpr bool max_pool_reads_input = true;  // finds the maxima again in x
 
-    explicit reference_kernels(thread_pool&) {}
-    void plan(const op&) {}
+    explicit reference_kernels(thread_pool&, bool = true) {}
+    void plan(int, const op&) {}
     void allocate() {}
     void resize(int, const op*, int) {}
 
-    void conv_forward(exec::in_view x, exec::out_view y, int n, const float* w, const float* bias, const window& g) {
+    void conv_forward(int, exec::in_view x, exec::out_view y, int n, const float* w, const float* bias, const window& g) {
         ref::conv2d(x, y, n, w, bias, g);
     }
-    void conv_backward(exec::in_view x, exec::in_view dy, exec::out_view dx, int n, const float* w, float* dw, float* db,
-                       const window& g) {
+    void conv_backward(int, exec::in_view x, exec::in_view dy, exec::out_view dx, int n, const float* w, float* dw,
+                       float* db, const window& g) {
         ref::conv2d_backward(x, dy, dx, n, w, dw, db, g);
     }
     // Batch statistics of channels [c0, c1) (views and pointers already offset to c0): mean, and the
@@ -77,12 +78,14 @@ public:
     static constexpr bool threaded = true;
     static constexpr bool max_pool_reads_input = false;  // the forward pass records where the maxima are
 
-    explicit simd_kernels(thread_pool& pool) : pool_{&pool} {}
+    // winograd: stride-1 convs with a Winograd variant run as Winograd (forward and dX).
+    explicit simd_kernels(thread_pool& pool, bool winograd = true) : pool_{&pool}, winograd_{winograd} {}
 
-    // Workspace sizes over every op (called once per op, then allocate()).
-    void plan(const op& q) {
+    // Workspace sizes over every op (called once per op i, then allocate()).
+    void plan(int i, const op& q) {
         switch (q.kind) {
             case op_kind::conv: {
+                plan_winograd(i, q);
                 const int k = q.in.s.c * q.win.kh * q.win.kw, hw = q.out.s.h * q.out.s.w;
                 col_ = std::max(col_, conv_col_floats(k, hw, is_pointwise(q.win)));
                 group_ = std::max(group_, conv_group_floats(q.out.s.c, hw));
@@ -114,6 +117,10 @@ public:
                .partial_stride = partial_, .group = group_mem_.data(), .group_stride = group_};
         pool_rows_.assign(t * pool_row_, 0.0F);
         pool_ints_.assign(t * pool_int_, 0);
+        wino_u_.assign(wino_u_floats_, 0.0F);
+        wino_flipped_.assign(wino_flipped_floats_, 0.0F);
+        wino_scratch_.assign(t * wino_scratch_floats_, 0.0F);
+        wino_dx_.assign(t * wino_dx_floats_, 0.0F);
     }
     // Where each max pool's maxima are, for a batch of n (ops: the program's, count of them).
     void resize(int n, const op* ops, int count) {
@@ -122,12 +129,37 @@ public:
             arg_[i].assign(ops[i].kind == op_kind::max_pool ? static_cast<std::size_t>(n) * ops[i].out.s.size() : 0, -1);
     }
 
-    void conv_forward(exec::in_view x, exec::out_view y, int n, const float* w, const float* bias, const window& g) {
+    void conv_forward(int i, exec::in_view x, exec::out_view y, int n, const float* w, const float* bias,
+                      const window& g) {
+        if (packed_conv* cv = winograd_of(i, false)) {
+            if (bias) std::copy(bias, bias + cv->m, cv->bias.begin());
+            transform(*cv, w);
+            winograd_run(*cv, x, n, [&](int s) { return y.sample(s); }, [](int, const float*) {});
+            return;
+        }
         conv_forward_gemm(x.data, x.stride, x.s, y.data, y.stride, y.s, n, w, bias, g, ws_, *pool_);
     }
-    void conv_backward(exec::in_view x, exec::in_view dy, exec::out_view dx, int n, const float* w, float* dw, float* db,
-                       const window& g) {
-        conv_backward_gemm(x.data, x.stride, x.s, dy.data, dy.stride, dy.s, dx.data, dx.stride, n, w, dw, db, g, ws_, *pool_);
+    // dW and db by the GEMM; dX by the GEMM (col2im of W^T dY) or, for a stride-1 conv with a
+    // Winograd variant, as the convolution of dY with the flipped, transposed weights
+    // (winograd_of), through a per-thread sample buffer added to dX.
+    void conv_backward(int i, exec::in_view x, exec::in_view dy, exec::out_view dx, int n, const float* w, float* dw,
+                       float* db, const window& g) {
+        packed_conv* cv = dx.data ? winograd_of(i, true) : nullptr;
+        conv_backward_gemm(x.data, x.stride, x.s, dy.data, dy.stride, dy.s, cv ? nullptr : dx.data, dx.stride, n, w, dw, db,
+                           g, ws_, *pool_);
+        if (!cv) return;
+        const int cout = cv->in.c, cin = cv->m, kh = g.kh, kw = g.kw, taps = kh * kw;
+        for (int o = 0; o < cout; ++o)  // flipped[c][o][a][b] = w[o][c][kh-1-a][kw-1-b]
+            for (int c = 0; c < cin; ++c) {
+                const float* src = w + (static_cast<std::size_t>(o) * cin + c) * taps;
+                float* dst = wino_flipped_.data() + (static_cast<std::size_t>(c) * cout + o) * taps;
+                for (int t = 0; t < taps; ++t) dst[t] = src[taps - 1 - t];
+            }
+        transform(*cv, wino_flipped_.data());
+        const std::size_t per_sample = cv->out.size();
+        winograd_run(
+            *cv, dy, n, [&](int) { return static_cast<float*>(nullptr); },
+            [&](int s, const float* sample_dx) { add_row(dx.sample(s), sample_dx, static_cast<int>(per_sample)); });
     }
     void bn_forward(exec::in_view x, exec::out_view y, int n, const float* gamma, const float* beta, double eps,
                     float* mean, float* var) {
@@ -169,6 +201,76 @@ public:
     }
 
 private:
+    // Winograd in training (cpu/winograd.hpp): for conv op i, the forward conv (fwd) and the
+    // conv that gives dX (bwd: dY, Cout channels, convolved with the flipped, transposed
+    // weights at padding k - 1 - p, giving Cin channels at the input's size), where
+    // winograd_tiling_for picks a variant for them. Their U is transformed from the current
+    // weights at each call into one shared buffer (the weights change every step), split over
+    // the threads by output channel.
+    struct winograd_pair {
+        packed_conv fwd, bwd;  // tiling.h == 0: the GEMM
+    };
+
+    void plan_winograd(int i, const op& q) {
+        if (!winograd_) return;
+        if (static_cast<std::size_t>(i) >= wino_.size()) wino_.resize(static_cast<std::size_t>(i) + 1);
+        const window& g = q.win;
+        const auto setup = [&](packed_conv& cv, const window& win, shape in, shape out) {
+            const winograd_tiling t = winograd_tiling_for(win, in, out);
+            if (t.h == 0) return;
+            cv.m = out.c;
+            cv.k = in.c * win.kh * win.kw;
+            cv.tiling = t;
+            cv.win = win;
+            cv.in = in;
+            cv.out = out;
+            cv.bias.assign(static_cast<std::size_t>(out.c), 0.0F);
+            wino_u_floats_ = std::max(wino_u_floats_, winograd_weight_floats(out.c, in.c, t, win.kh, win.kw));
+            wino_scratch_floats_ = std::max(wino_scratch_floats_, winograd_scratch_floats(in.c, t, win.kh, win.kw));
+        };
+        winograd_pair& p = wino_[static_cast<std::size_t>(i)];
+        setup(p.fwd, g, q.in.s, q.out.s);
+        if (g.sh == 1 && g.sw == 1 && g.pt < g.kh && g.pb < g.kh && g.pl < g.kw && g.pr < g.kw) {
+            const window flipped{.kh = g.kh, .kw = g.kw, .pt = g.kh - 1 - g.pt, .pb = g.kh - 1 - g.pb,
+                                 .pl = g.kw - 1 - g.pl, .pr = g.kw - 1 - g.pr};
+            setup(p.bwd, flipped, q.out.s, q.in.s);
+            if (p.bwd.tiling.h != 0) {
+                wino_flipped_floats_ = std::max(wino_flipped_floats_, static_cast<std::size_t>(q.in.s.c) * q.out.s.c * g.kh * g.kw);
+                wino_dx_floats_ = std::max(wino_dx_floats_, q.in.s.size());
+            }
+        }
+    }
+
+    [[nodiscard]] packed_conv* winograd_of(int i, bool backward) {
+        if (static_cast<std::size_t>(i) >= wino_.size()) return nullptr;
+        packed_conv& cv = backward ? wino_[static_cast<std::size_t>(i)].bwd : wino_[static_cast<std::size_t>(i)].fwd;
+        return cv.tiling.h != 0 ? &cv : nullptr;
+    }
+
+    // U of weights w (cv.m x cv.in.c x kh x kw) into wino_u_.
+    void transform(const packed_conv& cv, const float* w) {
+        pool_->run_ranges(cv.m, std::min(cv.m, pool_->size()), [&](int m0, int m1, int, int) {
+            winograd_transform_weights(w, cv.m, cv.in.c, cv.tiling, cv.win, wino_u_.data(), m0, m1);
+        });
+    }
+
+    // Each sample's output through cv: into out(s), or (out(s) null) into the thread's sample
+    // buffer, then done(s, buffer). Samples split over the threads; each sample's tiles in turn.
+    template <class Out, class Done>
+    void winograd_run(const packed_conv& cv, exec::in_view x, int n, Out&& out, Done&& done) {
+        const int tiles = winograd_tiles(cv.out, cv.tiling);
+        pool_->run_ranges(n, std::min(n, pool_->size()), [&](int s0, int s1, int thread, int) {
+            float* scratch = wino_scratch_.data() + static_cast<std::size_t>(thread) * wino_scratch_floats_;
+            for (int s = s0; s < s1; ++s) {
+                float* y = out(s);
+                float* buf = y ? y : wino_dx_.data() + static_cast<std::size_t>(thread) * wino_dx_floats_;
+                for (int t0 = 0; t0 < tiles; t0 += gemm_nr)
+                    winograd_block(cv, wino_u_.data(), x.sample(s), buf, 0, cv.m, t0, scratch);
+                if (!y) done(s, buf);
+            }
+        });
+    }
+
     // Runs f(sample, input plane offset, output plane offset, per-thread float and int32 scratch)
     // for every (sample, channel) plane of a pooling op, in 8 tasks per thread (planes are
     // independent, so any thread count gives the same values).
@@ -188,11 +290,15 @@ private:
     }
 
     thread_pool* pool_;
+    bool winograd_ = true;
     std::size_t col_ = 0, group_ = 0, packed_w_ = 0, packed_dy_ = 0, partial_ = 0, pool_row_ = 0, pool_int_ = 0;
     std::vector<float> col_mem_, packed_, scratch_, partial_mem_, group_mem_, pool_rows_;
     std::vector<std::int32_t> pool_ints_;
     std::vector<std::vector<std::int32_t>> arg_;  // max pools: where each window's maximum is
     conv_workspace ws_{};
+    std::vector<winograd_pair> wino_;
+    std::size_t wino_u_floats_ = 0, wino_flipped_floats_ = 0, wino_scratch_floats_ = 0, wino_dx_floats_ = 0;
+    std::vector<float> wino_u_, wino_flipped_, wino_scratch_, wino_dx_;
 };
 
 }  // namespace ctnet::cpu

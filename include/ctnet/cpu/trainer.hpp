@@ -66,6 +66,7 @@ public:
         std::uint64_t seed = 0;     // dropout masks
         double bn_momentum = 0.1;   // running = (1 - m) * running + m * batch (torch's default)
         communicator* sync_bn = nullptr;  // batch statistics over all its ranks; null: this process's batch
+        bool winograd = true;       // backend::cpu: stride-1 3x3, 5x5, 1x7, 7x1 convs (forward and dX) as Winograd
     };
 
     using network_type = Net;
@@ -75,7 +76,7 @@ public:
     static constexpr shape aux_output = Net::program.has_aux ? Net::program.aux.s : shape{};
 
     explicit train_executor(weights<Net>& w) : train_executor(w, options{}) {}
-    train_executor(weights<Net>& w, options o) : w_{&w}, opt_{o}, rng_{o.seed}, pool_{o.threads}, k_{pool_} {
+    train_executor(weights<Net>& w, options o) : w_{&w}, opt_{o}, rng_{o.seed}, pool_{o.threads}, k_{pool_, o.winograd} {
         const auto& p = program;
         grads_.assign(p.storage, 0.0F);
         zeroed_.assign(static_cast<std::size_t>(p.n_bufs), 0);
@@ -87,7 +88,7 @@ public:
         for (int i = 0; i < p.n_ops; ++i) {
             const op& q = p.ops[i];
             act = std::max(act, q.out.s.size());
-            k_.plan(q);
+            k_.plan(i, q);
             switch (q.kind) {
                 case op_kind::conv:
                     if (clobbered(q.in, i, true)) keep_[i] = keep::input;
@@ -310,7 +311,7 @@ private:
         // f(x, y, m) over chunks of the batch: samples [a, a + m)
         const auto rows = [&](auto&& f) { split_batch([&](int a, int b) { f(from(x, a), from(y, a), b - a); }); };
         switch (o.kind) {
-            case op_kind::conv: k_.conv_forward(x, y, n_, wb.w, wb.bias, o.win); break;
+            case op_kind::conv: k_.conv_forward(i, x, y, n_, wb.w, wb.bias, o.win); break;
             case op_kind::batch_norm: forward_batch_norm(i, x, y); break;
             case op_kind::relu: rows([](auto xs, auto ys, int m) { cpu::ref::relu(xs, ys, m); }); break;
             case op_kind::max_pool: k_.max_pool_forward(i, x, y, n_, o); break;
@@ -338,7 +339,7 @@ private:
             if (dx.data) split_batch([&](int a, int b) { f(from(dy, a), from(dx, a), a, b - a); });
         };
         switch (o.kind) {
-            case op_kind::conv: k_.conv_backward(needed_in(i), dy, dx, n_, wb.w, dwb.w, dwb.bias, o.win); break;
+            case op_kind::conv: k_.conv_backward(i, needed_in(i), dy, dx, n_, wb.w, dwb.w, dwb.bias, o.win); break;
             case op_kind::batch_norm: backward_batch_norm(i, dy, dx); break;
             case op_kind::relu: rows([y = needed_out(i)](auto g, auto d, int a, int m) { cpu::ref::relu_backward(from(y, a), g, d, m); }); break;
             case op_kind::max_pool: if (dx.data) k_.max_pool_backward(i, needed_in(i), dy, dx, n_, o); break;

@@ -49,15 +49,17 @@ inline constexpr int wino_group_panels = 8;
 // U = G g G^T for every (output, input) channel pair, packed as nh nw A matrices [panel][Cin][MR]
 // (rows past Cout zero), computed in double and rounded once.
 // w: (Cout, Cin, Rh, Rw), already scaled by any folded batch norm.
+// winograd_transform_weights_t writes output channels [m0, m1) of U into u (sized as the vector
+// winograd_pack_weights_t returns; the rows of other channels are left as they are): the trainer
+// transforms its changing weights every step into one buffer, split over its threads.
 template <int Th, int Tw, int Rh, int Rw>
-std::vector<float> winograd_pack_weights_t(const float* w, int cout, int cin) {
+void winograd_transform_weights_t(const float* w, int cout, int cin, float* u, int m0, int m1) {
     using fh = detail::wino_f<Th, Rh>;
     using fw = detail::wino_f<Tw, Rw>;
     constexpr int nh = fh::alpha, nw = fw::alpha;
     const int panels = (cout + gemm_mr - 1) / gemm_mr;
     const std::size_t per_xi = static_cast<std::size_t>(panels) * cin * gemm_mr;
-    std::vector<float> u(per_xi * nh * nw, 0.0F);
-    for (int m = 0; m < cout; ++m)
+    for (int m = m0; m < m1; ++m)
         for (int c = 0; c < cin; ++c) {
             const float* g = w + (static_cast<std::size_t>(m) * cin + c) * Rh * Rw;
             double t[Rw][nh];  // G_h applied to each kernel column: t[j] = G_h (g[0][j], ..., g[Rh-1][j])
@@ -77,6 +79,17 @@ std::vector<float> winograd_pack_weights_t(const float* w, int cout, int cin) {
                 }
             }
         }
+}
+
+// Floats of U for a conv of cout x cin channels and tiling t of a kh x kw window.
+[[nodiscard]] constexpr std::size_t winograd_weight_floats(int cout, int cin, winograd_tiling t, int kh, int kw) {
+    return static_cast<std::size_t>((cout + gemm_mr - 1) / gemm_mr) * cin * gemm_mr * (t.h + kh - 1) * (t.w + kw - 1);
+}
+
+template <int Th, int Tw, int Rh, int Rw>
+std::vector<float> winograd_pack_weights_t(const float* w, int cout, int cin) {
+    std::vector<float> u(winograd_weight_floats(cout, cin, {Th, Tw}, Rh, Rw), 0.0F);
+    winograd_transform_weights_t<Th, Tw, Rh, Rw>(w, cout, cin, u.data(), 0, cout);
     return u;
 }
 
@@ -103,6 +116,14 @@ decltype(auto) with_variant(winograd_tiling t, const window& g, F&& f) {
 inline std::vector<float> winograd_pack_weights(const float* w, int cout, int cin, winograd_tiling t, const window& g) {
     return detail::with_variant(t, g, [&]<int Th, int Tw, int Rh, int Rw>() {
         return winograd_pack_weights_t<Th, Tw, Rh, Rw>(w, cout, cin);
+    });
+}
+
+// Output channels [m0, m1) of U into u (winograd_weight_floats of the conv).
+inline void winograd_transform_weights(const float* w, int cout, int cin, winograd_tiling t, const window& g, float* u,
+                                       int m0, int m1) {
+    detail::with_variant(t, g, [&]<int Th, int Tw, int Rh, int Rw>() {
+        winograd_transform_weights_t<Th, Tw, Rh, Rw>(w, cout, cin, u, m0, m1);
     });
 }
 
