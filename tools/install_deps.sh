@@ -16,7 +16,7 @@ packages=(
   libbenchmark-dev              # bench/
   clang clang-tidy graphviz     # header warnings under clang 14, lint, `ctnet graph` pictures
   libclang-rt-14-dev            # libFuzzer and the sanitizers' runtimes (tests/fuzz)
-  libonnx-dev libprotobuf-dev nodejs npm   # ONNX import / export (ctnet::onnx); npm fetches ONNX Runtime for its test
+  libonnx-dev libprotobuf-dev   # ONNX import / export (ctnet::onnx)
   python3-torch python3-torchvision python3-numpy   # parity references (tools/*.py, /usr/bin/python3)
 )
 
@@ -24,6 +24,11 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# node and npm (ONNX Runtime for the ONNX export test, tools/ort/): Debian's only where the machine
+# has none — a node from elsewhere (NodeSource's package bundles npm) conflicts with Debian's npm.
+if ! command -v npm >/dev/null 2>&1; then
+  missing+=(nodejs npm)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

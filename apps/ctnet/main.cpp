@@ -329,17 +329,37 @@ int bench_train(const char* model, int batch, int threads, int iters) {
     rng g{2};
     for (float& v : x) v = static_cast<float>(g.normal());
     for (int& l : labels) l = static_cast<int>(g.next() % classes);
-    std::vector<double> ms;
+    // train_step in its three phases (train/step.hpp), each timed: forward and losses, backward,
+    // norm + clipping + RMSProp (with the finiteness checks).
+    std::vector<double> ms, fwd, bwd, upd;
+    std::vector<float> dlogits, daux;
+    using clock = std::chrono::steady_clock;
+    const auto since = [](clock::time_point a, clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
     for (int i = 0; i <= iters; ++i) {
-        const auto t0 = std::chrono::steady_clock::now();
-        (void)train_step(t, opt, ranges, x, labels, recipe{}, 1e-4);
-        if (i > 0) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+        const auto t0 = clock::now();
+        step_result s = step_forward(t, x, labels, recipe{}, dlogits, daux);
+        const auto t1 = clock::now();
+        t.zero_grads();
+        t.backward(dlogits, daux);
+        const auto t2 = clock::now();
+        step_update(t, opt, ranges, recipe{}, 1e-4, nullptr, s);
+        const auto t3 = clock::now();
+        if (i == 0) continue;  // warm-up
+        ms.push_back(since(t0, t3));
+        fwd.push_back(since(t0, t1));
+        bwd.push_back(since(t1, t2));
+        upd.push_back(since(t2, t3));
     }
-    std::sort(ms.begin(), ms.end());
-    const double median = ms[ms.size() / 2];
+    const auto median_of = [](std::vector<double> v) {
+        std::sort(v.begin(), v.end());
+        return v[v.size() / 2];
+    };
+    const double median = median_of(ms);
     std::printf("{\"model\": \"%s\", \"mode\": \"train\", \"batch\": %d, \"threads\": %d, \"iters\": %d, "
-                "\"median_ms\": %.2f, \"min_ms\": %.2f, \"images_per_s\": %.1f}\n",
-                model, batch, threads, iters, median, ms.front(), batch * 1000.0 / median);
+                "\"median_ms\": %.2f, \"min_ms\": %.2f, \"images_per_s\": %.1f, \"forward_ms\": %.2f, "
+                "\"backward_ms\": %.2f, \"update_ms\": %.2f}\n",
+                model, batch, threads, iters, median, *std::min_element(ms.begin(), ms.end()), batch * 1000.0 / median,
+                median_of(fwd), median_of(bwd), median_of(upd));
     return 0;
 }
 
@@ -413,14 +433,26 @@ int graph(const graph_args& a) {
     return 0;
 }
 
+// The paper's section 9 variants: the table, then their MACs beside the 299x299 network's.
+template <class Net>
+void print_lowres_summary(std::string_view name) {
+    print_summary<Net>(std::cout, name);
+    std::printf("section 9 of the paper: %s at %dx%d, %s MACs per sample against inception_v3's %s at 299x299 (%.3fx)\n",
+                std::string(name).c_str(), input_shape_v<Net>.h, input_shape_v<Net>.w, ctnet::detail::grouped(macs_v<Net>).c_str(),
+                ctnet::detail::grouped(macs_v<v3>).c_str(), static_cast<double>(macs_v<Net>) / static_cast<double>(macs_v<v3>));
+}
+
 int summary(const std::string& name, bool no_aux) {
     const std::string_view model = name;
     if (model == "inception_v3") no_aux ? print_summary<v3_noaux>(std::cout, model) : print_summary<v3>(std::cout, model);
     else if (model == "inception_v2") no_aux ? print_summary<v2_noaux>(std::cout, model) : print_summary<v2>(std::cout, model);
     else if (model == "fashion" && !no_aux) print_summary<fashion::fashion_net<>>(std::cout, model);
     else if (model == "fashion_wide" && !no_aux) print_summary<fashion_wide>(std::cout, model);
+    else if (model == "inception_v3_lowres151" && !no_aux) print_lowres_summary<models::inception_v3_lowres<151>>(model);
+    else if (model == "inception_v3_lowres79" && !no_aux) print_lowres_summary<models::inception_v3_lowres<79>>(model);
     else {
-        std::fprintf(stderr, "ctnet summary: unknown model '%s' (known: inception_v3, inception_v2, fashion, fashion_wide)\n",
+        std::fprintf(stderr, "ctnet summary: unknown model '%s' (known: inception_v3, inception_v2, fashion, fashion_wide, "
+                     "inception_v3_lowres151, inception_v3_lowres79)\n",
                      name.c_str());
         return 2;
     }
@@ -435,7 +467,8 @@ struct command {
 
 std::vector<command> add_commands(CLI::App& app, int argc, char** argv) {
     std::vector<command> cmds;
-    const auto model_names = "inception_v3 | inception_v2 | fashion | fashion_wide";
+    const auto model_names = "inception_v3 | inception_v2 | fashion | fashion_wide |\n"
+                             "inception_v3_lowres151 | inception_v3_lowres79 (the paper's section 9)";
 
     auto demo_args = std::make_shared<std::pair<std::uint64_t, int>>(42, 1);
     CLI::App* c = app.add_subcommand("demo", "Inception v3's summary, then a timed forward pass of an embedded sample\n"

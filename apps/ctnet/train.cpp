@@ -63,6 +63,7 @@
 
 #include "cli_options.hpp"
 #include "default_threads.hpp"
+#include "fashion_lowres.hpp"
 #include "fashion_net.hpp"
 
 namespace train_cli {
@@ -81,6 +82,7 @@ struct train_args {
     double smoothing = 0.1, aux_weight = 0.4, clip_norm = 2.0, clip_value = 0.0, weight_decay = 4e-5, ema = 0.999;
     bool factorized = true, bn_aux = true, wide = false, augment = true, resume = false, sync_bn = false;
     bool ema_warmup = true;  // TF's num_updates warm-up of the moving average (--ema-warmup on|off)
+    int lowres = 0;          // 28, 14, 7: fashion_lowres<R> (the paper's section 9 pattern); 0: fashion_net
     int ranks = 1;  // data-parallel processes (mpirun -np)
     std::uint64_t seed = 1;
 
@@ -102,7 +104,7 @@ struct train_args {
           // as --ema-warmup off runs do, so their checkpoints resume with --ema-warmup off.
           << (ema > 0.0 && ema_warmup ? " ema_warmup=1" : "")
           << " factorized=" << factorized << " bn_aux=" << bn_aux << " wide=" << wide << " augment=" << augment
-          << " seed=" << seed;
+          << " seed=" << seed << (lowres != 0 ? " lowres=" + std::to_string(lowres) : "");
         if (schedule != "step") s << " schedule=" << schedule << " epochs=" << epochs;  // step: as before
         if (ranks > 1) s << " ranks=" << ranks << " sync_bn=" << sync_bn;  // one process: as before
         return s.str();
@@ -115,14 +117,28 @@ constexpr float pixel_mean = 0.2860F, pixel_std = 0.3530F;
 struct batch_maker {
     const io::labelled_images* set;
     bool augment;
-    // Image `index`, shifted by (dy, dx) with zero fill and optionally mirrored, normalised.
+    int res = 28;  // the network's input: 28x28, or box-averaged to 14x14 or 7x7 (fashion_lowres)
+    [[nodiscard]] std::size_t floats() const { return static_cast<std::size_t>(res) * res; }
+    // Image `index`, shifted by (dy, dx) with zero fill and optionally mirrored, normalised; at a
+    // lower resolution, each output pixel the mean of its (28 / res)^2 block.
     void image(int index, int dy, int dx, bool flip, float* out) const {
         const std::uint8_t* src = set->pixels.data() + static_cast<std::size_t>(index) * 784;
+        float full[784];
+        float* dst = res == 28 ? out : full;
         for (int y = 0; y < 28; ++y)
             for (int x = 0; x < 28; ++x) {
                 const int sy = y + dy, sx0 = x + dx, sx = flip ? 27 - sx0 : sx0;
                 const float p = sy >= 0 && sy < 28 && sx0 >= 0 && sx0 < 28 ? src[sy * 28 + sx] / 255.0F : 0.0F;
-                out[y * 28 + x] = (p - pixel_mean) / pixel_std;
+                dst[y * 28 + x] = (p - pixel_mean) / pixel_std;
+            }
+        if (res == 28) return;
+        const int f = 28 / res;
+        for (int y = 0; y < res; ++y)
+            for (int x = 0; x < res; ++x) {
+                float sum = 0.0F;
+                for (int i = 0; i < f; ++i)
+                    for (int j = 0; j < f; ++j) sum += full[(y * f + i) * 28 + x * f + j];
+                out[y * res + x] = sum / static_cast<float>(f * f);
             }
     }
 };
@@ -223,17 +239,18 @@ std::pair<double, double> evaluate(const weights<Net>& p, const io::labelled_ima
                                    bool flip = false) {
     runner<Net, backend::cpu> run{p, {.threads = threads}};
     const int n = limit > 0 ? std::min(limit, set.count) : set.count, chunk = 250;
-    const batch_maker make{&set, false};
-    std::vector<float> x(static_cast<std::size_t>(chunk) * 784), y(static_cast<std::size_t>(chunk) * 10), ym(y.size());
+    const batch_maker make{&set, false, input_shape_v<Net>.h};
+    const std::size_t px = make.floats();
+    std::vector<float> x(static_cast<std::size_t>(chunk) * px), y(static_cast<std::size_t>(chunk) * 10), ym(y.size());
     double loss = 0.0;
     int correct = 0;
     for (int i0 = 0; i0 < n; i0 += chunk) {
         const int m = std::min(chunk, n - i0);
-        for (int i = 0; i < m; ++i) make.image(i0 + i, 0, 0, false, x.data() + static_cast<std::size_t>(i) * 784);
-        run.forward({x.data(), static_cast<std::size_t>(m) * 784}, {y.data(), static_cast<std::size_t>(m) * 10});
+        for (int i = 0; i < m; ++i) make.image(i0 + i, 0, 0, false, x.data() + static_cast<std::size_t>(i) * px);
+        run.forward({x.data(), static_cast<std::size_t>(m) * px}, {y.data(), static_cast<std::size_t>(m) * 10});
         if (flip) {
-            for (int i = 0; i < m; ++i) make.image(i0 + i, 0, 0, true, x.data() + static_cast<std::size_t>(i) * 784);
-            run.forward({x.data(), static_cast<std::size_t>(m) * 784}, {ym.data(), static_cast<std::size_t>(m) * 10});
+            for (int i = 0; i < m; ++i) make.image(i0 + i, 0, 0, true, x.data() + static_cast<std::size_t>(i) * px);
+            run.forward({x.data(), static_cast<std::size_t>(m) * px}, {ym.data(), static_cast<std::size_t>(m) * 10});
             for (std::size_t j = 0; j < static_cast<std::size_t>(m) * 10; ++j) y[j] = 0.5F * (y[j] + ym[j]);
         }
         std::vector<int> labels(set.labels.begin() + i0, set.labels.begin() + i0 + m);
@@ -304,8 +321,8 @@ int train_model(const train_args& a, communicator& comm) {
     if (lead)  // the threads of each process: by default, the cores shared by the ranks on a machine
         std::fprintf(stderr, "ctnet train: %d %s, %d thread%s per %s\n", comm.size(), comm.size() > 1 ? "ranks" : "process",
                      a.threads, a.threads == 1 ? "" : "s", comm.size() > 1 ? "rank" : "process");
-    const batch_maker make{&data.train, a.augment};
-    std::vector<float> x(part.count * 784);
+    const batch_maker make{&data.train, a.augment, input_shape_v<Net>.h};
+    std::vector<float> x(part.count * make.floats());
     std::vector<int> labels(part.count);
     std::vector<int> order(static_cast<std::size_t>(n_train));
 
@@ -327,7 +344,7 @@ int train_model(const train_args& a, communicator& comm) {
                 if (at < part.begin || at >= part.begin + part.count) continue;
                 const int dy = a.augment ? static_cast<int>(u % 5) - 2 : 0, dx = a.augment ? static_cast<int>(u / 5 % 5) - 2 : 0;
                 const bool flip = a.augment && (u / 25 % 2) == 1;
-                make.image(idx, dy, dx, flip, x.data() + (at - part.begin) * 784);
+                make.image(idx, dy, dx, flip, x.data() + (at - part.begin) * make.floats());
                 labels[at - part.begin] = data.train.labels[idx];
             }
             step_result res;
@@ -413,6 +430,9 @@ int train_model(const train_args& a, communicator& comm) {
 int train_variant(train_args a, communicator& comm) {
     a.ranks = comm.size();
     using fashion::fashion_net;
+    if (a.lowres == 28) return train_model<fashion::fashion_lowres<28>>(a, comm);
+    if (a.lowres == 14) return train_model<fashion::fashion_lowres<14>>(a, comm);
+    if (a.lowres == 7) return train_model<fashion::fashion_lowres<7>>(a, comm);
     if (a.wide) {
         if (!a.factorized || !a.bn_aux) throw error("ctnet train: --wide is only built for the factorized, BN-auxiliary network");
         return train_model<fashion_net<fashion::fashion_options{true, true, true}>>(a, comm);
@@ -484,12 +504,19 @@ std::function<int()> add_command(CLI::App& app, int argc, char** argv) {
     cmd->add_flag_callback("--no-bn-aux", [a] { a->bn_aux = false; }, "ablation: no batch norm in the auxiliary head");
     cmd->add_flag_callback("--no-augment", [a] { a->augment = false; }, "ablation: no random shifts and flips");
     cmd->add_flag("--wide", a->wide, "1.5x the channels after the stem (factorized, BN-aux network only)");
+    cmd->add_option("--lowres", a->lowres, "the paper's section 9 pattern (apps/ctnet/fashion_lowres.hpp): the\n"
+                                           "images box-averaged to RxR, R = 28 (first conv at stride 2),\n"
+                                           "14 (stride 1) or 7 (stride 1, no grid reduction), at equal\n"
+                                           "compute after the first conv; 0: the usual network")
+        ->check(CLI::IsMember({0, 7, 14, 28}))->type_name("R");
     cmd->add_flag("--sync-bn", a->sync_bn, "under mpirun: batch norm statistics over all ranks' shards\n"
                                            "(default: each rank's own)");
     cmd->add_option("--limit", a->limit, "train on the first N images only (0: all)")->check(whole(0))->type_name("N");
     cmd->add_option("--test-limit", a->test_limit, "test on the first N images only (0: all)")->check(whole(0))->type_name("N");
     return [a, warmup, argc, argv]() -> int {
         a->ema_warmup = *warmup == "on";
+        if (a->lowres != 0 && (a->wide || !a->factorized || !a->bn_aux))
+            throw ctnet_tool::usage_error("--lowres", "builds its own networks (factorized, no aux head): not with --wide, --no-factorized, --no-bn-aux");
         if (a->wide && (!a->factorized || !a->bn_aux))
             throw ctnet_tool::usage_error("--wide", "only built for the factorized, BN-auxiliary network (without --no-factorized, --no-bn-aux)");
 #if defined(CTNET_WITH_MPI)
