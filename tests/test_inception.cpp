@@ -73,6 +73,27 @@ TEST_CASE("totals equal torchvision's") {
     static_assert(param_count_v<models::inception_v3<10>> == 27'161'264 - 990 * (2048 + 768 + 2));
 }
 
+TEST_CASE("the paper's section 9 variants: inception_v3's tensors, 151x151 at equal MACs, 79x79 at 0.938x") {
+    using low151 = models::inception_v3_lowres<151>;
+    using low79 = models::inception_v3_lowres<79>;
+    static_assert(param_count_v<low151> == param_count_v<v3> && param_count_v<low79> == param_count_v<v3>);
+    static_assert(input_shape_v<low151> == shape{3, 151, 151} && input_shape_v<low79> == shape{3, 79, 79});
+    static_assert(macs_v<low151> == macs_v<v3>);  // every map from the first conv's output on is 299's
+    // By hand from ../shared/reference/inception_v3_convs.txt (torchvision's 94 convs at 299x299) with
+    // the stem at 79 (first conv at stride 1: outputs 77, 75, 75; no max pool: 75 into Conv2d_3b,
+    // 73 out of Conv2d_4a, 36 after maxpool2) and the 35x35 convs at 36x36: 5,359,655,520, plus
+    // the fc's 2048 x 1000.
+    static_assert(macs_v<low79> == 5'359'655'520 + 2'048'000);
+    const auto& a = weights<low79>::tensors();
+    const auto& b = weights<v3>::tensors();
+    REQUIRE(a.size() == b.size());
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        INFO(b[i].name);
+        CHECK(a[i].name == b[i].name);
+        CHECK(a[i].count == b[i].count);
+    }
+}
+
 TEST_CASE("BN-auxiliary: the aux fc is batch-normalised") {
     using bn_aux = models::inception_v3<1000, 299, models::inception_options{.bn_aux = true}>;
     CHECK(weights<bn_aux>::info("AuxLogits.fc_bn.running_var").dims == std::vector<int>{1000});

@@ -9,6 +9,9 @@
 // at the head's 5x5 conv.
 #pragma once
 
+#include <string_view>
+#include <type_traits>
+
 #include "../graph/compose.hpp"
 #include "../graph/network.hpp"
 #include "../layers/activation.hpp"
@@ -150,15 +153,29 @@ struct inception_v3
 //        docs/training.md).
 // Layer names and parameter shapes are inception_v3's, so its weights load into both.
 //   using low = models::inception_v3_lowres<151>;   // or <79>; <Field, Classes, options>
-template <int Field, int Classes = 1000, inception_options O = inception_options{}>
-struct inception_v3_lowres
-    : network<shape{3, Field, Field},
-              seq<detail::maybe_transform_input<O.transform_input>, node<"Conv2d_1a_3x3", basic_conv<32, k<3>>>,
-                  node<"Conv2d_2a_3x3", basic_conv<32, k<3>>>, node<"Conv2d_2b_3x3", basic_conv<64, k<3>, pad<1>>>,
-                  detail::inception_tail<Classes, O, Field != 79>>> {
+namespace detail {
+
+template <int Field, int Classes, inception_options O>
+using lowres_network =
+    network<shape{3, Field, Field},
+            seq<maybe_transform_input<O.transform_input>, node<"Conv2d_1a_3x3", basic_conv<32, k<3>>>,
+                node<"Conv2d_2a_3x3", basic_conv<32, k<3>>>, node<"Conv2d_2b_3x3", basic_conv<64, k<3>, pad<1>>>,
+                inception_tail<Classes, O, Field != 79>>>;
+
+// In place of the network for any other Field (so that the network's own shape errors do not
+// come first).
+template <int Field>
+struct lowres_field_check {
     static_assert(Field == 151 || Field == 79,
                   "ctnet::models::inception_v3_lowres: the paper's section 9 variants have a 151x151 or a 79x79 "
                   "receptive field (Field = 151 or 79)");
+};
+
+}  // namespace detail
+
+template <int Field, int Classes = 1000, inception_options O = inception_options{}>
+struct inception_v3_lowres : std::conditional_t<Field == 151 || Field == 79, detail::lowres_network<Field, Classes, O>,
+                                                detail::lowres_field_check<Field>> {
     static constexpr std::string_view name = Field == 151 ? "inception_v3_lowres151" : "inception_v3_lowres79";
 };
 
