@@ -6,7 +6,10 @@
 # --ignore-scripts: the package's install script only fetches optional GPU binaries.
 # Exits non-zero with a message when npm cannot install it (no registry): never a silent pass.
 set -euo pipefail
-version=${CTNET_ORT_VERSION:-1.20.1}
+# 1.30.0: 1.19-1.20 fuse a Pad into a following AveragePool with the wrong divisor at the borders
+# (microsoft/onnxruntime#22177, fixed in 1.21): torch's export of count_include_pad pools is
+# exactly that pattern (Inception's block pools: 0.8 % off the logits with 1.20.1).
+version=${CTNET_ORT_VERSION:-1.30.0}
 dir=${CTNET_ORT_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ctnet/ort}
 marker="$dir/node_modules/onnxruntime-node/package.json"
 if [ -f "$marker" ] && grep -q "\"version\": \"$version\"" "$marker"; then
