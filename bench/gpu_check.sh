@@ -1,64 +1,100 @@
 #!/usr/bin/env bash
-# bench/gpu_check.sh — on a machine with an NVIDIA GPU: build the CUDA backend, run its tests
-# (parity with the CPU reference runner: FP32 <= 1e-5, TF32 <= 1e-2 relative), and benchmark
-# Inception v3 at batch 1, 32 and 128 against cuDNN (and PyTorch when it imports with CUDA); the
-# same test binary checks the training kernels against the reference kernels.
-# Prints a short table last. Needs the CUDA Toolkit (nvcc, cuDNN), cmake, g++ and doctest;
-# meant to finish in a few minutes on an H100 with 16 cores.
-#   bash bench/gpu_check.sh [BUILD_DIR]
-set -euo pipefail
+# bench/gpu_check.sh — the GPU check of backend::cuda, in the mode of /work/shared/GPU.md: the
+# programs are built on a CPU machine (portable: x86-64-v3, sm_90) and copied; the GPU machine
+# only runs them (it cannot configure the project).
+#   bash bench/gpu_check.sh build     # on the CPU build machine: build into build-gpu/, copy to gpu-bin/
+#   bash bench/gpu_check.sh           # on the GPU machine, from the repository root (about 5-6 minutes;
+#                                     # every stage has a timeout, 570 s in all at worst)
+# The run: the CUDA tests (NCHW and NHWC engines, every precision, against the reference runner;
+# training kernels), the same tests' small-network cases under compute-sanitizer memcheck, the
+# NCCL one-rank test, gpu_bench (ctnet's engines x precisions, with and without host copies, batch
+# 1/32/128/256), PyTorch on the same GPU (python3 with torch), then one table. Logs in LOG_DIR
+# (default /tmp/gpu-logs). Exit status 1 when a test, memcheck or the benchmark's agreement check failed.
+set -u
 cd "$(dirname "$0")/.."
-build=${1:-build-gpu}
-jobs=$(nproc)
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCTNET_CUDA=ON -DCTNET_BUILD_EXAMPLES=OFF \
-      -DCMAKE_CUDA_ARCHITECTURES="80;90" > "$build.cmake.log" 2>&1 || { tail -30 "$build.cmake.log"; exit 1; }
-# Tests first, on their own: gpu_bench exists only where cuDNN was found.
-cmake --build "$build" -j "$jobs" --target ctnet_cuda_tests
-cmake --build "$build" -j "$jobs" --target ctnet_nccl_tests || echo "(no NCCL: its test is not built)"
-have_bench=0
-if cmake --build "$build" --target help | grep -q "gpu_bench"; then
-  cmake --build "$build" -j "$jobs" --target gpu_bench && have_bench=1
-else
-  echo "(no cuDNN: bench/gpu_bench is not built)"
+B=${BIN:-gpu-bin}
+if [ "${1:-run}" = build ]; then
+  set -e
+  mkdir -p build-gpu
+  cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCTNET_CUDA=ON -DCTNET_NATIVE=OFF \
+        -DCMAKE_CXX_FLAGS=-march=x86-64-v3 -DCMAKE_CUDA_ARCHITECTURES=90 -DCTNET_BUILD_EXAMPLES=OFF > build-gpu/configure.log
+  grep -E "cuDNN engine" build-gpu/configure.log || true
+  cmake --build build-gpu -j "${JOBS:-2}" --target ctnet_cuda_tests gpu_bench
+  cmake --build build-gpu -j "${JOBS:-2}" --target ctnet_nccl_tests || echo "(no NCCL: ctnet_nccl_tests not built)"
+  mkdir -p "$B/lib"
+  cp build-gpu/tests/ctnet_cuda_tests build-gpu/bench/gpu_bench "$B/"
+  [ -x build-gpu/tests/ctnet_nccl_tests ] && cp build-gpu/tests/ctnet_nccl_tests "$B/"
+  cp -L /usr/local/cuda/lib64/libcudart.so.13 "$B/lib/"
+  ls -la "$B" "$B/lib"
+  exit 0
 fi
-echo "== tests"
+
+LOG_DIR=${LOG_DIR:-/tmp/gpu-logs}
+mkdir -p "$LOG_DIR"
+: > "$LOG_DIR/summary.txt"
 status=0
-# Once, with every MESSAGE (the measured errors) kept in a log; its summary and failures shown.
-"$build/tests/ctnet_cuda_tests" -s > "$build/cuda_tests.log" 2>&1 || status=1
-grep -E "MESSAGE|skipped|test cases|assertions|FAILED|ERROR" -A1 "$build/cuda_tests.log" | grep -v "^--$" || true
-if [ -x "$build/tests/ctnet_nccl_tests" ]; then "$build/tests/ctnet_nccl_tests" || status=1; fi
-if [ "$have_bench" = 0 ]; then
-  echo "== no benchmark (no cuDNN)"
-  exit "$status"
-fi
-echo "== benchmark (ctnet vs cuDNN)"
-"$build/bench/gpu_bench" --iters "${ITERS:-30}" | tee "$build/gpu_bench.txt" || status=1
-if /usr/bin/python3 -c "import torch, torchvision; assert torch.cuda.is_available()" 2> /dev/null; then
-  echo "== PyTorch $( /usr/bin/python3 -c 'import torch; print(torch.__version__)' ) (eval, channels_last, TF32 allowed, same copies)"
-  /usr/bin/python3 - << 'PY'
-import time, torch, torchvision
-torch.backends.cuda.matmul.allow_tf32 = True
-torch.backends.cudnn.allow_tf32 = True
-torch.backends.cudnn.benchmark = True
-m = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False).eval().cuda()
-m = m.to(memory_format=torch.channels_last)
-for n in (1, 32, 128):
-    x = torch.randn(n, 3, 299, 299).pin_memory()
-    with torch.inference_mode():
-        for _ in range(5):
-            m(x.cuda(non_blocking=True)).cpu()
-        ms = []
-        for _ in range(30):
-            torch.cuda.synchronize(); t = time.perf_counter()
-            m(x.cuda(non_blocking=True).contiguous(memory_format=torch.channels_last)).cpu()
-            torch.cuda.synchronize(); ms.append((time.perf_counter() - t) * 1e3)
-    ms.sort()
-    print(f"| {n:5d} | pytorch tf32        | {ms[len(ms)//2]:9.3f} | {ms[0]:9.3f} | {n * 1e3 / ms[len(ms)//2]:9.1f} |")
-PY
+note() { echo "$*" | tee -a "$LOG_DIR/summary.txt"; }
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$LOG_DIR/gpu.txt"
+PY=${PYTHON:-python3}
+site=$($PY -c 'import site; print(site.getsitepackages()[0])' 2> /dev/null)
+libs=""
+for d in "$site"/nvidia/cudnn/lib "$site"/nvidia/nccl/lib "$site"/nvidia/cu13/lib "$site"/nvidia/cuda_runtime/lib /usr/local/cuda/lib64 "$B/lib"; do
+  [ -d "$d" ] && libs="$libs:$d"
+done
+export LD_LIBRARY_PATH="${libs#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export PATH="$PATH:/usr/local/cuda/bin"  # compute-sanitizer
+chmod +x "$B"/* 2> /dev/null
+for x in ctnet_cuda_tests gpu_bench; do
+  if ldd "$B/$x" | grep -q "not found"; then note "$x: missing libraries:"; ldd "$B/$x" | grep "not found" | tee -a "$LOG_DIR/summary.txt"; fi
+done
+
+echo "== CUDA tests (every engine and precision against the reference runner)"
+t0=$(date +%s)
+timeout "${TEST_S:-140}" "$B/ctnet_cuda_tests" -s > "$LOG_DIR/cuda_tests.log" 2>&1
+rc=$?; [ $rc = 0 ] || status=1
+note "cuda tests rc=$rc in $(( $(date +%s) - t0 )) s"
+# The measured errors, without the engines' descriptions (in the log); failures in full.
+grep -E "MESSAGE|skipped|test cases|assertions|FAILED|ERROR" -A1 "$LOG_DIR/cuda_tests.log" | grep -vE "^--$|MESSAGE:?$" |
+  grep -E "bound|fp32 |skipped|test cases|assertions|FAILED|ERROR|engine" | sed -E 's/\); engine .*/)/; s/^.*MESSAGE: //' |
+  uniq -c | head -70 | tee -a "$LOG_DIR/summary.txt"
+
+echo "== compute-sanitizer memcheck (small networks, every engine and precision; training kernels)"
+if command -v compute-sanitizer > /dev/null; then
+  t0=$(date +%s)
+  timeout "${MEMCHECK_S:-90}" compute-sanitizer --tool memcheck --leak-check full --error-exitcode 9 \
+    "$B/ctnet_cuda_tests" "-tce=*Inception*" > "$LOG_DIR/memcheck.log" 2>&1
+  rc=$?
+  [ $rc = 0 ] || status=1
+  note "memcheck rc=$rc in $(( $(date +%s) - t0 )) s: $(grep -E "ERROR SUMMARY|LEAK SUMMARY" "$LOG_DIR/memcheck.log" | tr '\n' ' ')"
 else
-  echo "== PyTorch with CUDA not importable: skipped"
+  note "compute-sanitizer not found: memcheck skipped"
 fi
-echo "== table (also in $build/gpu_bench.txt)"
-sed -n '/^| batch/,$p' "$build/gpu_bench.txt"
+
+if [ -x "$B/ctnet_nccl_tests" ]; then
+  timeout 30 "$B/ctnet_nccl_tests" > "$LOG_DIR/nccl_tests.log" 2>&1 || status=1
+  note "nccl tests: $(grep -E "test cases" "$LOG_DIR/nccl_tests.log")"
+fi
+
+echo "== gpu_bench (ctnet: cuDNN / own NHWC kernels x bf16 fp16 tf32 fp32, NCHW tf32; batch ${BATCHES:-1,32,128,256})"
+t0=$(date +%s)
+timeout "${BENCH_S:-200}" "$B/gpu_bench" --batches "${BATCHES:-1,32,128,256}" --iters "${ITERS:-30}" --seconds "${ROW_S:-0.5}" \
+  > "$LOG_DIR/gpu_bench.txt" 2>&1
+rc=$?; [ $rc = 0 ] || status=1
+note "gpu_bench rc=$rc in $(( $(date +%s) - t0 )) s"
+grep -E "^device|^cuDNN|^agreement|^  engine|gpu_bench:" "$LOG_DIR/gpu_bench.txt" | sed -E 's/; algorithms:[^;]*//' |
+  tee -a "$LOG_DIR/summary.txt"
+
+echo "== PyTorch ($PY)"
+t0=$(date +%s)
+PYTHONUNBUFFERED=1 timeout "${TORCH_S:-110}" "$PY" bench/gpu_torch.py "${BATCHES:-1,32,128,256}" > "$LOG_DIR/torch.txt" 2>&1
+rc=$?
+note "torch rc=$rc in $(( $(date +%s) - t0 )) s: $(head -1 "$LOG_DIR/torch.txt")"
+[ $rc = 0 ] || tail -5 "$LOG_DIR/torch.txt" | tee -a "$LOG_DIR/summary.txt"
+
+echo "== summary"
+cat "$LOG_DIR/summary.txt"
+echo "== table (images/s)"
+"$PY" bench/gpu_table.py "$LOG_DIR/gpu_bench.txt" "$LOG_DIR/torch.txt" | tee "$LOG_DIR/table.md"
+# On the lent GPU machine ($OUT comes back to the session): the logs too.
+if [ -n "${OUT:-}" ] && [ -d "$OUT" ]; then cp -r "$LOG_DIR" "$OUT/gpu-logs"; fi
 exit "$status"

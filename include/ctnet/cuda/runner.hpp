@@ -2,18 +2,27 @@
 //
 //   runner<net, backend::cuda> gpu{w};                               // TF32 tensor cores, CUDA Graphs
 //   runner<net, backend::cuda> exact{w, {.precision = cuda::precision::fp32}};
+//   runner<net, backend::cuda> fast{w, {.engine = cuda::engine::cudnn, .precision = cuda::precision::bf16}};
 //   std::vector<float> logits = gpu(image);                          // N x C x H x W floats
+//   fast.forward_device(x_dev, y_dev, n);                            // device-resident input (NHWC engines)
 //
-// The same model type as on the CPU; only the backend tag differs. At construction the program
-// is transformed by the plan every backend shares (exec/plan.hpp: batch norm folded into conv
-// weights and bias, ReLU into the conv epilogue; average pools stay before their 1x1 convs here) and every parameter is uploaded once. Per batch size the
-// runner allocates one device arena laid out by the network's static memory plan, pinned host
-// buffers for input and output, and (with options::graphs) captures the whole pass (input copy,
-// every kernel, output copy) as one CUDA Graph on the second pass at a size (the first runs
-// eagerly); later passes at that size launch the graph.
-// Concat costs nothing: each branch's conv writes into its channel slice.
+// The same model type as on the CPU; only the backend tag differs. Two families of engines:
+// - engine::nchw (the default, the first engine): at construction the program is transformed by
+//   the plan every backend shares (exec/plan.hpp: batch norm folded into conv weights and bias,
+//   ReLU into the conv epilogue; average pools stay before their 1x1 convs here) and every
+//   parameter is uploaded once. Per batch size the runner allocates one device arena laid out by
+//   the network's static memory plan, pinned host buffers for input and output, and (with
+//   options::graphs) captures the whole pass (input copy, every kernel, output copy) as one CUDA
+//   Graph on the second pass at a size (the first runs eagerly); later passes at that size launch
+//   the graph. Concat costs nothing: each branch's conv writes into its channel slice.
+//   fp32 and tf32 only.
+// - engine::ctnet and engine::cudnn (NHWC, cuda/nhwc_engine.hpp, plan cuda/nhwc_plan.hpp):
+//   activations NHWC end to end in the precision's storage type (fp16 / bf16 / float), weights
+//   converted once at load, float accumulation, input and logits float; cuDNN's fused conv +
+//   bias + ReLU (engine::cudnn, libcudnn loaded at run time) or ctnet's NHWC kernels. Not yet
+//   run on a GPU (docs/cuda.md): the default stays engine::nchw until they are measured.
 // Requires: a CUDA device (construction throws ctnet::error saying why when there is none, the
-// driver is missing or memory is short); link ctnet::cuda (the kernels, src/cuda/kernels.cu) and
+// driver is missing or memory is short); link ctnet::cuda (the kernels, src/cuda/*.cu) and
 // CUDA::cudart. This header is host C++: include it from any .cpp. One runner per host thread.
 // Guarantees: results within 1e-5 relative of the reference runner with precision::fp32 and
 // within 1e-2 with precision::tf32 (tests/test_cuda.cpp, on a machine with a GPU); every CUDA
@@ -23,6 +32,7 @@
 #include <cstddef>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -33,6 +43,8 @@
 #include "../graph/network.hpp"
 #include "../graph/params.hpp"
 #include "launch.hpp"
+#include "nhwc_engine.hpp"
+#include "nhwc_model.hpp"
 #include "runtime.hpp"
 
 namespace ctnet {
@@ -41,12 +53,17 @@ template <class Net>
 class runner<Net, backend::cuda> {
 public:
     struct options {
+        cuda::engine engine = cuda::engine::nchw;
         cuda::precision precision = cuda::precision::tf32;
         bool graphs = true;  // capture each batch size's pass as a CUDA Graph
         int device = 0;
         // Replaces ctnet's conv kernels (gets the folded weights and bias): a comparison engine
         // such as cuDNN in bench/gpu_bench.cpp. Empty: ctnet's kernels.
         std::function<void(const cuda::conv_call&)> conv{};
+        // NHWC engines: time cuDNN's candidate algorithms at each batch size (else its heuristic),
+        // and the most workspace one may use.
+        bool find = true;
+        std::size_t workspace_limit = std::size_t{256} << 20;
     };
 
     using network_type = Net;
@@ -55,6 +72,16 @@ public:
 
     explicit runner(const weights<Net>& w) : runner(w, options{}) {}
     runner(const weights<Net>& w, options o) : opt_{o}, device_{(cuda::require_device(o.device), o.device)} {
+        if (o.engine != cuda::engine::nchw) {
+            if (o.conv) throw error("ctnet: cuda: options::conv replaces the convs of engine::nchw only");
+            nhwc_ = std::make_unique<cuda::nhwc_engine>(
+                cuda::make_nhwc_model<Net>(w.data()),
+                cuda::nhwc_options{o.engine, o.precision, o.graphs, o.device, o.find, o.workspace_limit});
+            return;
+        }
+        if (o.precision != cuda::precision::fp32 && o.precision != cuda::precision::tf32)
+            throw error(std::string{"ctnet: cuda: precision::"} + cuda::to_string(o.precision) +
+                        " needs an NHWC engine (options::engine = engine::cudnn or engine::ctnet)");
         const auto& p = Net::program;
         // Host image of the device parameters: the weights as stored, then each folded conv.
         std::vector<float> host(w.data().begin(), w.data().end());
@@ -94,6 +121,10 @@ public:
     void forward(std::span<const float> x, std::span<float> y) {
         const std::size_t n = arena::batch_of(x);
         arena::expect_size("output", y.size(), n * output.size());
+        if (nhwc_) {
+            nhwc_->forward_host(x.data(), y.data(), static_cast<int>(n));
+            return;
+        }
         CTNET_CUDA(cudaSetDevice(device_));  // the caller's thread may have made another device current
         if (n != n_) resize(n);
         std::memcpy(in_host_.data(), x.data(), x.size_bytes());
@@ -110,9 +141,28 @@ public:
         std::memcpy(y.data(), out_host_.data(), y.size_bytes());
     }
 
+    // n samples already in device memory (of this runner's device): x n x input.size() floats
+    // (NCHW), y n x output.size() floats. No host copies; returns when y is written. NHWC engines only.
+    void forward_device(const float* x, float* y, std::size_t n) {
+        if (!nhwc_) throw error("ctnet: cuda: forward_device needs an NHWC engine (options::engine = engine::cudnn or engine::ctnet)");
+        nhwc_->forward_device(x, y, static_cast<int>(n));
+    }
+
+    // Sets up batch size n before its first pass (NHWC engines: memory, cuDNN's algorithm search,
+    // kept for the runner's lifetime; the NCHW engine sets up at the first pass).
+    void prepare(std::size_t n) {
+        if (nhwc_) nhwc_->prepare(static_cast<int>(n));
+    }
+
+    // NHWC engines: which convs cuDNN runs, their algorithms, whether the pass is a graph.
+    [[nodiscard]] std::string describe() const {
+        return nhwc_ ? nhwc_->describe() : std::string{"engine nchw, "} + cuda::to_string(opt_.precision);
+    }
+
     // Floats of device activation memory at the current batch size (arena + input).
     [[nodiscard]] std::size_t device_floats() const { return arena_.size() + in_dev_.size(); }
     [[nodiscard]] std::size_t fused_convs() const {
+        if (nhwc_) return static_cast<std::size_t>(cuda::nhwc_plan_v<Net>.count(cuda::nhwc::kind::conv));
         std::size_t c = 0;
         for (const step& s : steps_) c += Net::program.ops[s.plan.op].kind == op_kind::conv ? 1 : 0;
         return c;
@@ -201,6 +251,7 @@ private:
     cuda::pinned_buffer<float> in_host_, out_host_;
     std::size_t n_ = 0;
     bool warm_ = false;  // a pass at this batch size has run (the next one may be captured)
+    std::unique_ptr<cuda::nhwc_engine> nhwc_;  // engine::ctnet / engine::cudnn: the whole pass
 };
 
 }  // namespace ctnet
