@@ -20,6 +20,8 @@ struct model_entry {
     ctnet::shape input{}, output{};
     // Loads the weights (every tensor must match by name and shape) and runs the reference kernels.
     model_run (*run)(const std::string& weights, const std::vector<float>& input) = nullptr;
+    // Loads the weights and writes the type back out as ONNX (ctnet::onnx::export_model), batch n.
+    void (*export_onnx)(const std::string& weights, const std::string& onnx_path, int n) = nullptr;
 };
 
 std::vector<model_entry>& registry();

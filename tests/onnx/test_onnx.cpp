@@ -12,6 +12,7 @@
 #include <doctest/doctest.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -112,6 +113,33 @@ TEST_CASE("onnx: torchvision inception_v3 round trip, batch norm folded by torch
 TEST_CASE("onnx: torchvision googlenet round trip") {
     if (!onnx_test::find_model("tv_googlenet")) return;  // CTNET_ONNX_GOOGLENET=OFF
     check_roundtrip("tv_googlenet");
+}
+
+// The other way back: each imported torchvision type, exported by ctnet (batch 1) and run by ONNX
+// Runtime (tools/ort: npm's onnxruntime-node, installed on first use; a failed install fails the
+// test), gives torch's logits within 1e-4.
+TEST_CASE("onnx: torchvision inception_v3 and googlenet, imported, exported by ctnet, run by ONNX Runtime = torch") {
+    const std::string src = CTNET_SOURCE_DIR;
+    REQUIRE_MESSAGE(std::system(("bash " + src + "/tools/ort/install.sh > /dev/null").c_str()) == 0,
+                    "tools/ort/install.sh could not install ONNX Runtime (npm's onnxruntime-node)");
+    for (const std::string name : {"tv_inception_v3", "tv_googlenet"}) {
+        const onnx_test::model_entry* e = onnx_test::find_model(name);
+        if (!e) continue;  // googlenet: CTNET_ONNX_GOOGLENET off
+        INFO(name);
+        const std::string d = dir + "/" + name;
+        const io::npy_array x = io::read_npy(d + "/input.npy");
+        const io::npy_array want = io::read_npy(d + "/logits.npy");
+        REQUIRE(x.shape.size() == 4);
+        const std::string out = d + "/ctnet_export.onnx", y = d + "/ctnet_export_ort.npy";
+        e->export_onnx(d + "/weights.safetensors", out, static_cast<int>(x.shape[0]));
+        std::remove(y.c_str());
+        const std::string cmd = "node " + src + "/tools/ort/run.js " + out + " " + d + "/input.npy " + y + " --threads 2";
+        REQUIRE(std::system(cmd.c_str()) == 0);
+        const io::npy_array got = io::read_npy(y);
+        const double err = test::relative_error(got.data, want.data);
+        std::printf("onnx %s exported by ctnet, run by ONNX Runtime: relative error %.3g to torch\n", name.c_str(), err);
+        CHECK(err <= tolerance);
+    }
 }
 
 TEST_CASE("onnx: export then import gives the same network and weights") {
