@@ -30,6 +30,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from export_torchvision import random_model, save_safetensors  # noqa: E402
 
 
+def torch_blas():
+    """The BLAS Debian's torch loads (libblas.so.3's alternative). With only the reference BLAS
+    (libblas3) torch's training convolutions run 3-5x slower than with OpenBLAS
+    (libopenblas0-pthread): a comparison against that is not against PyTorch at its best."""
+    path = os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3")
+    return path, "openblas" in path or "blis" in path or "mkl" in path
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("ctnet")
@@ -40,6 +48,8 @@ def main():
     ap.add_argument("--no-ort", action="store_true", help="PyTorch only")
     ap.add_argument("--ort-profile", metavar="PREFIX", help="also write ORT's per-node profile (one extra run)")
     a = ap.parse_args()
+    blas, fast = torch_blas()
+    print(f"torch's BLAS: {blas}" + ("" if fast else "  (the reference BLAS: install libopenblas0-pthread for a fair comparison)"))
     torch.set_num_threads(a.threads)
     model = random_model(7)
     model.aux_logits, model.AuxLogits = False, None

@@ -29,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include <ctnet/cpu/calibrate.hpp>
 #include <ctnet/cpu/fast_runner.hpp>
 #include <ctnet/cpu/trainer.hpp>
 #include <ctnet/ctnet.hpp>
@@ -364,7 +365,7 @@ int bench_train(const char* model, int batch, int threads, int iters) {
 }
 
 struct bench_args {
-    std::string model = "inception_v3", backend_name = "cpu", winograd = "on";
+    std::string model = "inception_v3", backend_name = "cpu", winograd = "on", precision = "fp32";
     int batch = 1, threads = 1, iters = 10;
     bool train = false;
 };
@@ -396,9 +397,20 @@ int bench(const bench_args& a) {
         }
     };
     if (backend_name == "cpu") {
-        runner<v3, backend::cpu> run{*w, {.threads = threads, .winograd = winograd}};
+        // bf16 / int8 (docs/precision.md); int8's scales from 2 other random inputs.
+        const ctnet::precision prec = a.precision == "bf16" ? ctnet::precision::bf16
+                                      : a.precision == "int8" ? ctnet::precision::int8 : ctnet::precision::fp32;
+        cpu::quant_scales scales;
+        if (prec == ctnet::precision::int8) {
+            std::vector<float> calib(2 * input_shape_v<v3>.size());
+            rng gc{3};
+            for (float& v : calib) v = static_cast<float>(gc.normal());
+            scales = cpu::calibrate(*w, calib, 2, threads);
+        }
+        runner<v3, backend::cpu> run{*w, {.threads = threads, .winograd = winograd, .precision = prec, .scales = scales}};
         time_it(run);
     } else {
+        if (a.precision != "fp32") throw usage_error("--precision", "bf16 and int8 need --backend cpu");
         runner<v3> run{*w};
         time_it(run);
     }
@@ -406,9 +418,10 @@ int bench(const bench_args& a) {
     const double median = ms[ms.size() / 2], best = ms.front();
     const double gflops = 2.0 * static_cast<double>(macs_v<v3>) * batch / (median * 1e6);
     const double peak = measured_peak_gflops() * threads;
-    std::printf("{\"model\": \"inception_v3\", \"backend\": \"%s\", \"batch\": %d, \"threads\": %d, \"iters\": %d, "
-                "\"median_ms\": %.2f, \"min_ms\": %.2f, \"gflops\": %.1f, \"peak_gflops\": %.1f, \"peak_fraction\": %.3f}\n",
-                backend_name.c_str(), batch, threads, iters, median, best, gflops, peak, gflops / peak);
+    std::printf("{\"model\": \"inception_v3\", \"backend\": \"%s\", \"precision\": \"%s\", \"batch\": %d, \"threads\": %d, "
+                "\"iters\": %d, \"median_ms\": %.2f, \"min_ms\": %.2f, \"gflops\": %.1f, \"peak_gflops\": %.1f, "
+                "\"peak_fraction\": %.3f}\n",
+                backend_name.c_str(), a.precision.c_str(), batch, threads, iters, median, best, gflops, peak, gflops / peak);
     return 0;
 }
 
@@ -536,6 +549,10 @@ std::vector<command> add_commands(CLI::App& app, int argc, char** argv) {
     c->add_option("--iters", ba->iters, "timed passes after one warm-up")->check(whole(1))->type_name("K");
     one_of(c->add_option("--backend", ba->backend_name, "cpu: SIMD kernels; reference: the reference kernels"), {"cpu", "reference"});
     one_of(c->add_option("--winograd", ba->winograd, "backend::cpu's Winograd 3x3 convolutions"), {"on", "off"});
+    one_of(c->add_option("--precision", ba->precision,
+                         "backend::cpu's convolutions in fp32, bf16 (AVX512_BF16) or int8 (AVX512_VNNI, calibrated on\n"
+                         "2 other random inputs); docs/precision.md"),
+           {"fp32", "bf16", "int8"});
     cmds.push_back({c, [ba] { return bench(*ba); }});
 
     std::function<int()> train = train_cli::add_command(app, argc, argv);  // train.cpp

@@ -19,6 +19,11 @@
 // Guarantees: results within float rounding of the reference runner (tested against it on
 // random networks and on Inception v3); bit-identical for any thread count; after the first
 // pass at a batch size, a forward pass allocates nothing.
+// Reduced precision (docs/precision.md): options.precision = precision::bf16 or ::int8 runs the
+// convs on cpu/gemm_lowp.hpp's kernels (weights converted once here; int8 needs
+// options.scales from cpu::calibrate, cpu/calibrate.hpp); 3x3 convs that fp32 runs as Winograd
+// stay fp32 Winograd unless options.winograd = false. A build or CPU without AVX512_BF16 /
+// AVX512_VNNI is an error at construction. fp32 (the default) is unchanged by these options.
 #pragma once
 
 #include <algorithm>
@@ -40,6 +45,7 @@
 #include "../graph/network.hpp"
 #include "../graph/params.hpp"
 #include "conv_packed.hpp"
+#include "gemm_lowp.hpp"
 #include "linear_fast.hpp"
 #include "pool_fast.hpp"
 #include "reference.hpp"
@@ -55,6 +61,8 @@ public:
         int threads = 1;
         bool check_finite = false;  // stop at the first (fused) layer whose output is not finite
         bool winograd = true;       // 3x3, 5x5, 1x7, 7x1 stride-1 convs with enough tiles as Winograd (cpu/winograd.hpp)
+        ctnet::precision precision = ctnet::precision::fp32;  // the convs' arithmetic (docs/precision.md)
+        cpu::quant_scales scales{};  // int8: activation ranges from cpu::calibrate (cpu/calibrate.hpp)
     };
 
     using network_type = Net;
@@ -72,7 +80,8 @@ private:
     runner(std::span<const float> borrowed, std::vector<float> owned, options o)
         : pool_{o.threads}, arena_{false}, owned_{std::move(owned)},
           params_{owned_.empty() ? borrowed : std::span<const float>{owned_}}, check_finite_{o.check_finite},
-          winograd_{o.winograd} {
+          winograd_{o.winograd}, precision_{o.precision} {
+        cpu::require_precision(o.precision);
         const auto& p = Net::program;
         // The auxiliary head never runs here: its weights (13 MB in Inception v3) go back at once.
         for (int i = 0; i < p.n_ops; ++i)
@@ -81,8 +90,8 @@ private:
         for (const exec::step& e : exec::plan_v<Net>.steps()) {
             step s{.plan = e};
             if (p.ops[e.op].kind == op_kind::conv) {
-                s.conv = static_cast<int>(convs_.size());
-                cpu::packed_conv cv = fold(e);
+                std::vector<float> folded_w;  // kept for a reduced-precision conv
+                cpu::packed_conv cv = fold(e, &folded_w);
                 if (e.pool >= 0) {  // the 1x1 conv runs first, on the pool's input: bias and ReLU after the pool
                     const shape pooled_in = p.ops[e.pool].in.s;
                     s.post_bias = std::exchange(cv.bias, std::vector<float>(static_cast<std::size_t>(cv.m), 0.0F));
@@ -91,11 +100,18 @@ private:
                     cv.out = shape{cv.m, pooled_in.h, pooled_in.w};
                     pooled_floats_ = std::max(pooled_floats_, cv.out.size());
                 }
-                convs_.push_back(std::move(cv));
+                if (folded_w.empty()) {
+                    s.conv = static_cast<int>(convs_.size());
+                    convs_.push_back(std::move(cv));
+                } else {
+                    s.lowp = static_cast<int>(lowp_.size());
+                    lowp_.push_back(cpu::pack_lowp(precision_, folded_w.data(), std::move(cv), input_quant(e, o.scales)));
+                }
             }
             steps_.push_back(std::move(s));
         }
         scratch_.assign(static_cast<std::size_t>(pool_.size()) * conv_scratch_floats(), 0.0F);
+        if (!lowp_.empty()) lowp_scratch_.assign(static_cast<std::size_t>(pool_.size()) * cpu::lowp_scratch_floats, 0.0F);
         wino_scratch_.assign(static_cast<std::size_t>(pool_.size()) * wino_scratch_floats_, 0.0F);
         pooled_tmp_.assign(pooled_floats_, 0.0F);
     }
@@ -114,6 +130,7 @@ public:
         arena::expect_size("output", y.size(), static_cast<std::size_t>(n) * output.size());
         if (check_finite_) check(arena_.in_view(p.input), n, "the input", "");
         for (const step& s : steps_) {
+            if (record_ != nullptr && (s.conv >= 0 || s.lowp >= 0)) record_range(s, n);
             run_step(s, n);
             const exec::step& e = s.plan;
             if (check_finite_) check(arena_.in_view(e.out), n, p.ops[e.op].path.view(), e.last > e.op ? "fused" : to_string(p.ops[e.op].kind));
@@ -122,8 +139,25 @@ public:
     }
 
     [[nodiscard]] int threads() const { return pool_.size(); }
+    [[nodiscard]] ctnet::precision precision() const { return precision_; }
     // Convolutions after folding (each with its batch norm and ReLU), for tests and benchmarks.
-    [[nodiscard]] std::size_t fused_convs() const { return convs_.size(); }
+    [[nodiscard]] std::size_t fused_convs() const { return convs_.size() + lowp_.size(); }
+    // Of those, the ones in bf16 or int8 (the others, Winograd ones by default, stay fp32).
+    [[nodiscard]] std::size_t reduced_convs() const { return lowp_.size(); }
+
+    // Calibration (cpu/calibrate.hpp): a forward pass of x that widens, for every conv, the range
+    // of the tensor it reads in `into` (keyed by the conv's path).
+    void record_ranges(std::span<const float> x, cpu::quant_scales& into) {
+        std::vector<float> y(arena::batch_of(x) * output.size());
+        record_ = &into;
+        try {
+            forward(x, y);
+        } catch (...) {
+            record_ = nullptr;
+            throw;
+        }
+        record_ = nullptr;
+    }
     // 1x1 convs that run before the average pool feeding them (pools_into_pointwise).
     [[nodiscard]] std::size_t pooled_convs() const {
         return static_cast<std::size_t>(std::count_if(steps_.begin(), steps_.end(), [](const step& s) { return s.plan.pool >= 0; }));
@@ -150,6 +184,7 @@ private:
         int conv = -1;                   // index into convs_ for convs
         std::vector<float> post_bias{};  // a pooled step: the conv's bias and ReLU, applied after the pool
         bool post_relu = false;
+        int lowp = -1;                   // index into lowp_ for bf16 / int8 convs (then conv is -1)
     };
 
     // Per thread: a conv's packed block and edge tile, or a pooling row (inputs up to that wide).
@@ -168,7 +203,9 @@ private:
 
     // The conv of step e, with its batch norm folded in and its ReLU in the epilogue (exec/plan.hpp),
     // packed for the GEMM or transformed for Winograd.
-    cpu::packed_conv fold(const exec::step& e) {
+    // A conv that runs in bf16 / int8 (all but the 3x3 Winograd ones; all with winograd off)
+    // returns only its geometry, bias and ReLU, and its folded fp32 weights in *keep.
+    cpu::packed_conv fold(const exec::step& e, std::vector<float>* keep) {
         const op& c = Net::program.ops[e.op];
         const int k = c.in.s.c * c.win.kh * c.win.kw;
         exec::folded f = exec::fold(Net::program, params_, e);
@@ -177,7 +214,15 @@ private:
             give_back(cw, cw + static_cast<std::size_t>(c.out.s.c) * k);
         }
         cpu::packed_conv pc;
-        if (const cpu::winograd_tiling t = cpu::winograd_tiling_for(c.win, c.in.s, c.out.s); winograd_ && t.h != 0) {
+        cpu::winograd_tiling t = cpu::winograd_tiling_for(c.win, c.in.s, c.out.s);
+        // Reduced precision keeps fp32 Winograd only for 3x3 (F(4x4, 3x3): 4x fewer products); the
+        // 5x5 (2.8x) and 1x7 / 7x1 (1.75x) convs run faster as bf16 / int8 GEMMs (docs/precision.md).
+        if (precision_ != ctnet::precision::fp32 && !(c.win.kh == 3 && c.win.kw == 3)) t = {};
+        if (precision_ != ctnet::precision::fp32 && !(winograd_ && t.h != 0)) {
+            *keep = std::move(f.w);
+            pc.m = c.out.s.c;
+            pc.k = k;
+        } else if (winograd_ && t.h != 0) {
             pc.m = c.out.s.c;
             pc.k = k;
             pc.wino = cpu::winograd_pack_weights(f.w.data(), c.out.s.c, c.in.s.c, t, c.win);
@@ -201,6 +246,61 @@ private:
         throw error(kind.empty() ? "ctnet: check-finite: " + std::string{where} + " is not finite at " + bad
                                  : "ctnet: check-finite: layer " + std::string{where} + " (" + std::string{kind} +
                                        ") first produced a non-finite value, at " + bad);
+    }
+
+    // int8: the input quantisation of step e's conv, from its calibrated range.
+    cpu::act_quant input_quant(const exec::step& e, const cpu::quant_scales& scales) const {
+        if (precision_ != ctnet::precision::int8) return {};
+        const std::string_view name = Net::program.ops[e.op].path.view();
+        const cpu::quant_scales::range* r = scales.find(name);
+        if (r == nullptr)
+            throw error("ctnet: precision int8: no calibrated range for conv " + std::string{name} +
+                        " in options.scales (make them with cpu::calibrate, cpu/calibrate.hpp, for this network)");
+        return cpu::act_quant::of_range(r->lo, r->hi);
+    }
+
+    // The tensor step s's conv reads (a pooled step: the pool's input).
+    cpu::ref::in_view conv_input(const step& s) {
+        const auto& p = Net::program;
+        return arena_.in_view(s.plan.pool >= 0 ? p.ops[s.plan.pool].in : p.ops[s.plan.op].in);
+    }
+
+    void record_range(const step& s, int n) {
+        const cpu::ref::in_view x = conv_input(s);
+        float lo = 0.0F, hi = 0.0F;
+        bool any = false;
+        for (int i = 0; i < n; ++i) {
+            const float* xi = x.sample(i);
+            for (std::size_t j = 0; j < x.s.size(); ++j) {
+                const float v = xi[j];
+                if (!std::isfinite(v)) continue;
+                lo = any ? std::min(lo, v) : v;
+                hi = any ? std::max(hi, v) : v;
+                any = true;
+            }
+        }
+        record_->widen(Net::program.ops[s.plan.op].path.view(), lo, hi);
+    }
+
+    // Step s's conv, in whatever precision it was packed.
+    void run_any_conv(const step& s, const cpu::ref::in_view& x, const cpu::ref::out_view& y, int n) {
+        if (s.conv >= 0) run_conv(convs_[static_cast<std::size_t>(s.conv)], x, y, n);
+        else run_lowp(lowp_[static_cast<std::size_t>(s.lowp)], x, y, n);
+    }
+
+    // A bf16 / int8 conv: the units of run_conv, on cpu/gemm_lowp.hpp's kernels.
+    void run_lowp(const cpu::lowp_conv& cv, const cpu::ref::in_view& x, const cpu::ref::out_view& y, int n) {
+        const int cols = cv.g.out.h * cv.g.out.w;
+        const int col_blocks = (cols + cpu::gemm_nc - 1) / cpu::gemm_nc;
+        run_units(n * col_blocks, cv.g.m, cpu::gemm_units, [&](int u0, int u1, int row0, int row1, int thread) {
+            cpu::conv_unit units[cpu::gemm_units];
+            for (int u = u0; u < u1; ++u) {
+                const int sample = u / col_blocks, j0 = u % col_blocks * cpu::gemm_nc;
+                units[u - u0] = cpu::conv_unit{x.sample(sample), y.sample(sample), j0, std::min(cpu::gemm_nc, cols - j0)};
+            }
+            cpu::lowp_units(cv, units, u1 - u0, row0, row1,
+                            lowp_scratch_.data() + static_cast<std::size_t>(thread) * cpu::lowp_scratch_floats);
+        });
     }
 
     void run_conv(const cpu::packed_conv& cv, const cpu::ref::in_view& x, const cpu::ref::out_view& y, int n) {
@@ -255,13 +355,13 @@ private:
     // The 1x1 conv into pooled_tmp_, then the pool of its planes, bias and ReLU, one sample at a time.
     void run_pooled(const step& s, int n) {
         const op& pool = Net::program.ops[s.plan.pool];
-        const cpu::packed_conv& cv = convs_[static_cast<std::size_t>(s.conv)];
+        const cpu::packed_conv& cv = s.conv >= 0 ? convs_[static_cast<std::size_t>(s.conv)] : lowp_[static_cast<std::size_t>(s.lowp)].g;
         const cpu::ref::in_view x = arena_.in_view(pool.in);
         const cpu::ref::out_view y = arena_.view(s.plan.out);
         const shape ts = cv.out, os = y.s;
         const std::size_t tp = static_cast<std::size_t>(ts.h) * ts.w, op_ = static_cast<std::size_t>(os.h) * os.w;
         for (int i = 0; i < n; ++i) {
-            run_conv(cv, {x.sample(i), x.stride, x.s}, {pooled_tmp_.data(), ts.size(), ts}, 1);
+            run_any_conv(s, {x.sample(i), x.stride, x.s}, {pooled_tmp_.data(), ts.size(), ts}, 1);
             float* yi = y.sample(i);
             pool_.run(cv.m, [&](int m, int thread) {
                 float* yp = yi + static_cast<std::size_t>(m) * op_;
@@ -283,8 +383,8 @@ private:
             run_pooled(s, n);
             return;
         }
-        if (s.conv >= 0) {
-            run_conv(convs_[static_cast<std::size_t>(s.conv)], arena_.in_view(o.in), arena_.view(s.plan.out), n);
+        if (s.conv >= 0 || s.lowp >= 0) {
+            run_any_conv(s, arena_.in_view(o.in), arena_.view(s.plan.out), n);
             return;
         }
         const cpu::ref::in_view x = arena_.in_view(o.in);
@@ -353,7 +453,11 @@ private:
     std::span<const float> params_;  // the caller's or owned_ (linear layers, unfused batch norms)
     bool check_finite_ = false;
     bool winograd_ = true;
+    ctnet::precision precision_ = ctnet::precision::fp32;
+    cpu::quant_scales* record_ = nullptr;  // record_ranges: where the ranges go
     std::vector<cpu::packed_conv> convs_;
+    std::vector<cpu::lowp_conv> lowp_;     // bf16 / int8 convs (cpu/gemm_lowp.hpp)
+    std::vector<float> lowp_scratch_;      // per thread: their packed blocks
     std::vector<step> steps_;
     std::vector<float> scratch_;  // per thread: a packed column block and an edge tile
     std::size_t wino_scratch_floats_ = 0;  // per thread, for the widest Winograd conv
