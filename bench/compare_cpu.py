@@ -2,7 +2,7 @@
 """ctnet against the CPU peers — PyTorch's best variant and ONNX Runtime — side by side in one run.
 
     /usr/bin/python3 bench/compare_cpu.py path/to/ctnet [--batch 1] [--threads 2] [--rounds 5] [--iters 5]
-                     [--no-ort] [--ort-profile PREFIX]
+                     [--no-ort] [--ort-profile PREFIX] [--precisions fp32,bf16,int8]
 
 PyTorch: torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model))) in
 channels_last, torch.set_num_threads(T) (Debian's python3-torch, oneDNN). ONNX Runtime: npm's
@@ -12,7 +12,9 @@ Debian's torch exports from the same torchvision model (eval mode, batch norm fo
 exporter, static batch). ctnet: `ctnet bench` (backend cpu). Rounds alternate the engines, so all
 see the same machine state. Before timing, all run the same weights and input and the logits
 must agree (relative error <= 1e-4). Prints one line per round, each engine's median and
-ctnet's ratio to each peer and to the best of them (below 1: ctnet is faster).
+ctnet's ratio to each peer and to the best of them (below 1: ctnet is faster). --precisions adds
+ctnet's bf16 and int8 passes (`ctnet bench --precision P`, docs/precision.md; the peers stay
+fp32) to every round, with their speed-up over ctnet fp32.
 """
 import argparse
 import json
@@ -47,6 +49,7 @@ def main():
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--no-ort", action="store_true", help="PyTorch only")
     ap.add_argument("--ort-profile", metavar="PREFIX", help="also write ORT's per-node profile (one extra run)")
+    ap.add_argument("--precisions", default="fp32", help="ctnet's precisions, comma-separated: fp32,bf16,int8")
     a = ap.parse_args()
     blas, fast = torch_blas()
     print(f"torch's BLAS: {blas}" + ("" if fast else "  (the reference BLAS: install libopenblas0-pthread for a fair comparison)"))
@@ -84,6 +87,8 @@ def main():
         for _ in range(3):
             best(xc)
         torch_ms, ctnet_ms, ort_ms = [], [], []
+        extra = [p for p in a.precisions.split(",") if p != "fp32"]
+        low_ms = {p: [] for p in extra}
         for r in range(a.rounds):
             ts = []
             for _ in range(a.iters):
@@ -100,6 +105,12 @@ def main():
             if ort:
                 ort_ms.append(ort["time"]())
                 line += f", onnxruntime {ort_ms[-1]:.1f} ms"
+            for p in extra:
+                out = subprocess.run([a.ctnet, "bench", "--model", "inception_v3", "--batch", str(a.batch), "--threads",
+                                      str(a.threads), "--iters", str(a.iters), "--precision", p], check=True,
+                                     capture_output=True, text=True)
+                low_ms[p].append(json.loads(out.stdout.strip().splitlines()[-1])["median_ms"])
+                line += f", ctnet {p} {low_ms[p][-1]:.1f} ms"
             print(line, flush=True)
     c = statistics.median(ctnet_ms)
     peers = {"torch": statistics.median(torch_ms)}
@@ -109,6 +120,9 @@ def main():
     print(f"batch {a.batch}, {a.threads} threads, medians: ctnet {c:.1f} ms, "
           + ", ".join(f"{k} {v:.1f} ms (ctnet/{k} = {c / v:.2f})" for k, v in peers.items())
           + f"; ctnet / best peer ({best}) = {c / peers[best]:.2f}")
+    for p in extra:
+        m = statistics.median(low_ms[p])
+        print(f"ctnet {p}: {m:.1f} ms, {c / m:.2f}x ctnet fp32's throughput, {m / peers[best]:.2f} of the best peer's time")
 
 
 def ort_engine(model, x, d, a):
