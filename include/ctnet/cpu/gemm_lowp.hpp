@@ -228,7 +228,7 @@ inline void micro_kernel_bf16(int kp, const std::uint16_t* a, const std::uint16_
         __builtin_prefetch(ak + static_cast<std::size_t>(128) * gemm_mr * 2);
 #pragma GCC unroll 6
         for (int i = 0; i < gemm_mr; ++i) {
-            const __m512bh ai = (__m512bh)_mm512_set1_epi32(load_i32(ak + 2 * i));
+            const __m512bh ai = (__m512bh)_mm512_set1_epi32(load_i32(ak + static_cast<std::ptrdiff_t>(2) * i));
             for (std::size_t v = 0; v < V; ++v) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], ai, bv[v]);
         }
     }
@@ -253,10 +253,10 @@ inline void convert_rows_bf16(const float* src, std::size_t ld, int valid, int r
     for (int kk = 0; kk < rows; kk += 2) {
         const float* r0 = src + static_cast<std::size_t>(kk) * ld;
         for (int v = 0; v < 2; ++v) {
-            const __m512 lo = _mm512_maskz_loadu_ps(mask[v], r0 + v * 16);
-            const __m512 hi = kk + 1 < rows ? _mm512_maskz_loadu_ps(mask[v], r0 + ld + v * 16) : _mm512_setzero_ps();
+            const __m512 lo = _mm512_maskz_loadu_ps(mask[v], r0 + static_cast<std::ptrdiff_t>(v) * 16);
+            const __m512 hi = kk + 1 < rows ? _mm512_maskz_loadu_ps(mask[v], r0 + ld + static_cast<std::ptrdiff_t>(v) * 16) : _mm512_setzero_ps();
             const __m512i t = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);  // [lo's 16 | hi's 16]
-            _mm512_store_si512(dst + static_cast<std::size_t>(kk) * gemm_nr + v * 32, _mm512_permutexvar_epi16(idx, t));
+            _mm512_store_si512(dst + static_cast<std::size_t>(kk) * gemm_nr + static_cast<std::size_t>(v) * 32, _mm512_permutexvar_epi16(idx, t));
         }
     }
 }
@@ -278,7 +278,7 @@ inline void micro_kernel_int8(int kq, const std::int8_t* a, const std::uint8_t* 
         __builtin_prefetch(ak + static_cast<std::size_t>(128) * gemm_mr * 4);
 #pragma GCC unroll 6
         for (int i = 0; i < gemm_mr; ++i) {
-            const __m512i ai = _mm512_set1_epi32(load_i32(ak + 4 * i));
+            const __m512i ai = _mm512_set1_epi32(load_i32(ak + static_cast<std::ptrdiff_t>(4) * i));
             for (std::size_t v = 0; v < V; ++v) acc[i][v] = _mm512_dpbusd_epi32(acc[i][v], bv[v], ai);
         }
     }
@@ -310,7 +310,7 @@ inline void convert_rows_u8(const float* src, std::size_t ld, int valid, int row
     row_masks(valid, mask[0], mask[1]);
     const auto quant = [&](const float* p, int r, int left, int v) {
         if (r >= left) return zero;
-        __m512 t = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask[v], p + static_cast<std::size_t>(r) * ld + v * 16), inv);
+        __m512 t = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask[v], p + static_cast<std::size_t>(r) * ld + static_cast<std::size_t>(v) * 16), inv);
         t = _mm512_maskz_max_ps(all16, _mm512_maskz_min_ps(all16, t, hi), lo);  // NaN -> lo, as act_quant::quantize
         return _mm512_add_epi32(_mm512_maskz_cvtps_epi32(all16, t), zero);
     };
@@ -321,7 +321,7 @@ inline void convert_rows_u8(const float* src, std::size_t ld, int valid, int row
             const __m512i q0 = quant(r0, 0, left, v), q1 = quant(r0, 1, left, v), q2 = quant(r0, 2, left, v),
                           q3 = quant(r0, 3, left, v);
             const __m512i b = _mm512_packus_epi16(_mm512_packs_epi32(q0, q1), _mm512_packs_epi32(q2, q3));
-            _mm512_store_si512(dst + static_cast<std::size_t>(kk) * gemm_nr + v * 64, _mm512_shuffle_epi8(b, shuffle));
+            _mm512_store_si512(dst + static_cast<std::size_t>(kk) * gemm_nr + static_cast<std::size_t>(v) * 64, _mm512_shuffle_epi8(b, shuffle));
         }
     }
 }
