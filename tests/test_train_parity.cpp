@@ -166,7 +166,8 @@ void check_parity(bool winograd) {
         close("loss", s.loss, 2e-5);
         close("main", s.main_loss, 1e-5);
         close("aux", s.aux_loss, 1e-5);
-        close("grad_norm", s.grad_norm, winograd ? 3e-3 : 1e-3);  // Winograd: measured 1.8e-3 at step 2
+        // Winograd: measured 1.8e-3 at step 2 (Release), 3.2e-3 at step 1 (the sanitizers' -O2 build)
+        close("grad_norm", s.grad_norm, winograd ? 5e-3 : 1e-3);
 
         // This step's gradients (after clipping), every trainable tensor.
         const std::string step = std::to_string(k + 1);
