@@ -106,7 +106,7 @@ int main(int argc, char** argv) {
         };
         bool disagree = false;
         const std::vector<float> x2 = input(2);
-        const std::vector<float> want = gpu{*w, {.precision = cuda::precision::fp32, .graphs = false}}(x2);
+        const std::vector<float> want = gpu{*w, {.engine = cuda::engine::nchw, .precision = cuda::precision::fp32, .graphs = false}}(x2);
         for (const config& c : configs) {
             gpu r{*w, {.engine = c.engine, .precision = c.precision, .find = find}};
             const double err = max_rel(r(x2), want), tol = bound(c.engine, c.precision);

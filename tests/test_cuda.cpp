@@ -60,8 +60,8 @@ void compare(const weights<Net>& w, const std::vector<float>& x, double fp32_tol
     runner<Net> ref{w};
     const std::vector<float> want = ref(x);
     for (const bool graphs : {false, true}) {
-        runner<Net, backend::cuda> exact{w, {.precision = cuda::precision::fp32, .graphs = graphs}};
-        runner<Net, backend::cuda> fast{w, {.precision = cuda::precision::tf32, .graphs = graphs}};
+        runner<Net, backend::cuda> exact{w, {.engine = cuda::engine::nchw, .precision = cuda::precision::fp32, .graphs = graphs}};
+        runner<Net, backend::cuda> fast{w, {.engine = cuda::engine::nchw, .precision = cuda::precision::tf32, .graphs = graphs}};
         const std::vector<float> a = exact(x), b = fast(x);
         MESSAGE("graphs " << graphs << ": fp32 " << relative_error(a, want) << ", tf32 " << relative_error(b, want));
         CHECK(relative_error(a, want) < fp32_tol);
@@ -125,6 +125,6 @@ TEST_CASE("backend::cuda equals the reference runner on Inception v3 (fp32 and t
     init_seeded(*w, 17, true);
     rng g{5};
     compare(*w, random_vector(3 * input_shape_v<net>.size(), g), 1e-5, 1e-2);
-    runner<net, backend::cuda> r{*w};
+    runner<net, backend::cuda> r{*w, {.engine = cuda::engine::nchw}};
     CHECK(r.fused_convs() == 94);
 }

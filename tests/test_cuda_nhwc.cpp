@@ -121,6 +121,15 @@ using small_net_t =
 using small_net = small_net_t<>;
 using small_softmax = small_net_t<softmax>;
 
+// Average pools that run after their 1x1 conv (nhwc::step::pooled; as tests/test_nhwc_exec.cpp).
+using pooled_net = network<
+    shape{5, 13, 11},
+    seq<avg_pool<k<3>, stride<1>, pad<1>>, node<"a", conv<4, k<1>, bias<true>>>, relu,
+        avg_pool<k<3>, stride<2>, pad<1>, count_pad<false>>, node<"b", conv<6, k<1>>>,
+        node<"mixed", concat<node<"c", models::basic_conv<5, k<1>>>,
+                             seq<avg_pool<k<3>, stride<1>, pad<1>>, node<"p", models::basic_conv<3, k<1>>>>>>,
+        global_avg_pool, flatten, node<"fc", linear<8, 3>>>>;
+
 // A flattened 4 x 3 x 4 buffer into a linear layer: the NHWC engines permute its weights at load.
 using flat_net = network<shape{2, 9, 11}, seq<node<"c", models::basic_conv<4, k<3>, stride<3, 3>, pad<1>>>, flatten,
                                              node<"fc", linear<4 * 3 * 4, 7>>>>;
@@ -137,6 +146,9 @@ TEST_CASE("backend::cuda NHWC engines equal the reference runner on random netwo
     weights<small_softmax> ws;
     std::copy(w.data().begin(), w.data().end(), ws.data().begin());
     compare(ws, x, "small net + softmax");
+    weights<pooled_net> wp;
+    init_seeded(wp, 5, true);
+    compare(wp, random_input(3 * input_shape_v<pooled_net>.size(), g), "pooled 1x1 convs");
     weights<flat_net> wf;
     init_seeded(wf, 9, true);
     compare(wf, random_input(2 * input_shape_v<flat_net>.size(), g), "flattened 4x3x4 into linear");
@@ -160,7 +172,7 @@ TEST_CASE("backend::cuda NHWC engines on Inception v3 at 299x299, batch 2, again
     init_seeded(*w, 23, true);
     rng g{6};
     const std::vector<float> x = random_input(2 * input_shape_v<net>.size(), g);
-    const std::vector<float> want = runner<net, backend::cuda>{*w, {.precision = cuda::precision::fp32}}(x);
+    const std::vector<float> want = runner<net, backend::cuda>{*w, {.engine = cuda::engine::nchw, .precision = cuda::precision::fp32}}(x);
     for (const cuda::engine e : engines())
         for (const cuda::precision p : all_precisions) {
             runner<net, backend::cuda> r{*w, {.engine = e, .precision = p}};
@@ -171,26 +183,26 @@ TEST_CASE("backend::cuda NHWC engines on Inception v3 at 299x299, batch 2, again
         }
 }
 
-TEST_CASE("backend::cuda: fp16 / bf16 and forward_device need an NHWC engine; engine::automatic") {
+TEST_CASE("backend::cuda: fp16 / bf16 and forward_device need an NHWC engine; engine::automatic is the default") {
     if (!have_gpu()) return;
     weights<small_net> w;
     init_seeded(w, 3, true);
     std::string e1, e2;
     try {
-        runner<small_net, backend::cuda> r{w, {.precision = cuda::precision::bf16}};
+        runner<small_net, backend::cuda> r{w, {.engine = cuda::engine::nchw, .precision = cuda::precision::bf16}};
     } catch (const ctnet::error& e) {
         e1 = e.what();
     }
     CHECK(e1.find("needs an NHWC engine") != std::string::npos);
-    runner<small_net, backend::cuda> r{w};
+    runner<small_net, backend::cuda> r{w, {.engine = cuda::engine::nchw}};
     try {
         r.forward_device(nullptr, nullptr, 1);
     } catch (const ctnet::error& e) {
         e2 = e.what();
     }
     CHECK(e2.find("forward_device needs an NHWC engine") != std::string::npos);
-    // engine::automatic: cuDNN where it loads, else ctnet's kernels.
-    runner<small_net, backend::cuda> a{w, {.engine = cuda::engine::automatic}};
+    // engine::automatic, the default: cuDNN where it loads, else ctnet's kernels.
+    runner<small_net, backend::cuda> a{w};
     const std::vector<float> x(3 * input_shape_v<small_net>.size(), 0.5F);
     static_cast<void>(a(x));
     MESSAGE(a.describe());

@@ -64,8 +64,11 @@ std::vector<float> nhwc_pass(const weights<Net>& w, const std::vector<float>& x,
     const long long scale = nh::arena_scale(n, static_cast<int>(sizeof(T)));
     const T poison = S::store(std::numeric_limits<float>::quiet_NaN());
     std::vector<T> arena(static_cast<std::size_t>(m.arena * scale), poison), in(static_cast<std::size_t>(m.in.size() * n), poison);
+    std::vector<T> pool_temp(static_cast<std::size_t>(m.temp_pool * n), poison);
     const auto view_of = [&](const nh::tensor& t) {
-        T* base = t.input ? in.data() : arena.data() + m.offsets[static_cast<std::size_t>(t.buf)] * scale;
+        T* base = t.input                  ? in.data()
+                  : t.buf == nh::pool_temp ? pool_temp.data()
+                                           : arena.data() + m.offsets[static_cast<std::size_t>(t.buf)] * scale;
         return nh::view<T>{base + t.c0, t.sample(), t.channels, t.c, t.h, t.w};
     };
     const auto cview = [&](const nh::tensor& t) {
@@ -89,6 +92,7 @@ std::vector<float> nhwc_pass(const weights<Net>& w, const std::vector<float>& x,
         const nh::step& s = m.steps[i];
         const nh::view<const T> xv = cview(s.x);
         const nh::view<T> yv = view_of(s.y);
+        const float* bias = s.bias >= 0 ? p.data() + s.bias : nullptr;
         const auto each = [&](const nh::tensor& t, auto f) {
             for (int b = 0; b < n; ++b)
                 for (int ch = 0; ch < t.c; ++ch)
@@ -97,14 +101,14 @@ std::vector<float> nhwc_pass(const weights<Net>& w, const std::vector<float>& x,
         };
         switch (s.k) {
             case nh::kind::conv:
-                gemm(nh::conv_forward<S>{wt[i].data(), p.data() + s.bias, s.relu, s.g, xv, yv}, n);
+                gemm(nh::conv_forward<S>{wt[i].data(), bias, s.relu, s.g, xv, yv}, n);
                 break;
             case nh::kind::max_pool:
                 each(s.y, [&](int b, int ch, int yy, int xx) { yv.at(b, ch, yy, xx) = S::store(nh::max_pool_at<S>(s.g, xv, b, ch, yy, xx)); });
                 break;
             case nh::kind::avg_pool:
                 each(s.y, [&](int b, int ch, int yy, int xx) {
-                    yv.at(b, ch, yy, xx) = S::store(nh::avg_pool_at<S>(s.g, s.count_pad, xv, b, ch, yy, xx));
+                    yv.at(b, ch, yy, xx) = S::store(nh::pooled_at<S>(s.g, s.count_pad, bias, s.relu, xv, b, ch, yy, xx));
                 });
                 break;
             case nh::kind::global_avg_pool:
@@ -185,12 +189,21 @@ using small_net_t =
                                      seq<node<"b", models::basic_conv<70, k<3>, pad<1>>>, relu>,
                                      seq<avg_pool<k<3>, stride<1>, pad<1>>, node<"p", models::basic_conv<4, k<7, 1>, pad<3, 0>>>>>>,
                 node<"c2", conv<6, k<2>, stride<2>>>, global_avg_pool, flatten, node<"fc", linear<6, 3>>, Tail...>>;
+// Average pools that run after their 1x1 conv (nhwc::step::pooled): a stride-1 pool whose conv
+// has a bias and a ReLU, a stride-2 pool without count_pad, and a pooled branch of a concat.
+using pooled_net = network<
+    shape{5, 13, 11},
+    seq<avg_pool<k<3>, stride<1>, pad<1>>, node<"a", conv<4, k<1>, bias<true>>>, relu,
+        avg_pool<k<3>, stride<2>, pad<1>, count_pad<false>>, node<"b", conv<6, k<1>>>,
+        node<"mixed", concat<node<"c", models::basic_conv<5, k<1>>>,
+                             seq<avg_pool<k<3>, stride<1>, pad<1>>, node<"p", models::basic_conv<3, k<1>>>>>>,
+        global_avg_pool, flatten, node<"fc", linear<8, 3>>>>;
 using flat_net = network<shape{2, 9, 11}, seq<node<"c", models::basic_conv<4, k<3>, stride<3, 3>, pad<1>>>, flatten,
                                              node<"fc", linear<4 * 3 * 4, 7>>>>;
 
 }  // namespace
 
-TEST_CASE("nhwc pass on the host: random networks (concat slices, unfolded batch norm, softmax, flattened linear)") {
+TEST_CASE("nhwc pass on the host: random networks (concat slices, unfolded batch norm, softmax, pooled convs, flattened linear)") {
     weights<small_net_t<>> w;
     init_seeded(w, 3, true);
     rng g{4};
@@ -199,6 +212,14 @@ TEST_CASE("nhwc pass on the host: random networks (concat slices, unfolded batch
     weights<small_net_t<softmax>> ws;
     std::copy(w.data().begin(), w.data().end(), ws.data().begin());
     check_all(ws, x, "small net + softmax", 5e-3, 2e-2);
+    constexpr const auto& pp = cuda::nhwc_plan_v<pooled_net>;
+    int pooled = 0;
+    for (const nh::step& st : pp.steps()) pooled += st.pooled && st.k == nh::kind::conv ? 1 : 0;
+    CHECK(pooled == 3);
+    CHECK(pp.count(nh::kind::avg_pool) == 3);
+    weights<pooled_net> wp;
+    init_seeded(wp, 5, true);
+    check_all(wp, random_input(3 * input_shape_v<pooled_net>.size(), g), "pooled 1x1 convs", 5e-3, 2e-2);
     weights<flat_net> wf;
     init_seeded(wf, 9, true);
     check_all(wf, random_input(2 * input_shape_v<flat_net>.size(), g), "flattened 4x3x4 into linear", 5e-3, 2e-2);

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <fstream>
 #include <map>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -97,8 +98,10 @@ TEST_CASE("nhwc plan: Inception v3's 94 convs, their NHWC descriptors at batch 1
     const std::vector<conv_row> want = torchvision_convs();
     REQUIRE(want.size() == 94);
     std::size_t at = 0;
-    int sliced = 0, relu = 0, bn = 0;
-    for (const nh::step& s : pl.steps()) {
+    int sliced = 0, relu = 0, bn = 0, pooled = 0;
+    const std::span<const nh::step> steps = pl.steps();
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+        const nh::step& s = steps[i];
         if (s.k != nh::kind::conv) continue;
         REQUIRE(at < want.size());
         const conv_row& r = want[at++];
@@ -118,15 +121,36 @@ TEST_CASE("nhwc plan: Inception v3's 94 convs, their NHWC descriptors at batch 1
         CHECK(s.g.sw == r.sw);
         CHECK((s.g.pt == r.ph && s.g.pb == r.ph && s.g.pl == r.pw && s.g.pr == r.pw));
         CHECK(nh::cudnn_ok(s));
-        relu += s.relu ? 1 : 0;
         bn += s.bn ? 1 : 0;
         // Every conv of Inception reads a whole buffer; it writes a whole one or a concat slice.
         CHECK(s.x.packed());
         CHECK(s.x.c0 == 0);
         CHECK(s.x.channels == r.ic);
-        const bool slice = s.y.channels != r.oc;
+        // The branch_pool convs run before their 3x3 average pool (same shapes: stride 1, pad 1),
+        // into the pool temporary; the pool after them adds the bias and ReLU and writes the slice.
+        const bool is_pooled = r.name.find("branch_pool") != std::string::npos && r.kh == 1;
+        CHECK(s.pooled == is_pooled);
+        const nh::tensor dest = is_pooled ? steps[i + 1].y : s.y;
+        if (is_pooled) {
+            ++pooled;
+            const nh::step& pool = steps[i + 1];
+            CHECK(pool.k == nh::kind::avg_pool);
+            CHECK(pool.pooled);
+            CHECK(pool.relu);
+            CHECK_FALSE(s.relu);
+            CHECK(s.y.buf == nh::pool_temp);
+            CHECK(s.y.packed());
+            CHECK(pool.x.buf == nh::pool_temp);
+            CHECK((pool.g.kh == 3 && pool.g.kw == 3 && pool.g.sh == 1 && pool.g.pt == 1 && pool.g.pr == 1));
+            CHECK(pool.count_pad);  // torchvision's F.avg_pool2d(x, 3, stride=1, padding=1)
+            CHECK((pool.y.c == r.oc && pool.y.h == r.oh && pool.y.w == r.ow));
+            CHECK(v3::program.ops[pool.op].kind == op_kind::avg_pool);
+            CHECK(pool.op + 1 == s.op);
+        }
+        relu += (is_pooled ? steps[i + 1].relu : s.relu) ? 1 : 0;
+        const bool slice = dest.channels != r.oc;
         sliced += slice ? 1 : 0;
-        CHECK(s.r == (slice ? nh::route::packed_out : nh::route::direct));
+        CHECK(s.r == (slice && !is_pooled ? nh::route::packed_out : nh::route::direct));
         for (const int n : {1, 32, 128, 256}) {
             const nh::dims4 x = nh::dims(s.x, n), y = nh::dims(s.y, n);
             CHECK(x.n == n);
@@ -151,12 +175,14 @@ TEST_CASE("nhwc plan: Inception v3's 94 convs, their NHWC descriptors at batch 1
         }
     }
     CHECK(at == 94);
-    CHECK(relu == 94);  // every conv: bias (the folded batch norm) + ReLU in one kernel
+    CHECK(relu == 94);  // every conv: bias (the folded batch norm) + ReLU in one kernel (or in its pool's)
+    CHECK(pooled == 9);  // the branch_pool of 5b..5d, 6b..6e, 7b, 7c
     CHECK(bn == 94);
     // Branch ends of the concat blocks: 4 in each of Mixed_5b/5c/5d and 6b..6e, 2 in 6a and 7a, 6 in 7b/7c.
     CHECK(sliced == 3 * 4 + 2 + 4 * 4 + 2 + 2 * 6);
     CHECK(pl.temp_in == 0);
     CHECK(pl.temp_out == 35 * 35 * 96);  // the largest slice: Mixed_5b..5d's branch3x3dbl_3 (96 of 35 x 35)
+    CHECK(pl.temp_pool == 35 * 35 * 64);  // the largest pooled conv output: Mixed_5c/5d's branch_pool (64 of 35 x 35)
     // The rest of the pass.
     CHECK(pl.count(nh::kind::max_pool) == 4);  // maxpool1, maxpool2, Mixed_6a and Mixed_7a's branch_pool
     CHECK(pl.count(nh::kind::avg_pool) == 9);  // the branch_pool of 5b..5d, 6b..6e, 7b, 7c
@@ -194,15 +220,19 @@ TEST_CASE("nhwc plan: the channel slices of Inception v3's concats and their NHW
         {"Mixed_7b.branch3x3dbl_3b.conv", {1472, 2048}}, {"Mixed_7c.branch_pool.conv", {1856, 2048}},
     };
     std::size_t found = 0;
-    for (const nh::step& s : pl.steps()) {
+    const std::span<const nh::step> steps = pl.steps();
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+        const nh::step& s = steps[i];
         if (s.k != nh::kind::conv) continue;
         const auto it = want.find(path_of<v3>(s));
         if (it == want.end()) continue;
         ++found;
         INFO(it->first);
-        CHECK(s.y.c0 == it->second.first);
-        CHECK(s.y.channels == it->second.second);
-        CHECK(s.r == nh::route::packed_out);
+        // A branch_pool conv writes the pool temporary; the pool after it writes the slice.
+        const nh::tensor& dest = s.pooled ? steps[i + 1].y : s.y;
+        CHECK(dest.c0 == it->second.first);
+        CHECK(dest.channels == it->second.second);
+        CHECK(s.r == (s.pooled ? nh::route::direct : nh::route::packed_out));
     }
     CHECK(found == want.size());
     // The max pools of Mixed_6a and Mixed_7a write their slice directly (ctnet's kernels, any engine).

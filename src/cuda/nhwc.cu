@@ -289,11 +289,16 @@ private:
                         for (int k = 0; k < depth; ++k)
                             wt[base + static_cast<std::size_t>(k) * cout + o] = S::store(src[static_cast<std::size_t>(o) * depth + k]);
                 }
+                if (s.bias >= 0) {  // a pooled conv has none: its pool adds it
+                    a.b = static_cast<long long>(fl.size());
+                    fl.insert(fl.end(), p.begin() + s.bias, p.begin() + s.bias + cout);
+                    align(wt);
+                    a.bt = static_cast<long long>(wt.size());
+                    for (int o = 0; o < cout; ++o) wt.push_back(S::store(p[static_cast<std::size_t>(s.bias + o)]));
+                }
+            } else if (s.k == nhwc::kind::avg_pool && s.bias >= 0) {  // a pooled conv's bias
                 a.b = static_cast<long long>(fl.size());
-                fl.insert(fl.end(), p.begin() + s.bias, p.begin() + s.bias + cout);
-                align(wt);
-                a.bt = static_cast<long long>(wt.size());
-                for (int o = 0; o < cout; ++o) wt.push_back(S::store(p[static_cast<std::size_t>(s.bias + o)]));
+                fl.insert(fl.end(), p.begin() + s.bias, p.begin() + s.bias + s.y.c);
             } else if (s.k == nhwc::kind::linear) {
                 a.w = static_cast<long long>(wt.size());
                 for (long long e = 0; e < static_cast<long long>(s.y.c) * s.x.c; ++e) wt.push_back(S::store(p[static_cast<std::size_t>(s.w + e)]));
@@ -328,7 +333,9 @@ private:
 
     template <class U>
     [[nodiscard]] nhwc::view<U> view_of(const nhwc::tensor& t) const {
-        T* base = t.input ? in_nhwc_.data() : arena_.data() + m_.offsets[static_cast<std::size_t>(t.buf)] * scale_;
+        T* base = t.input                    ? in_nhwc_.data()
+                  : t.buf == nhwc::pool_temp ? temp_pool_.data()
+                                             : arena_.data() + m_.offsets[static_cast<std::size_t>(t.buf)] * scale_;
         return {base + t.c0, t.sample(), t.channels, t.c, t.h, t.w};
     }
     [[nodiscard]] nhwc::view<T> packed(T* data, const nhwc::tensor& t) const {
@@ -357,6 +364,7 @@ private:
         const bool dnn_on = o_.eng == engine::cudnn;
         temp_in_ = device_buffer<T>{dnn_on ? static_cast<std::size_t>(m_.temp_in) * static_cast<std::size_t>(n) : 0};
         temp_out_ = device_buffer<T>{dnn_on ? static_cast<std::size_t>(m_.temp_out) * static_cast<std::size_t>(n) : 0};
+        temp_pool_ = device_buffer<T>{static_cast<std::size_t>(m_.temp_pool) * static_cast<std::size_t>(n)};
         n_ = n;
         for (std::size_t i = 0; i < m_.steps.size(); ++i)
             if (m_.steps[i].k == nhwc::kind::conv) convs_.push_back(conv_state{static_cast<int>(i), by_dnn(m_.steps[i])});
@@ -391,7 +399,8 @@ private:
                     over(nk::max_pool<S>, "nhwc max_pool", ny, st, s.g, view_of<const T>(s.x), view_of<T>(s.y), ny);
                     break;
                 case nhwc::kind::avg_pool:
-                    over(nk::avg_pool<S>, "nhwc avg_pool", ny, st, s.g, s.count_pad, view_of<const T>(s.x), view_of<T>(s.y), ny);
+                    over(nk::avg_pool<S>, "nhwc avg_pool", ny, st, s.g, s.count_pad, q.bias, s.relu, view_of<const T>(s.x),
+                         view_of<T>(s.y), ny);
                     break;
                 case nhwc::kind::global_avg_pool:
                     over(nk::global_avg_pool<S>, "nhwc global_avg_pool", static_cast<long long>(n_) * s.x.c, st,
@@ -475,7 +484,7 @@ private:
     }
     void conv_call(const nhwc::step& s, const step_params& q, const conv_state& c, const T* x, T* y) const {
         dnn_check(try_call(s, q, c, x, y, c.algo, c.fused, c.bias_t), c.fused ? "cudnnConvolutionBiasActivationForward" : "cudnnConvolutionForward");
-        if (!c.fused) {  // bias and ReLU by ctnet's kernel on the packed output
+        if (!c.fused && !s.pooled) {  // bias and ReLU by ctnet's kernel on the packed output (a pooled conv: its pool's)
             const nhwc::tensor t = nhwc::packed_like(s.y);
             const nhwc::view<T> v{y, t.sample(), t.channels, t.c, t.h, t.w};
             const long long ny = static_cast<long long>(n_) * t.size();
@@ -559,7 +568,7 @@ private:
             // The fastest candidate that runs fused (bias as float, then in the storage type),
             // else the fastest unfused one (bias + ReLU by ctnet's kernel).
             bool chosen = false;
-            for (int pass = 0; pass < 3 && !chosen; ++pass) {
+            for (int pass = s.pooled ? 2 : 0; pass < 3 && !chosen; ++pass) {  // a pooled conv: no bias, unfused
                 const bool fused = pass < 2, bias_t = pass == 1;
                 if (bias_t && dtype() == CUDNN_DATA_FLOAT) continue;
                 // (An identity activation runs fused only with IMPLICIT_PRECOMP_GEMM: the candidates decide.)
@@ -614,7 +623,7 @@ private:
     device_buffer<float> fdev_;
     std::vector<step_params> sp_;
     std::vector<conv_state> convs_;
-    device_buffer<T> arena_, in_nhwc_, temp_in_, temp_out_;
+    device_buffer<T> arena_, in_nhwc_, temp_in_, temp_out_, temp_pool_;
     device_buffer<float> in_dev_, out_dev_;
     pinned_buffer<float> in_host_, out_host_;
     device_buffer<unsigned char> ws_;

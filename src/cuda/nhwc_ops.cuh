@@ -73,15 +73,16 @@ __global__ void max_pool(geometry g, nhwc::view<const typename S::type> x, nhwc:
     }
 }
 
+// A pooled one (after its 1x1 conv): y = relu?(pool(x) + bias[c]), the conv's bias and ReLU.
 template <class S>
-__global__ void avg_pool(geometry g, bool count_pad, nhwc::view<const typename S::type> x, nhwc::view<typename S::type> y,
-                         long long total) {
+__global__ void avg_pool(geometry g, bool count_pad, const float* bias, bool relu, nhwc::view<const typename S::type> x,
+                         nhwc::view<typename S::type> y, long long total) {
     for (long long e = first_index(); e < total; e += grid_step()) {
         const int ch = static_cast<int>(e % y.c);
         const long long p = e / y.c;
         const int ox = static_cast<int>(p % y.w), oy = static_cast<int>(p / y.w % y.h);
         const long long i = p / (static_cast<long long>(y.w) * y.h);
-        y.at(i, ch, oy, ox) = S::store(nhwc::avg_pool_at<S>(g, count_pad, x, i, ch, oy, ox));
+        y.at(i, ch, oy, ox) = S::store(nhwc::pooled_at<S>(g, count_pad, bias, relu, x, i, ch, oy, ox));
     }
 }
 

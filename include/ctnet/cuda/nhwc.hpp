@@ -14,9 +14,13 @@
 
 namespace ctnet::cuda::nhwc {
 
+// tensor::buf of the engines' pool temporary: the output of a 1x1 conv that runs before the
+// average pool feeding it (step::pooled), packed, `temp_pool` elements per sample at most.
+inline constexpr int pool_temp = -2;
+
 // One sample's view of a program buffer in NHWC.
 struct tensor {
-    int buf = -1;           // program buffer; -1: the engine's own (input / output staging)
+    int buf = -1;           // program buffer; -1: the engine's own (input / output staging); pool_temp
     int c = 0, h = 0, w = 0;
     int channels = 0;       // C of the whole buffer: the pixel stride
     int c0 = 0;             // first channel of the view within the buffer
@@ -57,9 +61,9 @@ struct dims4 {
 
 enum class kind : unsigned char {
     input,     // NCHW float input -> NHWC storage (a channel_affine on the input fused in: scale/shift)
-    conv,      // folded conv: bias always, ReLU when `relu`
+    conv,      // folded conv: bias and ReLU (when `relu`) fused; a pooled conv: neither (the pool adds them)
     max_pool,
-    avg_pool,
+    avg_pool,  // a pooled one: then the bias (`bias`) and ReLU of the 1x1 conv before it
     global_avg_pool,
     linear,    // x flat features in NHWC order (weights permuted at load when x is a flattened H x W > 1 buffer)
     softmax,
@@ -102,6 +106,14 @@ struct step {
     bool relu = false;       // conv / affine: ReLU fused
     bool bn = false;         // conv: a batch norm folded into it; affine: it is a batch norm
     bool count_pad = true;   // avg_pool
+    // An average pool read only by a 1x1 stride-1 conv (every Inception branch_pool) runs after
+    // that conv, as on the CPU (exec/plan.hpp): both are linear and the pool treats every channel
+    // alike, so conv(pool(x)) = pool(conv(x)) before the bias and ReLU. The conv step (pooled)
+    // reads the pool's input and writes the packed pool temporary without bias or ReLU; the
+    // avg_pool step after it (pooled) pools the temporary into the conv's destination and adds
+    // the conv's bias and ReLU. The pool then reads the conv's output channels instead of its
+    // input channels (192 instead of 768 in Mixed_6b..6e), and writes the concat slice itself.
+    bool pooled = false;
     route r = route::direct; // conv: how the cuDNN engine runs it
     // Flattened input of a linear: the (C, H, W) of the buffer whose NCHW flat order the weights
     // assume (0 when no permutation is needed: H = W = 1 or not a linear).

@@ -41,7 +41,7 @@ struct nhwc_model {
     std::vector<long long> offsets;  // per program buffer: element offset per sample in the arena
     long long arena = 0;             // elements per sample
     nhwc::tensor in{}, out{};
-    long long temp_in = 0, temp_out = 0;
+    long long temp_in = 0, temp_out = 0, temp_pool = 0;  // per sample: cuDNN's packed temporaries, the pooled convs' output
     std::vector<float> params;       // conv weights KRSC + bias, linear weights (NHWC feature order) + bias, affine scale + shift
 };
 

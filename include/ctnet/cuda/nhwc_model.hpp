@@ -2,7 +2,8 @@
 // steps (cuda/nhwc_plan.hpp) with offsets into one float image of the parameters as the engines
 // read them, built once at load:
 //   - conv: the folded weights (exec::fold: batch norm in, computed in double) in KRSC order
-//     ([out][kh][kw][in], cuDNN's NHWC filter layout), then the folded bias;
+//     ([out][kh][kw][in], cuDNN's NHWC filter layout), then the folded bias (a pooled conv's
+//     bias belongs to the avg_pool step after it: that step's `bias`, the conv's is -1);
 //   - linear: weights [out][features] with the features in NHWC order (a flattened H x W > 1
 //     buffer's columns permuted), then the bias when it has one;
 //   - affine: scale then shift per channel (a batch norm that could not be folded: its factors in
@@ -35,6 +36,8 @@ nhwc_model make_nhwc_model(std::span<const float> params) {
     m.out = pl.out;
     m.temp_in = pl.temp_in;
     m.temp_out = pl.temp_out;
+    m.temp_pool = pl.temp_pool;
+    long long pooled_bias = -1;  // a pooled conv's bias, for the avg_pool step after it
     std::vector<float>& img = m.params;
     const auto here = [&] { return static_cast<long long>(img.size()); };
     for (nhwc::step s : pl.steps()) {
@@ -64,6 +67,12 @@ nhwc_model make_nhwc_model(std::span<const float> params) {
                                 f.w[((static_cast<std::size_t>(o) * cin + ci) * kh + ky) * kw + kx];
             s.bias = here();
             img.insert(img.end(), f.bias.begin(), f.bias.end());
+            if (s.pooled) {
+                pooled_bias = s.bias;
+                s.bias = -1;
+            }
+        } else if (s.k == nhwc::kind::avg_pool && s.pooled) {
+            s.bias = pooled_bias;
         } else if (s.k == nhwc::kind::linear) {
             const op& o = p.ops[s.op];
             const weight_params<const float> wp = weight_params<const float>::of(o, params.data());

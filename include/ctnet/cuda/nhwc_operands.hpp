@@ -49,7 +49,7 @@ struct view {
 // sample z: rows = output pixels (oy, ox), cols = output channels, depth = kh * kw * cin in
 // (ky, kx, ci) order, so consecutive k read consecutive channels of one input pixel and
 // consecutive j write consecutive channels of one output pixel. wt: the folded weights as
-// [depth][cout] (KRSC transposed at load), bias: cout floats.
+// [depth][cout] (KRSC transposed at load), bias: cout floats, or null for none.
 template <class S>
 struct conv_forward {
     using T = typename S::type;
@@ -75,7 +75,7 @@ struct conv_forward {
     }
     CTNET_HD float b(int, int k, int j) const { return S::load(wt[static_cast<long long>(k) * cols + j]); }
     CTNET_HD void store(int z, int m, int j, float acc) const {
-        float v = acc + bias[j];
+        float v = bias != nullptr ? acc + bias[j] : acc;  // no bias: a pooled conv (the pool adds it)
         if (relu && v <= 0.0F) v = 0.0F;  // not fmaxf: NaN stays NaN, as in torch and backend::cpu
         const int oy = m / y.w, ox = m - oy * y.w;
         y.at(z, j, oy, ox) = S::store(v);
@@ -112,6 +112,17 @@ CTNET_HD float avg_pool_at(const geometry& g, bool count_pad, const view<const t
         }
     const int divisor = count_pad ? (h1 - h0) * (w1 - w0) : inside;
     return sum / static_cast<float>(divisor);
+}
+
+// The average pool of a pooled 1x1 conv's output (nhwc::step::pooled): relu?(pool + bias[ch]),
+// the conv's bias and ReLU after the pool (bias null: a plain average pool, relu false).
+template <class S>
+CTNET_HD float pooled_at(const geometry& g, bool count_pad, const float* bias, bool relu, const view<const typename S::type>& x,
+                         long long i, int ch, int oy, int ox) {
+    float v = avg_pool_at<S>(g, count_pad, x, i, ch, oy, ox);
+    if (bias != nullptr) v += bias[ch];
+    if (relu && v <= 0.0F) v = 0.0F;  // NaN stays NaN, as conv_forward's epilogue
+    return v;
 }
 
 // Mean of one channel's plane, summed in (y, x) order as the reference.

@@ -17,6 +17,9 @@
 //     conv writes a packed temporary and a copy kernel moves it into its slice (route::packed_out);
 //     the bound of that temporary (elements per sample) is temp_out; asymmetric padding, which
 //     the legacy API cannot express, runs on ctnet's kernel (cudnn_ok = false);
+//   - an average pool read only by a 1x1 conv runs after it (nhwc::step::pooled): the conv
+//     writes the pool temporary (temp_pool elements per sample at most), the pool adds the
+//     conv's bias and ReLU and writes the conv's destination;
 //   - the input transform: the caller's NCHW float input to NHWC storage in one kernel, with a
 //     channel_affine on the input (torchvision's transform_input) fused into it;
 //   - a flattened H x W > 1 buffer read by a linear layer: features in NHWC order, the weights
@@ -47,6 +50,7 @@ struct nhwc_program {
     long long arena = 0;                   // elements of arena per sample
     nhwc::tensor in{}, out{};              // the network input (NCHW float, as given) and its output value
     long long temp_in = 0, temp_out = 0;   // cuDNN's packed temporaries: elements per sample (0: none)
+    long long temp_pool = 0;               // the pooled convs' output (before their pool): elements per sample
     bool ok = true;
     const char* why = "";
 
@@ -95,9 +99,9 @@ constexpr nhwc::tensor tensor_of(const P& p, const value& v, Plan& pl, bool* fla
 template <class Net>
 constexpr auto make_nhwc_plan() {
     const auto& p = Net::program;
-    // No pooled steps: the average pools run before their 1x1 convs (as in the NCHW engine).
-    constexpr const auto& fused = exec::plan_v<Net, exec::plan_options{.pools_into_pointwise = false}>;
-    nhwc_program<fused.all.size() + 2, p.bufs.size()> pl;
+    // A pooled step (an average pool after its 1x1 conv) becomes two: the conv, then the pool.
+    constexpr const auto& fused = exec::plan_v<Net>;
+    nhwc_program<2 * fused.all.size() + 2, p.bufs.size()> pl;
     pl.n_bufs = p.n_bufs;
     pl.arena = static_cast<long long>(p.arena);
     for (int b = 0; b < p.n_bufs; ++b) pl.offset[b] = static_cast<long long>(p.bufs[b].offset);
@@ -131,6 +135,23 @@ constexpr auto make_nhwc_plan() {
                 s.k = nhwc::kind::conv;
                 s.relu = e.relu;
                 s.bn = e.bn;
+                if (e.pool >= 0) {  // the conv on the pool's input into the pool temporary, then the pool
+                    const op& pool = p.ops[e.pool];
+                    s.x = detail::tensor_of(p, pool.in, pl);
+                    s.y = {nhwc::pool_temp, s.y.c, s.x.h, s.x.w, s.y.c, 0, false};
+                    s.relu = false;
+                    s.pooled = true;
+                    if (s.y.size() > pl.temp_pool) pl.temp_pool = s.y.size();
+                    nhwc::step after{.k = nhwc::kind::avg_pool, .op = e.pool, .last = e.last, .x = s.y,
+                                     .y = detail::tensor_of(p, e.out, pl), .g = detail::geometry_of(pool.win),
+                                     .relu = e.relu, .count_pad = pool.count_pad, .pooled = true};
+                    if (nhwc::cudnn_ok(s) && !s.x.packed() && s.x.size() > pl.temp_in) pl.temp_in = s.x.size();
+                    s.r = s.x.packed() ? nhwc::route::direct : nhwc::route::packed_in;
+                    s.last = e.bn ? e.op + 1 : e.op;  // the conv and its folded batch norm; the pool covers the ReLU
+                    pl.all[pl.n++] = s;
+                    pl.all[pl.n++] = after;
+                    continue;
+                }
                 const bool in_slice = !s.x.packed(), out_slice = !s.y.packed();
                 s.r = in_slice && out_slice ? nhwc::route::packed_both
                       : in_slice            ? nhwc::route::packed_in

@@ -1,13 +1,17 @@
 // ctnet/cuda/runner.hpp — inference on the GPU: runner<Net, backend::cuda>.
 //
-//   runner<net, backend::cuda> gpu{w};                               // TF32 tensor cores, CUDA Graphs
+//   runner<net, backend::cuda> gpu{w};                               // NHWC, cuDNN (else ctnet's kernels), TF32, CUDA Graphs
 //   runner<net, backend::cuda> exact{w, {.precision = cuda::precision::fp32}};
-//   runner<net, backend::cuda> fast{w, {.engine = cuda::engine::cudnn, .precision = cuda::precision::bf16}};
+//   runner<net, backend::cuda> fast{w, {.precision = cuda::precision::bf16}};
+//   runner<net, backend::cuda> first{w, {.engine = cuda::engine::nchw}};  // the first engine (NCHW, fp32 / tf32)
 //   std::vector<float> logits = gpu(image);                          // N x C x H x W floats
 //   fast.forward_device(x_dev, y_dev, n);                            // device-resident input (NHWC engines)
 //
 // The same model type as on the CPU; only the backend tag differs. Two families of engines:
-// - engine::nchw (the default, the first engine): at construction the program is transformed by
+// - engine::automatic (the default): engine::cudnn where ctnet::cuda was built with cuDNN
+//   (CTNET_CUDNN, on when the toolkit has cudnn.h) and libcudnn.so.9 loads, else engine::ctnet;
+//   engine::nchw for a network the NHWC plan cannot run or with options::conv.
+// - engine::nchw (the first engine): at construction the program is transformed by
 //   the plan every backend shares (exec/plan.hpp: batch norm folded into conv weights and bias,
 //   ReLU into the conv epilogue; average pools stay before their 1x1 convs here) and every
 //   parameter is uploaded once. Per batch size the runner allocates one device arena laid out by
@@ -20,7 +24,7 @@
 //   activations NHWC end to end in the precision's storage type (fp16 / bf16 / float), weights
 //   converted once at load, float accumulation, input and logits float; cuDNN's fused conv +
 //   bias + ReLU (engine::cudnn, libcudnn loaded at run time) or ctnet's NHWC kernels. Not yet
-//   run on a GPU (docs/cuda.md): the default stays engine::nchw until they are measured.
+//   run on a GPU (docs/cuda.md): host-tested plans, indices and element functions only.
 // Requires: a CUDA device (construction throws ctnet::error saying why when there is none, the
 // driver is missing or memory is short); link ctnet::cuda (the kernels, src/cuda/*.cu) and
 // CUDA::cudart. This header is host C++: include it from any .cpp. One runner per host thread.
@@ -53,7 +57,7 @@ template <class Net>
 class runner<Net, backend::cuda> {
 public:
     struct options {
-        cuda::engine engine = cuda::engine::nchw;
+        cuda::engine engine = cuda::engine::automatic;
         cuda::precision precision = cuda::precision::tf32;
         bool graphs = true;  // capture each batch size's pass as a CUDA Graph
         int device = 0;
@@ -72,6 +76,7 @@ public:
 
     explicit runner(const weights<Net>& w) : runner(w, options{}) {}
     runner(const weights<Net>& w, options o) : opt_{o}, device_{(cuda::require_device(o.device), o.device)} {
+        if (o.engine == cuda::engine::automatic && (o.conv || !cuda::nhwc_plan_v<Net>.ok)) opt_.engine = o.engine = cuda::engine::nchw;
         if (o.engine != cuda::engine::nchw) {
             if (o.conv) throw error("ctnet: cuda: options::conv replaces the convs of engine::nchw only");
             nhwc_ = std::make_unique<cuda::nhwc_engine>(
@@ -159,7 +164,7 @@ public:
         return nhwc_ ? nhwc_->describe() : std::string{"engine nchw, "} + cuda::to_string(opt_.precision);
     }
 
-    // Floats of device activation memory at the current batch size (arena + input).
+    // engine::nchw: floats of device activation memory at the current batch size (arena + input); 0 for the NHWC engines.
     [[nodiscard]] std::size_t device_floats() const { return arena_.size() + in_dev_.size(); }
     [[nodiscard]] std::size_t fused_convs() const {
         if (nhwc_) return static_cast<std::size_t>(cuda::nhwc_plan_v<Net>.count(cuda::nhwc::kind::conv));
