@@ -19,29 +19,12 @@
 #include <ctnet/cpu/batch_norm_fast.hpp>
 
 #include "check.hpp"
+#include "train_nets.hpp"
 
 using namespace ctnet;
+using namespace ctnet::test_nets;
 
 namespace {
-
-template <int Out, class... Opts>
-struct cbr : seq<node<"conv", conv<Out, Opts...>>, node<"bn", batch_norm<>>, relu> {};
-
-// Every op kind: transform_input (channel affine), strided / padded / factorized convs with and
-// without bias, batch norm (2-D and 1-D), relu, max and avg pools (with and without padded
-// zeros counted), a concat whose input feeds four branches, an aux head, dropout, linear, softmax.
-using every_layer = network<shape{3, 9, 8},
-    seq<transform_input,
-        node<"stem", seq<node<"conv", conv<5, k<3>, stride<2>, pad<1>, bias<true>>>, node<"bn", batch_norm<>>, relu>>,
-        node<"mix", concat<node<"a", conv<4, k<1>>>,
-                           seq<node<"b1", cbr<3, k<1, 3>, pad<0, 1>>>, node<"b2", cbr<4, k<3, 1>, pad<1, 0>>>>,
-                           max_pool<k<3>, stride<1>, pad<1>>,
-                           seq<avg_pool<k<3>, stride<1>, pad<1>, count_pad<false>>, node<"p", conv<2, k<1>>>>>>,
-        aux<"aux", seq<avg_pool<k<2>, stride<2>>, node<"c", cbr<3, k<1>>>, global_avg_pool, flatten,
-                       node<"fc", linear<3, 4>>>>,
-        avg_pool<k<2>, stride<1>>, node<"down", cbr<6, k<2>, stride<2>>>, global_avg_pool, flatten,
-        node<"drop", dropout<>>, node<"fc1", linear<6, 7>>, node<"bnf", batch_norm<>>, relu,
-        node<"fc2", linear<7, 4, bias<false>>>, softmax>>;
 
 // ||got - want|| / ||want|| (2-norms), infinite on a NaN, an infinity or sizes that differ. Not
 // test::norm_relative_error: its meter (floor 0) also turns every measure infinite where a single
@@ -811,4 +794,55 @@ TEST_CASE("checkpoints: the moving average's update count; format-1 files load o
     CHECK(fixed.updates() == opt.steps());  // format 1: one update per optimizer step assumed
     optimizer o4 = optimizer::rmsprop();
     CHECK(load_checkpoint(io::safetensors_file{"old", edit(true)}, w3, o4, nullptr).step == 3);
+}
+
+TEST_CASE("training plans every backend shares: the kept copies and the optimizer's trainable runs") {
+    // exec::keep_of: which values a backward pass needs copied (cpu/trainer.hpp, cuda/trainer.hpp).
+    // Batch norm runs in place on its conv's output, and its backward reads that input: each
+    // batch norm keeps a copy of it (6 in every_layer); the ReLU after it, in place too, needs its
+    // own output, which nothing overwrites later; a conv's input is never overwritten here.
+    const auto& p = every_layer::program;
+    int kept = 0;
+    for (int i = 0; i < p.n_ops; ++i) {
+        const exec::keep k = exec::keep_of(p, i, true);
+        kept += k != exec::keep::none ? 1 : 0;
+        CHECK(k == (p.ops[i].kind == op_kind::batch_norm ? exec::keep::input : exec::keep::none));
+    }
+    CHECK(kept == 6);
+    // A ReLU in place on the network's first conv output, then a second in-place ReLU on it: the
+    // first ReLU's output (which its backward reads) is overwritten by the second, so it is kept.
+    using twice = network<shape{2, 5, 5}, seq<node<"c", conv<3, k<3>, pad<1>>>, relu, relu, global_avg_pool, flatten,
+                                              node<"fc", linear<3, 2>>>>;
+    const auto& q = twice::program;
+    REQUIRE(q.ops[1].kind == op_kind::relu);
+    REQUIRE(q.ops[2].kind == op_kind::relu);
+    CHECK(exec::keep_of(q, 1, true) == exec::keep::output);
+    CHECK(exec::keep_of(q, 2, true) == exec::keep::none);
+    CHECK(exec::keep_of(q, 0, true) == exec::keep::none);  // the conv's input is the network input
+
+    // exec::trainable_runs: Inception v3's trainable floats, as contiguous runs (one optimizer
+    // launch each on a device), covering every trainable tensor and no running statistic.
+    using v3 = models::inception_v3<>;
+    const auto runs = exec::trainable_runs<v3>();
+    std::vector<char> in_run(v3::program.storage, 0);
+    std::size_t covered = 0, prev_end = 0;
+    for (const auto& [offset, count] : runs) {
+        CHECK(offset >= prev_end);  // sorted, disjoint
+        CHECK((offset > prev_end || prev_end == 0));  // maximal: two runs never touch
+        prev_end = offset + count;
+        covered += count;
+        std::fill(in_run.begin() + static_cast<std::ptrdiff_t>(offset), in_run.begin() + static_cast<std::ptrdiff_t>(prev_end), 1);
+    }
+    std::size_t trainable = 0;
+    for (const tensor_info& t : weights<v3>::tensors()) {
+        if (t.trainable) trainable += t.count;
+        for (std::size_t j = t.offset; j < t.offset + t.count; ++j)
+            if (static_cast<bool>(in_run[j]) != t.trainable) FAIL_CHECK(t.name << " element " << j - t.offset);
+    }
+    CHECK(covered == trainable);
+    // 96 conv + batch norm pairs (94 in the main network, 2 in the aux head): each conv's weights
+    // and its batch norm's gamma and beta form a run, closed by the running statistics; fc's
+    // weight and bias are one more; the aux head's fc runs on into Mixed_7a's first conv (in
+    // torchvision's order the aux head sits between Mixed_6e and Mixed_7a): 96 + 1.
+    CHECK(runs.size() == 97);
 }

@@ -49,6 +49,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include <ctnet/cpu/fast_runner.hpp>
@@ -57,6 +58,9 @@
 #include <ctnet/train/checkpoint.hpp>
 #include <ctnet/train/distributed.hpp>
 #include <ctnet/train/step.hpp>
+#if defined(CTNET_WITH_CUDA)
+#include <ctnet/cuda/trainer.hpp>
+#endif
 #if defined(CTNET_WITH_MPI)
 #include <ctnet/train/mpi.hpp>
 #endif
@@ -85,6 +89,8 @@ struct train_args {
     int lowres = 0;          // 28, 14, 7: fashion_lowres<R> (the paper's section 9 pattern); 0: fashion_net
     int ranks = 1;  // data-parallel processes (mpirun -np)
     std::uint64_t seed = 1;
+    std::string backend = "cpu";      // cpu, cuda (trainer<Net, backend::cuda>; not part of config(): a run moves between backends)
+    std::string precision = "tf32";   // --backend cuda: fp32 or tf32 convolutions
 
     // Everything that must match when resuming (all but --out, --resume, --data, and --epochs
     // unless the schedule is cosine, whose rate at each step depends on the run's length).
@@ -305,126 +311,147 @@ int train_model(const train_args& a, communicator& comm) {
     }
     broadcast_parameters(comm, *w);  // identical replicas (a no-op on one process)
     if (!a.resume && avg) avg->update(w->data());
-    trainer<Net, backend::cpu> t{*w, {.threads = a.threads, .seed = a.seed, .sync_bn = a.sync_bn ? &comm : nullptr}};
-    if (a.resume) t.generator() = rng{state.dropout_rng};
-    const auto ranges = trainable_ranges<Net>();
-    const recipe r{.label_smoothing = a.smoothing, .aux_weight = a.aux_weight, .weight_decay = a.weight_decay,
-                   .clip_norm = a.clip_norm, .clip_value = a.clip_value};
-    const exponential_decay staircase{.base = a.lr, .rate = a.lr_decay, .every = a.decay_epochs};
-    const cosine_decay cosine{.base = a.lr, .total = static_cast<double>(a.epochs) * steps_per_epoch};
-    // The rate of step s (0-based) of epoch e (1-based): constant over an epoch for the staircase,
-    // step by step along the cosine.
-    const auto rate = [&](int e, int s) {
-        return a.schedule == "cosine" ? cosine.at(static_cast<double>(e - 1) * steps_per_epoch + s) : staircase.at(e - 1);
-    };
-    const bool tty = ::isatty(2) != 0;
-    if (lead)  // the threads of each process: by default, the cores shared by the ranks on a machine
-        std::fprintf(stderr, "ctnet train: %d %s, %d thread%s per %s\n", comm.size(), comm.size() > 1 ? "ranks" : "process",
-                     a.threads, a.threads == 1 ? "" : "s", comm.size() > 1 ? "rank" : "process");
-    const batch_maker make{&data.train, a.augment, input_shape_v<Net>.h};
-    std::vector<float> x(part.count * make.floats());
-    std::vector<int> labels(part.count);
-    std::vector<int> order(static_cast<std::size_t>(n_train));
+    // The rest runs on either backend's trainer: the GPU's keeps the parameters, the optimizer
+    // state and the average on the device, and sync_host brings them back for each evaluation
+    // and checkpoint (the same file either way, so --resume moves a run between backends).
+    const auto run = [&](auto& t) -> int {
+        using trainer_type = std::remove_reference_t<decltype(t)>;
+        if (a.resume) t.generator() = rng{state.dropout_rng};
+        const auto ranges = trainable_ranges<Net>();
+        const recipe r{.label_smoothing = a.smoothing, .aux_weight = a.aux_weight, .weight_decay = a.weight_decay,
+                       .clip_norm = a.clip_norm, .clip_value = a.clip_value};
+        const exponential_decay staircase{.base = a.lr, .rate = a.lr_decay, .every = a.decay_epochs};
+        const cosine_decay cosine{.base = a.lr, .total = static_cast<double>(a.epochs) * steps_per_epoch};
+        // The rate of step s (0-based) of epoch e (1-based): constant over an epoch for the staircase,
+        // step by step along the cosine.
+        const auto rate = [&](int e, int s) {
+            return a.schedule == "cosine" ? cosine.at(static_cast<double>(e - 1) * steps_per_epoch + s) : staircase.at(e - 1);
+        };
+        const bool tty = ::isatty(2) != 0;
+        if (lead)  // the threads of each process: by default, the cores shared by the ranks on a machine
+            std::fprintf(stderr, "ctnet train: %d %s, %d thread%s per %s\n", comm.size(), comm.size() > 1 ? "ranks" : "process",
+                         a.threads, a.threads == 1 ? "" : "s", comm.size() > 1 ? "rank" : "process");
+        const batch_maker make{&data.train, a.augment, input_shape_v<Net>.h};
+        std::vector<float> x(part.count * make.floats());
+        std::vector<int> labels(part.count);
+        std::vector<int> order(static_cast<std::size_t>(n_train));
 
-    for (int epoch = state.epoch + 1; epoch <= a.epochs; ++epoch) {
-        // Shuffle and augmentation depend only on (seed, epoch): a resumed run sees the same data.
-        rng g{a.seed * 1000003ULL + static_cast<std::uint64_t>(epoch)};
-        std::iota(order.begin(), order.end(), 0);
-        for (int i = n_train - 1; i > 0; --i) std::swap(order[i], order[g.next() % static_cast<std::uint64_t>(i + 1)]);
-        const double lr = rate(epoch, 0);  // logged: the rate of the epoch's first step
-        const auto t0 = std::chrono::steady_clock::now();
-        double loss_sum = 0.0, comm_sum = 0.0;
-        int correct = 0, seen = 0, last_shown = -1;
-        for (int s = 0; s < steps_per_epoch; ++s) {
-            // Every rank draws the whole global batch's augmentation and keeps its own slice.
-            for (int i = 0; i < a.batch; ++i) {
-                const int idx = order[static_cast<std::size_t>(s) * a.batch + i];
-                const std::uint64_t u = g.next();
-                const auto at = static_cast<std::size_t>(i);
-                if (at < part.begin || at >= part.begin + part.count) continue;
-                const int dy = a.augment ? static_cast<int>(u % 5) - 2 : 0, dx = a.augment ? static_cast<int>(u / 5 % 5) - 2 : 0;
-                const bool flip = a.augment && (u / 25 % 2) == 1;
-                make.image(idx, dy, dx, flip, x.data() + (at - part.begin) * make.floats());
-                labels[at - part.begin] = data.train.labels[idx];
+        for (int epoch = state.epoch + 1; epoch <= a.epochs; ++epoch) {
+            // Shuffle and augmentation depend only on (seed, epoch): a resumed run sees the same data.
+            rng g{a.seed * 1000003ULL + static_cast<std::uint64_t>(epoch)};
+            std::iota(order.begin(), order.end(), 0);
+            for (int i = n_train - 1; i > 0; --i) std::swap(order[i], order[g.next() % static_cast<std::uint64_t>(i + 1)]);
+            const double lr = rate(epoch, 0);  // logged: the rate of the epoch's first step
+            const auto t0 = std::chrono::steady_clock::now();
+            double loss_sum = 0.0, comm_sum = 0.0;
+            int correct = 0, seen = 0, last_shown = -1;
+            for (int s = 0; s < steps_per_epoch; ++s) {
+                // Every rank draws the whole global batch's augmentation and keeps its own slice.
+                for (int i = 0; i < a.batch; ++i) {
+                    const int idx = order[static_cast<std::size_t>(s) * a.batch + i];
+                    const std::uint64_t u = g.next();
+                    const auto at = static_cast<std::size_t>(i);
+                    if (at < part.begin || at >= part.begin + part.count) continue;
+                    const int dy = a.augment ? static_cast<int>(u % 5) - 2 : 0, dx = a.augment ? static_cast<int>(u / 5 % 5) - 2 : 0;
+                    const bool flip = a.augment && (u / 25 % 2) == 1;
+                    make.image(idx, dy, dx, flip, x.data() + (at - part.begin) * make.floats());
+                    labels[at - part.begin] = data.train.labels[idx];
+                }
+                step_result res;
+                try {
+                    if constexpr (device_trainer<trainer_type>) res = train_step(t, opt, ranges, x, labels, r, rate(epoch, s), avg);
+                    else res = data_parallel_step(t, comm, opt, ranges, x, labels, r, rate(epoch, s), avg);
+                } catch (const error& e) {
+                    if (comm.size() > 1) throw;  // maybe this rank's alone: the caller ends the job
+                    std::fprintf(stderr, "\nctnet train: stopped in epoch %d, step %d: %s\n", epoch, s + 1, e.what());
+                    if (epoch > 1)
+                        std::fprintf(stderr, "ctnet train: the last good checkpoint is %s (after epoch %d)\n",
+                                     ck_path.c_str(), epoch - 1);
+                    else
+                        std::fprintf(stderr, "ctnet train: no checkpoint was saved (none after epoch 0)\n");
+                    return 1;
+                }
+                ++state.step;
+                if (!lead) continue;
+                loss_sum += res.loss * a.batch;
+                comm_sum += res.comm_seconds;
+                correct += res.correct;
+                seen += a.batch;
+                const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                const int pct = 100 * (s + 1) / steps_per_epoch;
+                if (tty || pct / 10 != last_shown / 10 || s + 1 == steps_per_epoch) {
+                    if (!tty && pct == last_shown) continue;
+                    last_shown = pct;
+                    const int bar = 24 * (s + 1) / steps_per_epoch;
+                    std::fprintf(stderr, "%sepoch %d/%d [%.*s%*s] %3d%%  %6.0f img/s  loss %.4f  ETA %s%s", tty ? "\r" : "",
+                                 epoch, a.epochs, bar, "########################", 24 - bar, "", pct, seen / el,
+                                 loss_sum / seen, format_time(el / (s + 1) * (steps_per_epoch - s - 1)).c_str(),
+                                 tty ? "" : "\n");
+                }
             }
-            step_result res;
-            try {
-                res = data_parallel_step(t, comm, opt, ranges, x, labels, r, rate(epoch, s), avg);
-            } catch (const error& e) {
-                if (comm.size() > 1) throw;  // maybe this rank's alone: the caller ends the job
-                std::fprintf(stderr, "\nctnet train: stopped in epoch %d, step %d: %s\n", epoch, s + 1, e.what());
-                if (epoch > 1)
-                    std::fprintf(stderr, "ctnet train: the last good checkpoint is %s (after epoch %d)\n",
-                                 ck_path.c_str(), epoch - 1);
-                else
-                    std::fprintf(stderr, "ctnet train: no checkpoint was saved (none after epoch 0)\n");
-                return 1;
+            state.epoch = epoch;
+            state.dropout_rng = t.generator().state();
+            sync_host(t, opt, avg);  // a device trainer's parameters, optimizer state and average
+            if (!lead) continue;  // rank 0 evaluates and writes; the others wait in the next step's collectives
+            const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            if (tty) std::fprintf(stderr, "\n");
+            const auto [test_loss_raw, acc_raw] = evaluate<Net>(*w, data.test, a.test_limit, a.threads);
+            double test_loss = test_loss_raw, acc = acc_raw;
+            if (avg) {
+                auto shadow = std::make_unique<weights<Net>>();
+                std::copy(avg->shadow().begin(), avg->shadow().end(), shadow->data().begin());
+                std::tie(test_loss, acc) = evaluate<Net>(*shadow, data.test, a.test_limit, a.threads);
             }
-            ++state.step;
-            if (!lead) continue;
-            loss_sum += res.loss * a.batch;
-            comm_sum += res.comm_seconds;
-            correct += res.correct;
-            seen += a.batch;
-            const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-            const int pct = 100 * (s + 1) / steps_per_epoch;
-            if (tty || pct / 10 != last_shown / 10 || s + 1 == steps_per_epoch) {
-                if (!tty && pct == last_shown) continue;
-                last_shown = pct;
-                const int bar = 24 * (s + 1) / steps_per_epoch;
-                std::fprintf(stderr, "%sepoch %d/%d [%.*s%*s] %3d%%  %6.0f img/s  loss %.4f  ETA %s%s", tty ? "\r" : "",
-                             epoch, a.epochs, bar, "########################", 24 - bar, "", pct, seen / el,
-                             loss_sum / seen, format_time(el / (s + 1) * (steps_per_epoch - s - 1)).c_str(),
-                             tty ? "" : "\n");
-            }
+            rows.push_back({epoch, state.step, lr, loss_sum / seen, 100.0 * correct / seen, test_loss, acc, acc_raw,
+                            seen / seconds, seconds});
+            // The log first: a kill before the checkpoint lands leaves a row that --resume drops and
+            // writes again; the other order could leave a checkpoint whose epoch the log lacks.
+            write_csv(csv_path, rows);
+            write_svg(a.out + "/curve.svg", rows, "Fashion-MNIST, " + std::string{Net::name} + " (ctnet train)",
+                      avg ? "moving average" : "raw weights");
+            save_checkpoint(ck_path, *w, opt, avg, state);
+            // Each test figure names its weights: the moving average's first (what is saved), the raw
+            // weights' second.
+            std::printf("epoch %d: lr %.4g, train loss %.4f, train acc %.2f%%, test acc ", epoch, lr, loss_sum / seen,
+                        100.0 * correct / seen);
+            if (avg) std::printf("%.2f%% (moving average), ", acc);
+            std::printf("%.2f%% (raw weights), %.0f img/s, %s", acc_raw, seen / seconds, format_time(seconds).c_str());
+            if (comm.size() > 1)  // blocked in the all-reduce after backward, per step (rank 0's view)
+                std::printf(", %d ranks, all-reduce wait %.2f ms/step", comm.size(), 1e3 * comm_sum / steps_per_epoch);
+            std::printf("\n");
+            std::fflush(stdout);
         }
-        state.epoch = epoch;
-        state.dropout_rng = t.generator().state();
-        if (!lead) continue;  // rank 0 evaluates and writes; the others wait in the next step's collectives
-        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        if (tty) std::fprintf(stderr, "\n");
-        const auto [test_loss_raw, acc_raw] = evaluate<Net>(*w, data.test, a.test_limit, a.threads);
-        double test_loss = test_loss_raw, acc = acc_raw;
-        if (avg) {
-            auto shadow = std::make_unique<weights<Net>>();
-            std::copy(avg->shadow().begin(), avg->shadow().end(), shadow->data().begin());
-            std::tie(test_loss, acc) = evaluate<Net>(*shadow, data.test, a.test_limit, a.threads);
-        }
-        rows.push_back({epoch, state.step, lr, loss_sum / seen, 100.0 * correct / seen, test_loss, acc, acc_raw,
-                        seen / seconds, seconds});
-        // The log first: a kill before the checkpoint lands leaves a row that --resume drops and
-        // writes again; the other order could leave a checkpoint whose epoch the log lacks.
-        write_csv(csv_path, rows);
-        write_svg(a.out + "/curve.svg", rows, "Fashion-MNIST, " + std::string{Net::name} + " (ctnet train)",
-                  avg ? "moving average" : "raw weights");
-        save_checkpoint(ck_path, *w, opt, avg, state);
-        // Each test figure names its weights: the moving average's first (what is saved), the raw
-        // weights' second.
-        std::printf("epoch %d: lr %.4g, train loss %.4f, train acc %.2f%%, test acc ", epoch, lr, loss_sum / seen,
-                    100.0 * correct / seen);
-        if (avg) std::printf("%.2f%% (moving average), ", acc);
-        std::printf("%.2f%% (raw weights), %.0f img/s, %s", acc_raw, seen / seconds, format_time(seconds).c_str());
-        if (comm.size() > 1)  // blocked in the all-reduce after backward, per step (rank 0's view)
-            std::printf(", %d ranks, all-reduce wait %.2f ms/step", comm.size(), 1e3 * comm_sum / steps_per_epoch);
-        std::printf("\n");
-        std::fflush(stdout);
+        if (!lead) return 0;
+        // The final parameters (the moving average when kept) as plain weights.
+        auto final_w = std::make_unique<weights<Net>>(*w);
+        if (avg) std::copy(avg->shadow().begin(), avg->shadow().end(), final_w->data().begin());
+        io::save_safetensors(a.out + "/weights.safetensors", *final_w);
+        // The saved weights once more, plain and with flip averaging (not in the log: its rows are
+        // the plain protocol, one model pass per image).
+        // The plain figure is the last log row's when that row is of these weights (it always is after
+        // an epoch ran; a resumed run with none left has it from log.csv).
+        const bool logged = !rows.empty() && rows.back().epoch == state.epoch;
+        const double plain = logged ? rows.back().test_acc : evaluate<Net>(*final_w, data.test, a.test_limit, a.threads).second;
+        const double flipped = evaluate<Net>(*final_w, data.test, a.test_limit, a.threads, true).second;
+        std::printf("final weights (%s, saved to %s/weights.safetensors): test acc %.2f%%, %.2f%% with flip averaging "
+                    "(image and mirror image)\n",
+                    avg ? "moving average" : "raw", a.out.c_str(), plain, flipped);
+        return 0;
+    };
+    if (a.backend == "cuda") {
+#if defined(CTNET_WITH_CUDA)
+        if (comm.size() > 1) throw error("ctnet train: --backend cuda runs one process so far (NCCL data parallelism is not built yet)");
+        if (a.sync_bn) throw error("ctnet train: --sync-bn needs --backend cpu");
+        trainer<Net, backend::cuda> t{*w, {.precision = a.precision == "fp32" ? cuda::precision::fp32 : cuda::precision::tf32,
+                                           .seed = a.seed}};
+        if (lead) std::fprintf(stderr, "ctnet train: on the GPU (%s convolutions)\n", a.precision.c_str());
+        return run(t);
+#else
+        throw error("ctnet train: --backend cuda: this ctnet was built without CUDA (nvcc was not found at configure time)");
+#endif
     }
-    if (!lead) return 0;
-    // The final parameters (the moving average when kept) as plain weights.
-    auto final_w = std::make_unique<weights<Net>>(*w);
-    if (avg) std::copy(avg->shadow().begin(), avg->shadow().end(), final_w->data().begin());
-    io::save_safetensors(a.out + "/weights.safetensors", *final_w);
-    // The saved weights once more, plain and with flip averaging (not in the log: its rows are
-    // the plain protocol, one model pass per image).
-    // The plain figure is the last log row's when that row is of these weights (it always is after
-    // an epoch ran; a resumed run with none left has it from log.csv).
-    const bool logged = !rows.empty() && rows.back().epoch == state.epoch;
-    const double plain = logged ? rows.back().test_acc : evaluate<Net>(*final_w, data.test, a.test_limit, a.threads).second;
-    const double flipped = evaluate<Net>(*final_w, data.test, a.test_limit, a.threads, true).second;
-    std::printf("final weights (%s, saved to %s/weights.safetensors): test acc %.2f%%, %.2f%% with flip averaging "
-                "(image and mirror image)\n",
-                avg ? "moving average" : "raw", a.out.c_str(), plain, flipped);
-    return 0;
+    trainer<Net, backend::cpu> t{*w, {.threads = a.threads, .seed = a.seed, .sync_bn = a.sync_bn ? &comm : nullptr}};
+    return run(t);
 }
 
 int train_variant(train_args a, communicator& comm) {
@@ -511,6 +538,12 @@ std::function<int()> add_command(CLI::App& app, int argc, char** argv) {
         ->check(CLI::IsMember({0, 7, 14, 28}))->type_name("R");
     cmd->add_flag("--sync-bn", a->sync_bn, "under mpirun: batch norm statistics over all ranks' shards\n"
                                            "(default: each rank's own)");
+    one_of(cmd->add_option("--backend", a->backend, "cpu: backend::cpu's trainer; cuda: trainer<Net, backend::cuda>, the\n"
+                                                     "whole step on the GPU (RMSProp only, one process)"),
+           {"cpu", "cuda"});
+    one_of(cmd->add_option("--precision", a->precision, "--backend cuda: fp32 (CUDA cores) or tf32 (tensor cores)\n"
+                                                         "convolutions"),
+           {"fp32", "tf32"});
     cmd->add_option("--limit", a->limit, "train on the first N images only (0: all)")->check(whole(0))->type_name("N");
     cmd->add_option("--test-limit", a->test_limit, "test on the first N images only (0: all)")->check(whole(0))->type_name("N");
     return [a, warmup, argc, argv]() -> int {

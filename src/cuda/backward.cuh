@@ -324,4 +324,9 @@ __global__ void rmsprop(float* p, const float* grad, float* ms, float* mom, long
     }
 }
 
+// The moving average's update, in float as on the host: shadow = d * shadow + (1 - d) * p.
+__global__ void moving_average(float* shadow, const float* p, long long count, float d) {
+    for (long long e = first_index(); e < count; e += grid_step()) shadow[e] = __fadd_rn(__fmul_rn(d, shadow[e]), __fmul_rn(1.0F - d, p[e]));
+}
+
 }  // namespace ctnet::cuda::kernels

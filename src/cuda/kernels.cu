@@ -232,4 +232,8 @@ void rmsprop(float* p, const float* g, float* ms, float* mom, long long count, d
     over(kernels::rmsprop, "rmsprop", count, 256, s, p, g, ms, mom, count, lr, decay, momentum, eps, weight_decay);
 }
 
+void moving_average(float* shadow, const float* p, long long count, float d, cudaStream_t s) {
+    over(kernels::moving_average, "moving_average", count, 256, s, shadow, p, count, d);
+}
+
 }  // namespace ctnet::cuda

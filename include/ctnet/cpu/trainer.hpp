@@ -12,7 +12,7 @@
 // its masks from a seeded generator; the ops of an aux<> head run and its logits are an output.
 // Every activation keeps its own buffer (the inference memory plan reuses them, training cannot),
 // and where a later op overwrites a value in place that a backward kernel needs (a conv input, a
-// batch norm input, a ReLU output), the trainer keeps a copy. A value read by several branches
+// batch norm input, a ReLU output), the trainer keeps a copy (exec/keep.hpp). A value read by several branches
 // collects one gradient contribution per reader; concat slices route gradients by construction.
 // Backends: one executor (cpu::train_executor) over two kernel sets (cpu/train_kernels.hpp):
 // backend::reference runs cpu/reference.hpp + cpu/backward.hpp loops (the oracle);
@@ -45,6 +45,7 @@
 #include "../exec/arena.hpp"
 #include "../exec/backend.hpp"
 #include "../exec/communicator.hpp"
+#include "../exec/keep.hpp"
 #include "../graph/network.hpp"
 #include "../graph/params.hpp"
 #include "backward.hpp"
@@ -89,27 +90,11 @@ public:
             const op& q = p.ops[i];
             act = std::max(act, q.out.s.size());
             k_.plan(i, q);
-            switch (q.kind) {
-                case op_kind::conv:
-                    if (clobbered(q.in, i, true)) keep_[i] = keep::input;
-                    break;
-                case op_kind::max_pool:
-                    if (K::max_pool_reads_input && clobbered(q.in, i, true)) keep_[i] = keep::input;
-                    break;
-                case op_kind::linear:
-                case op_kind::batch_norm:
-                    if (clobbered(q.in, i, true)) keep_[i] = keep::input;
-                    if (q.kind == op_kind::batch_norm) {
-                        mean_[i].assign(static_cast<std::size_t>(q.out.s.c), 0.0F);
-                        invstd_[i].assign(static_cast<std::size_t>(q.out.s.c), 0.0F);
-                        bn_channels = std::max(bn_channels, static_cast<std::size_t>(q.out.s.c));
-                    }
-                    break;
-                case op_kind::relu:
-                case op_kind::softmax:
-                    if (clobbered(q.out, i, false)) keep_[i] = keep::output;
-                    break;
-                default: break;
+            keep_[i] = exec::keep_of(p, i, K::max_pool_reads_input);
+            if (q.kind == op_kind::batch_norm) {
+                mean_[i].assign(static_cast<std::size_t>(q.out.s.c), 0.0F);
+                invstd_[i].assign(static_cast<std::size_t>(q.out.s.c), 0.0F);
+                bn_channels = std::max(bn_channels, static_cast<std::size_t>(q.out.s.c));
             }
         }
         k_.allocate();
@@ -177,23 +162,9 @@ public:
     [[nodiscard]] rng& generator() { return rng_; }
 
 private:
-    enum class keep : unsigned char { none, input, output };
+    using keep = exec::keep;
     using in_view = exec::in_view;
     using out_view = exec::out_view;
-
-    // Does an op after `after` (or `after` itself, when `self`) overwrite v in place?
-    static constexpr bool clobbered(const value& v, int after, bool self) {
-        const auto& p = program;
-        if (p.bufs[v.buf].input) return false;
-        for (int j = self ? after : after + 1; j < p.n_ops; ++j) {
-            const op& q = p.ops[j];
-            if (q.out.buf != v.buf || q.in.buf != q.out.buf) continue;  // only in-place ops overwrite
-            const std::size_t a0 = static_cast<std::size_t>(q.out.offset), a1 = a0 + q.out.s.size();
-            const std::size_t b0 = static_cast<std::size_t>(v.offset), b1 = b0 + v.s.size();
-            if (a0 < b1 && b0 < a1) return true;
-        }
-        return false;
-    }
 
     void resize(int n) {
         n_ = n;

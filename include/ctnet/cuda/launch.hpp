@@ -98,5 +98,7 @@ void scale(float* g, long long count, double factor, cudaStream_t s);  // g *= f
 // mom = momentum * mom + lr * g / sqrt(ms + eps); p -= mom.
 void rmsprop(float* p, const float* g, float* ms, float* mom, long long count, double lr, double decay, double momentum,
              double eps, double weight_decay, cudaStream_t s);
+// shadow = d * shadow + (1 - d) * p over count floats, in float (train/optim.hpp's moving_average).
+void moving_average(float* shadow, const float* p, long long count, float d, cudaStream_t s);
 
 }  // namespace ctnet::cuda

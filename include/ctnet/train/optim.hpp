@@ -172,6 +172,8 @@ public:
     }
 
     [[nodiscard]] kind type() const { return kind_; }
+    [[nodiscard]] rmsprop_options rmsprop_settings() const { return rms_; }
+    [[nodiscard]] sgd_options sgd_settings() const { return sgd_; }
     [[nodiscard]] std::int64_t steps() const { return steps_; }
     // State for checkpoints: the momentum buffer and (RMSProp) the mean square, one float per parameter.
     [[nodiscard]] std::vector<float>& momentum() { return momentum_; }

@@ -119,4 +119,69 @@ step_result train_step(trainer<Net, B>& t, optimizer& opt, std::span<const param
     return s;
 }
 
+// A trainer whose parameters, gradients, optimizer state and moving average live on a device
+// (trainer<Net, backend::cuda>): train_step hands it the whole step (its step_settings), and
+// sync_host copies the state back for a checkpoint or an evaluation.
+template <class T>
+concept device_trainer = T::device_resident;
+
+// The same step on the device. The optimizer's and the average's host vectors are the device
+// state's shadows: set from them on the first step (a resumed run), stale until sync_host. Only
+// tf.train.RMSPropOptimizer and clipping by global norm run there so far; ranges are the
+// trainable tensors (the device trainer finds them itself).
+template <class Net, class B>
+    requires device_trainer<trainer<Net, B>>
+step_result train_step(trainer<Net, B>& t, optimizer& opt, std::span<const param_range>, std::span<const float> x,
+                       std::span<const int> labels, const recipe& r, double lr, moving_average* ema = nullptr) {
+    const rmsprop_options o = opt.rmsprop_settings();
+    if (opt.type() != optimizer::kind::rmsprop || o.style != rmsprop_style::tensorflow)
+        throw error("ctnet: train_step: on the GPU only RMSProp with TensorFlow's semantics runs so far (--optim rmsprop)");
+    if (r.clip_value > 0.0) throw error("ctnet: train_step: clipping by value does not run on the GPU yet");
+    if (!t.has_optimizer_state() && !opt.momentum().empty()) t.set_optimizer_state(opt.momentum(), opt.mean_square());
+    if (ema != nullptr && !t.has_average() && !ema->shadow().empty()) t.set_average(ema->shadow());
+    const bool counted = ema != nullptr && !ema->shadow().empty();  // the first update copies and is not counted
+    const typename trainer<Net, B>::step_settings st{
+        .smoothing = r.label_smoothing, .aux_weight = Net::program.has_aux ? r.aux_weight : 0.0,
+        .weight_decay = r.weight_decay, .clip_norm = r.clip_norm, .lr = lr, .decay = o.decay, .momentum = o.momentum,
+        .eps = o.eps, .average = ema != nullptr,
+        .average_decay = counted ? static_cast<float>(ema->decay_at(ema->updates())) : 0.0F};
+    const auto d = t.step(x, labels, st);
+    if (d.bad_sample >= 0)
+        throw error("ctnet: softmax_cross_entropy: sample " + std::to_string(d.bad_sample) +
+                    " has a non-finite logit; parameters left unchanged");
+    if (!d.grads_finite) {
+        const std::string where = first_non_finite<Net>(t.grads());
+        throw error("ctnet: train_step: non-finite gradient" + (where.empty() ? std::string{} : " in " + where) +
+                    "; parameters left unchanged");
+    }
+    if (opt.momentum().empty()) {  // the host shadows now exist; to_host fills them
+        opt.momentum().assign(Net::program.storage, 0.0F);
+        opt.mean_square().assign(Net::program.storage, 1.0F);
+    }
+    opt.set_steps(opt.steps() + 1);
+    if (!d.params_finite) {
+        t.params_to_host();
+        throw error("ctnet: train_step: the update made a parameter non-finite: " + first_non_finite<Net>(t.params().data()) +
+                    "; this state must not be saved");
+    }
+    if (ema != nullptr) {
+        if (counted) ema->set_updates(ema->updates() + 1);
+        else ema->shadow().assign(Net::program.storage, 0.0F);
+    }
+    step_result s;
+    s.main_loss = d.main_loss;
+    s.aux_loss = st.aux_weight > 0.0 ? d.aux_loss / st.aux_weight : 0.0;
+    s.loss = d.main_loss + d.aux_loss;
+    s.grad_norm = d.grad_norm;
+    s.correct = d.correct;
+    return s;
+}
+
+// The trainer's state to the host: a no-op for host trainers; a device trainer copies its
+// parameters (into t.params()), the optimizer state and the moving average back.
+template <class Net, class B>
+void sync_host(trainer<Net, B>& t, optimizer& opt, moving_average* ema) {
+    if constexpr (device_trainer<trainer<Net, B>>) t.to_host(&opt.momentum(), &opt.mean_square(), ema ? &ema->shadow() : nullptr);
+}
+
 }  // namespace ctnet

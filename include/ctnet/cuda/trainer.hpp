@@ -1,0 +1,521 @@
+// ctnet/cuda/trainer.hpp — training on the GPU: trainer<Net, backend::cuda>.
+//
+//   weights<net> w;  init_seeded(w, 1);
+//   trainer<net, backend::cuda> t{w, {.precision = cuda::precision::tf32, .seed = 7}};
+//   step_result s = train_step(t, opt, ranges, images, labels, recipe, lr, &ema);  // train/step.hpp
+//   t.to_host(opt, &ema);                          // parameters, optimizer state, average -> host
+//
+// The interface and the semantics of the CPU trainer (cpu/trainer.hpp): forward in training mode
+// (batch statistics and running statistics updated as torchvision, dropout masks drawn from the
+// same seeded generator in the same order, the aux head), backward adding into the gradients,
+// logits() / grads() copied to the host on request. What differs is where things live: the
+// parameters, the gradients, the optimizer state and the moving average are device memory for
+// the trainer's lifetime, and train_step (train/step.hpp) runs the whole step there — the
+// smoothed cross-entropy and its gradient, backward, the global norm, clipping, weight decay,
+// tf.train.RMSPropOptimizer and the moving average (device_step below) — copying back only the
+// scalars of the progress line. to_host() copies the state back for a checkpoint (the same file
+// as the CPU trainer's, so a run moves between backends with --resume); the host weights<Net>
+// is stale in between.
+//
+// Kernels: ctnet's own (cuda/launch.hpp): the conv GEMM engine for the forward pass, the input
+// gradient and the weight gradient (fp32 on CUDA cores, or tf32 tensor cores), and one kernel
+// per other op and for the optimizer. Every reduction has a fixed order, so a run repeats its
+// bits. Activations: every value its own buffer (exec::layout, unplanned), copies kept where an
+// in-place op would overwrite what a backward kernel needs (exec/keep.hpp), as on the CPU.
+// Not yet: cuDNN's backward kernels, bf16 mixed precision, NCCL data parallelism (issue #22).
+// Requires: a CUDA device (construction throws ctnet::error otherwise); link ctnet::cuda.
+// Never run on a GPU yet (docs/cuda.md): the GPU tests in tests/test_cuda_trainer.cpp compare it
+// with the CPU trainer step by step when one is at hand.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../core/error.hpp"
+#include "../core/random.hpp"
+#include "../exec/arena.hpp"
+#include "../exec/backend.hpp"
+#include "../exec/keep.hpp"
+#include "../graph/network.hpp"
+#include "../graph/params.hpp"
+#include "launch.hpp"
+#include "runtime.hpp"
+
+namespace ctnet {
+
+namespace cuda {
+
+// One training step's settings as plain numbers (train/step.hpp fills them from the recipe, the
+// optimizer and the moving average).
+struct device_step {
+    double smoothing = 0.1;
+    double aux_weight = 0.4;     // 0: the aux head's loss is left out
+    double weight_decay = 4e-5;
+    double clip_norm = 2.0;      // 0: off
+    double lr = 0.045;
+    double decay = 0.9, momentum = 0.9, eps = 1.0;  // tf.train.RMSPropOptimizer
+    bool average = false;        // update the moving average
+    float average_decay = 0.0F;  // its decay for this update (ignored by the first, which copies)
+};
+
+struct device_step_result {
+    double main_loss = 0.0;
+    double aux_loss = 0.0;   // weighted by aux_weight
+    double grad_norm = 0.0;  // before clipping
+    int correct = 0;
+    int bad_sample = -1;     // the first sample with a non-finite logit (main or aux head): nothing was updated
+    bool grads_finite = true;   // false: nothing was updated
+    bool params_finite = true;  // false: the update made a parameter non-finite (the average was not updated)
+};
+
+}  // namespace cuda
+
+template <class Net>
+class trainer<Net, backend::cuda> {
+public:
+    struct options {
+        cuda::precision precision = cuda::precision::tf32;  // fp32 (CUDA cores) or tf32 (tensor cores) convs
+        std::uint64_t seed = 0;    // dropout masks
+        double bn_momentum = 0.1;  // running = (1 - m) * running + m * batch (torch's default)
+        int device = 0;
+    };
+
+    using network_type = Net;
+    static constexpr const auto& program = Net::program;
+    static constexpr shape input = input_shape_v<Net>;
+    static constexpr shape output = output_shape_v<Net>;
+    static constexpr shape aux_output = Net::program.has_aux ? Net::program.aux.s : shape{};
+    static constexpr bool device_resident = true;  // train_step runs the whole step on the device
+    using step_settings = cuda::device_step;
+
+    explicit trainer(weights<Net>& w) : trainer(w, options{}) {}
+    trainer(weights<Net>& w, options o) : opt_{o}, device_{(cuda::require_device(o.device), o.device)}, w_{&w}, rng_{o.seed} {
+        if (o.precision != cuda::precision::fp32 && o.precision != cuda::precision::tf32)
+            throw error(std::string{"ctnet: cuda trainer: precision::"} + cuda::to_string(o.precision) +
+                        " is not supported yet (fp32 or tf32)");
+        const auto& p = program;
+        const std::size_t storage = p.storage;
+        params_ = cuda::device_buffer<float>{storage};
+        grads_ = cuda::device_buffer<float>{storage};
+        upload(params_.data(), w.data().data(), storage);
+        keep_.resize(static_cast<std::size_t>(p.n_ops));
+        bn_at_.assign(static_cast<std::size_t>(p.n_ops), 0);
+        std::vector<float> consts;  // channel_affine scales and shifts
+        affine_at_.assign(static_cast<std::size_t>(p.n_ops), 0);
+        std::size_t bn_floats = 0;
+        int widest = 1;
+        for (int i = 0; i < p.n_ops; ++i) {
+            const op& q = p.ops[i];
+            keep_[static_cast<std::size_t>(i)] = exec::keep_of(p, i, true);  // ctnet's max pool gradient finds the maxima in x
+            widest = std::max(widest, q.out.s.c);
+            if (q.kind == op_kind::batch_norm) {
+                bn_at_[static_cast<std::size_t>(i)] = bn_floats;
+                bn_floats += 2 * static_cast<std::size_t>(q.out.s.c);  // mean, invstd
+            } else if (q.kind == op_kind::channel_affine) {
+                affine_at_[static_cast<std::size_t>(i)] = consts.size();
+                consts.insert(consts.end(), q.scale, q.scale + q.in.s.c);
+                consts.insert(consts.end(), q.shift, q.shift + q.in.s.c);
+            }
+        }
+        bn_stats_ = cuda::device_buffer<float>{std::max<std::size_t>(bn_floats, 1)};
+        consts_ = cuda::device_buffer<float>{std::max<std::size_t>(consts.size(), 1)};
+        upload(consts_.data(), consts.data(), consts.size());
+        zeros_ = cuda::device_buffer<float>{static_cast<std::size_t>(widest)};
+        CTNET_CUDA(cudaMemsetAsync(zeros_.data(), 0, zeros_.size() * sizeof(float), s()));
+        partial_ = cuda::device_buffer<double>{cuda::sum_squares_blocks};
+        norm_ = cuda::device_buffer<double>{1};
+        runs_ = exec::trainable_runs<Net>();
+        stream_.synchronize();
+    }
+
+    // Training-mode forward pass over x.size() / input.size() samples (host memory).
+    void forward(std::span<const float> x) {
+        const auto& p = program;
+        const auto n = static_cast<int>(exec::batch_of(x, input, "cuda trainer"));
+        backward_ready_ = false;
+        CTNET_CUDA(cudaSetDevice(device_));
+        if (n != n_) resize(n);
+        std::copy(x.begin(), x.end(), in_host_.data());
+        CTNET_CUDA(cudaMemcpyAsync(in_dev_.data(), in_host_.data(), x.size_bytes(), cudaMemcpyHostToDevice, s()));
+        for (int i = 0; i < p.n_ops; ++i) run_forward(i);
+        backward_ready_ = true;
+    }
+
+    [[nodiscard]] int batch() const { return n_; }
+    // The outputs of the last forward pass, copied to the host: N x output.size(), N x aux_output.size().
+    [[nodiscard]] std::span<const float> logits() { return copy_out(program.output, out_); }
+    [[nodiscard]] std::span<const float> aux_logits() {
+        if constexpr (!Net::program.has_aux) {
+            throw error("ctnet: cuda trainer: the network has no aux head");
+        } else {
+            return copy_out(program.aux, aux_);
+        }
+    }
+
+    // Adds the parameter gradients of the last forward pass, given d loss / d output (host, N x
+    // output.size()) and, for networks with an aux head, d loss / d aux output (may be empty).
+    void backward(std::span<const float> dlogits, std::span<const float> daux = {}) {
+        const auto& p = program;
+        if (!backward_ready_) throw error("ctnet: cuda trainer: backward() needs a forward() first");
+        exec::expect_size("cuda trainer", "output gradient", dlogits.size(), static_cast<std::size_t>(n_) * output.size());
+        std::fill(zeroed_.begin(), zeroed_.end(), char{0});
+        add_into(p.output, dlogits);
+        if (!daux.empty()) {
+            if (!p.has_aux) throw error("ctnet: cuda trainer: an aux gradient was given but the network has no aux head");
+            exec::expect_size("cuda trainer", "aux gradient", daux.size(), static_cast<std::size_t>(n_) * p.aux.s.size());
+            add_into(p.aux, daux);
+        }
+        for (int i = p.n_ops - 1; i >= 0; --i) run_backward(i);
+        stream_.synchronize();
+    }
+
+    // The gradients, copied to the host (one float per float of the weights).
+    [[nodiscard]] std::span<float> grads() {
+        grads_host_.resize(program.storage);
+        download(grads_host_.data(), grads_.data(), grads_host_.size());
+        return grads_host_;
+    }
+    void zero_grads() { CTNET_CUDA(cudaMemsetAsync(grads_.data(), 0, grads_.size() * sizeof(float), s())); }
+    // The host weights: as constructed, or as of the last to_host() / params_to_host().
+    [[nodiscard]] weights<Net>& params() { return *w_; }
+    void params_to_host() { download(w_->data().data(), params_.data(), program.storage); }
+    // After the caller changed the host weights: copies them to the device.
+    void params_to_device() { upload(params_.data(), w_->data().data(), program.storage); }
+    [[nodiscard]] rng& generator() { return rng_; }
+    [[nodiscard]] cuda::precision precision() const { return opt_.precision; }
+
+    // ---- The device step (train/step.hpp's train_step calls it) ------------------------------
+    // The optimizer state (momentum, mean square) and the average live on the device once set:
+    // from host copies (a resumed run) or initialised there (ms = 1, mom = 0, average = params).
+    [[nodiscard]] bool has_optimizer_state() const { return mom_.size() > 0; }
+    [[nodiscard]] bool has_average() const { return shadow_.size() > 0; }
+    void set_optimizer_state(std::span<const float> momentum, std::span<const float> mean_square) {
+        const std::size_t n = program.storage;
+        exec::expect_size("cuda trainer", "optimizer momentum", momentum.size(), n);
+        exec::expect_size("cuda trainer", "optimizer mean square", mean_square.size(), n);
+        mom_ = cuda::device_buffer<float>{n};
+        ms_ = cuda::device_buffer<float>{n};
+        upload(mom_.data(), momentum.data(), n);
+        upload(ms_.data(), mean_square.data(), n);
+    }
+    void set_average(std::span<const float> shadow) {
+        exec::expect_size("cuda trainer", "moving average", shadow.size(), program.storage);
+        shadow_ = cuda::device_buffer<float>{program.storage};
+        upload(shadow_.data(), shadow.data(), program.storage);
+    }
+    // The device state to the host: parameters (with the running statistics) into params(), and
+    // where given, the optimizer state and the average (each resized to the storage).
+    void to_host(std::vector<float>* momentum, std::vector<float>* mean_square, std::vector<float>* shadow) {
+        params_to_host();
+        const std::size_t n = program.storage;
+        if (momentum != nullptr && has_optimizer_state()) {
+            momentum->resize(n);
+            mean_square->resize(n);
+            download(momentum->data(), mom_.data(), n);
+            download(mean_square->data(), ms_.data(), n);
+        }
+        if (shadow != nullptr && has_average()) {
+            shadow->resize(n);
+            download(shadow->data(), shadow_.data(), n);
+        }
+    }
+
+    // One whole step on the device: forward, losses, backward, norm, clipping, weight decay,
+    // RMSProp (TF), moving average. labels: N ints in [0, classes) (checked here). The
+    // parameters change only when the losses and the gradients are finite.
+    cuda::device_step_result step(std::span<const float> x, std::span<const int> labels, const cuda::device_step& st) {
+        const auto& p = program;
+        constexpr int classes = static_cast<int>(output_shape_v<Net>.size());
+        const auto n = static_cast<std::size_t>(exec::batch_of(x, input, "cuda trainer"));
+        if (labels.size() != n)
+            throw error("ctnet: train_step: " + std::to_string(labels.size()) + " labels for a batch of " + std::to_string(n));
+        for (std::size_t i = 0; i < n; ++i)
+            if (labels[i] < 0 || labels[i] >= classes)
+                throw error("ctnet: softmax_cross_entropy: sample " + std::to_string(i) + " has label " + std::to_string(labels[i]) +
+                            ", expected 0.." + std::to_string(classes - 1));
+        forward(x);
+        const cudaStream_t q = s();
+        std::copy(labels.begin(), labels.end(), labels_host_.data());
+        CTNET_CUDA(cudaMemcpyAsync(labels_dev_.data(), labels_host_.data(), n * sizeof(int), cudaMemcpyHostToDevice, q));
+        // The losses write d loss / d logits straight into the gradient buffers of the outputs.
+        zero_grads();
+        std::fill(zeroed_.begin(), zeroed_.end(), char{0});
+        ensure_zeroed(p.output.buf);
+        cuda::softmax_cross_entropy(act(p.output), labels_dev_.data(), n_, st.smoothing, 1.0, loss_dev_.data(),
+                                    correct_dev_.data(), grad(p.output), q);
+        const bool aux = Net::program.has_aux && st.aux_weight > 0.0;
+        if constexpr (Net::program.has_aux) {
+            if (aux) {
+                ensure_zeroed(p.aux.buf);
+                cuda::softmax_cross_entropy(act(p.aux), labels_dev_.data(), n_, st.smoothing, st.aux_weight,
+                                            loss_dev_.data() + n_, correct_dev_.data() + n_, grad(p.aux), q);
+            }
+        }
+        for (int i = p.n_ops - 1; i >= 0; --i) run_backward(i);
+        cuda::sum_squares(grads_.data(), static_cast<long long>(grads_.size()), partial_.data(), norm_.data(), q);
+        // The scalars: per-sample losses and hits of both heads, the squared norm.
+        const std::size_t heads = aux ? 2 : 1;
+        CTNET_CUDA(cudaMemcpyAsync(loss_host_.data(), loss_dev_.data(), heads * n * sizeof(double), cudaMemcpyDeviceToHost, q));
+        CTNET_CUDA(cudaMemcpyAsync(correct_host_.data(), correct_dev_.data(), n * sizeof(int), cudaMemcpyDeviceToHost, q));
+        CTNET_CUDA(cudaMemcpyAsync(norm_host_.data(), norm_.data(), sizeof(double), cudaMemcpyDeviceToHost, q));
+        stream_.synchronize();
+        cuda::device_step_result r;
+        for (std::size_t h = 0; h < heads; ++h) {
+            double sum = 0.0;
+            for (std::size_t i = 0; i < n; ++i) {
+                const double l = loss_host_.data()[h * n + i];
+                if (!std::isfinite(l) && r.bad_sample < 0) r.bad_sample = static_cast<int>(i);
+                sum += l;
+            }
+            (h == 0 ? r.main_loss : r.aux_loss) = sum / static_cast<double>(n);
+        }
+        for (std::size_t i = 0; i < n; ++i) r.correct += correct_host_.data()[i];
+        r.grad_norm = std::sqrt(norm_host_.data()[0]);
+        r.grads_finite = std::isfinite(r.grad_norm);
+        if (r.bad_sample >= 0 || !r.grads_finite) return r;
+        if (st.clip_norm > 0.0) {  // torch's clip_grad_norm_
+            const double coef = st.clip_norm / (r.grad_norm + 1e-6);
+            if (coef < 1.0) cuda::scale(grads_.data(), static_cast<long long>(grads_.size()), coef, q);
+        }
+        if (!has_optimizer_state()) {  // tf.train.RMSPropOptimizer's initial state: ms = 1, mom = 0
+            const std::vector<float> ones(p.storage, 1.0F), none(p.storage, 0.0F);
+            set_optimizer_state(none, ones);
+        }
+        for (const auto& [offset, count] : runs_)
+            cuda::rmsprop(params_.data() + offset, grads_.data() + offset, ms_.data() + offset, mom_.data() + offset,
+                          static_cast<long long>(count), st.lr, st.decay, st.momentum, st.eps, st.weight_decay, q);
+        cuda::sum_squares(params_.data(), static_cast<long long>(p.storage), partial_.data(), norm_.data(), q);
+        CTNET_CUDA(cudaMemcpyAsync(norm_host_.data(), norm_.data(), sizeof(double), cudaMemcpyDeviceToHost, q));
+        stream_.synchronize();
+        r.params_finite = std::isfinite(norm_host_.data()[0]);
+        if (!r.params_finite || !st.average) return r;
+        if (!has_average()) {  // the first update copies (TF's shadow starts at the variable)
+            shadow_ = cuda::device_buffer<float>{p.storage};
+            CTNET_CUDA(cudaMemcpyAsync(shadow_.data(), params_.data(), p.storage * sizeof(float), cudaMemcpyDeviceToDevice, q));
+        } else {
+            cuda::moving_average(shadow_.data(), params_.data(), static_cast<long long>(p.storage), st.average_decay, q);
+        }
+        stream_.synchronize();
+        return r;
+    }
+
+private:
+    using keep = exec::keep;
+
+    [[nodiscard]] cudaStream_t s() const { return stream_.get(); }
+    void upload(float* to, const float* from, std::size_t count) {
+        if (count == 0) return;
+        CTNET_CUDA(cudaMemcpyAsync(to, from, count * sizeof(float), cudaMemcpyHostToDevice, s()));
+        stream_.synchronize();  // from is pageable host memory the caller may change next
+    }
+    void download(float* to, const float* from, std::size_t count) {
+        if (count == 0) return;
+        CTNET_CUDA(cudaMemcpyAsync(to, from, count * sizeof(float), cudaMemcpyDeviceToHost, s()));
+        stream_.synchronize();
+    }
+
+    void resize(int n) {
+        const auto& p = program;
+        n_ = 0;
+        const auto nn = static_cast<std::size_t>(n);
+        act_ = cuda::device_buffer<float>{};
+        dact_ = cuda::device_buffer<float>{};
+        act_ = cuda::device_buffer<float>{nn * layout_.per_sample};
+        dact_ = cuda::device_buffer<float>{nn * layout_.per_sample};
+        in_dev_ = cuda::device_buffer<float>{nn * input.size()};
+        in_host_ = cuda::pinned_buffer<float>{nn * input.size()};
+        saved_.clear();
+        saved_.resize(static_cast<std::size_t>(p.n_ops));
+        long long ws = 0;
+        std::size_t per_op = 0;
+        for (int i = 0; i < p.n_ops; ++i) {
+            const op& q = p.ops[i];
+            const keep k = keep_[static_cast<std::size_t>(i)];
+            std::size_t need = k == keep::input ? q.in.s.size() : k == keep::output ? q.out.s.size() : 0;
+            if (q.kind == op_kind::dropout) need = q.out.s.size();  // the mask
+            if (need > 0) saved_[static_cast<std::size_t>(i)] = cuda::device_buffer<float>{nn * need};
+            if (q.kind == op_kind::conv)
+                ws = std::max(ws, cuda::conv2d_weight_grad_workspace(geometry_of(q.win), packed(q.in.s), packed(q.out.s), n));
+            if (q.kind == op_kind::batch_norm) per_op = std::max(per_op, q.in.s.size());
+        }
+        ws_ = cuda::device_buffer<float>{static_cast<std::size_t>(std::max<long long>(ws, 1))};
+        scratch_ = cuda::device_buffer<float>{std::max<std::size_t>(nn * per_op, 1)};  // a batch norm's dx at the network input
+        loss_dev_ = cuda::device_buffer<double>{2 * nn};
+        loss_host_ = cuda::pinned_buffer<double>{2 * nn};
+        correct_dev_ = cuda::device_buffer<int>{2 * nn};
+        correct_host_ = cuda::pinned_buffer<int>{2 * nn};
+        labels_dev_ = cuda::device_buffer<int>{nn};
+        labels_host_ = cuda::pinned_buffer<int>{nn};
+        norm_host_ = cuda::pinned_buffer<double>{1};
+        zeroed_.assign(static_cast<std::size_t>(p.n_bufs), 0);
+        n_ = n;
+    }
+
+    static cuda::geometry geometry_of(const window& g) { return {g.kh, g.kw, g.sh, g.sw, g.pt, g.pb, g.pl, g.pr}; }
+    static cuda::view packed(shape sh) { return {nullptr, static_cast<long long>(sh.size()), sh.c, sh.h, sh.w}; }
+
+    [[nodiscard]] cuda::view view_in(const value& v, float* mem) const {
+        const exec::batch_view<float> b = layout_.view(v, mem, in_dev_.data(), static_cast<std::size_t>(n_));
+        return {b.data, static_cast<long long>(b.stride), v.s.c, v.s.h, v.s.w};
+    }
+    [[nodiscard]] cuda::view act(const value& v) const { return view_in(v, act_.data()); }
+    [[nodiscard]] cuda::view grad(const value& v) const {
+        if (program.bufs[v.buf].input) return {nullptr, 0, v.s.c, v.s.h, v.s.w};
+        return view_in(v, dact_.data());
+    }
+    [[nodiscard]] cuda::view saved(int i, shape sh) const {
+        return {saved_[static_cast<std::size_t>(i)].data(), static_cast<long long>(sh.size()), sh.c, sh.h, sh.w};
+    }
+    [[nodiscard]] cuda::view needed_in(int i) const {
+        const op& q = program.ops[i];
+        return keep_[static_cast<std::size_t>(i)] == keep::input ? saved(i, q.in.s) : act(q.in);
+    }
+    [[nodiscard]] cuda::view needed_out(int i) const {
+        const op& q = program.ops[i];
+        return keep_[static_cast<std::size_t>(i)] == keep::output ? saved(i, q.out.s) : act(q.out);
+    }
+
+    std::span<const float> copy_out(const value& v, std::vector<float>& dst) {
+        const cuda::view o = act(v);
+        dst.resize(static_cast<std::size_t>(n_) * v.s.size());
+        CTNET_CUDA(cudaMemcpy2DAsync(dst.data(), v.s.size() * sizeof(float), o.data, static_cast<std::size_t>(o.stride) * sizeof(float),
+                                     v.s.size() * sizeof(float), static_cast<std::size_t>(n_), cudaMemcpyDeviceToHost, s()));
+        stream_.synchronize();
+        return dst;
+    }
+    // A gradient buffer is cleared when the backward pass first reaches it, as on the CPU.
+    void ensure_zeroed(int buf) {
+        if (program.bufs[buf].input || zeroed_[static_cast<std::size_t>(buf)]) return;
+        zeroed_[static_cast<std::size_t>(buf)] = 1;
+        const std::size_t size = program.bufs[buf].s.size() * static_cast<std::size_t>(n_);
+        float* base = dact_.data() + layout_.offsets[static_cast<std::size_t>(buf)] * static_cast<std::size_t>(n_);
+        CTNET_CUDA(cudaMemsetAsync(base, 0, size * sizeof(float), s()));
+    }
+    void add_into(const value& v, std::span<const float> g) {
+        ensure_zeroed(v.buf);
+        // The buffer was just cleared (outputs are read by nothing else): copy, row by row.
+        const cuda::view d = grad(v);
+        CTNET_CUDA(cudaMemcpy2DAsync(d.data, static_cast<std::size_t>(d.stride) * sizeof(float), g.data(), v.s.size() * sizeof(float),
+                                     v.s.size() * sizeof(float), static_cast<std::size_t>(n_), cudaMemcpyHostToDevice, s()));
+        stream_.synchronize();
+    }
+
+    void run_forward(int i) {
+        const op& o = program.ops[i];
+        const int n = n_;
+        const cudaStream_t q = s();
+        const keep k = keep_[static_cast<std::size_t>(i)];
+        if (k == keep::input) cuda::copy(act(o.in), saved(i, o.in.s), n, q);
+        const cuda::view x = act(o.in), y = act(o.out);
+        const auto wb = weight_params<const float>::of(o, params_.data());
+        switch (o.kind) {
+            case op_kind::conv:
+                cuda::conv2d(wb.w, wb.bias != nullptr ? wb.bias : zeros_.data(), false, geometry_of(o.win), x, y, n, opt_.precision, q);
+                break;
+            case op_kind::batch_norm: {
+                if (static_cast<long long>(n) * o.in.s.h * o.in.s.w < 2)
+                    throw error("ctnet: cuda trainer: batch_norm '" + std::string{o.path.view()} +
+                                "' needs more than one value per channel (batch " + std::to_string(n) + ", input " +
+                                std::to_string(o.in.s.h) + "x" + std::to_string(o.in.s.w) + ")");
+                const auto bn = bn_params<float>::of(o, params_.data());
+                float* mean = bn_stats_.data() + bn_at_[static_cast<std::size_t>(i)];
+                cuda::batch_norm_train(bn.gamma, bn.beta, o.eps, static_cast<float>(opt_.bn_momentum), x, y, n, mean, mean + o.out.s.c,
+                                       bn.mean, bn.var, q);
+                break;
+            }
+            case op_kind::relu: cuda::relu(x, y, n, q); break;
+            case op_kind::max_pool: cuda::max_pool(geometry_of(o.win), x, y, n, q); break;
+            case op_kind::avg_pool: cuda::avg_pool(geometry_of(o.win), o.count_pad, x, y, n, q); break;
+            case op_kind::global_avg_pool: cuda::global_avg_pool(x, y, n, q); break;
+            case op_kind::linear: cuda::linear(wb.w, wb.bias, x, y, n, q); break;
+            case op_kind::softmax: cuda::softmax(x, y, n, q); break;
+            case op_kind::dropout: forward_dropout(i, x, y); break;
+            case op_kind::channel_affine: {
+                const float* scale = consts_.data() + affine_at_[static_cast<std::size_t>(i)];
+                cuda::channel_affine(scale, scale + o.in.s.c, x, y, n, q);
+                break;
+            }
+        }
+        if (k == keep::output) cuda::copy(act(o.out), saved(i, o.out.s), n, q);
+    }
+
+    void run_backward(int i) {
+        const op& o = program.ops[i];
+        const int n = n_;
+        const cudaStream_t q = s();
+        ensure_zeroed(o.out.buf);
+        if (o.in.buf != o.out.buf) ensure_zeroed(o.in.buf);
+        const cuda::view dy = grad(o.out), dx = grad(o.in);  // dx.data null at the network input
+        const auto wb = weight_params<const float>::of(o, params_.data());
+        const auto dwb = weight_params<float>::of(o, grads_.data());
+        switch (o.kind) {
+            case op_kind::conv:
+                if (dx.data != nullptr) cuda::conv2d_input_grad(wb.w, geometry_of(o.win), dy, dx, n, opt_.precision, q);
+                cuda::conv2d_weight_grad(geometry_of(o.win), needed_in(i), dy, n, dwb.w, dwb.bias, ws_.data(), opt_.precision, q);
+                break;
+            case op_kind::batch_norm: {
+                const auto bn = bn_params<const float>::of(o, params_.data());
+                const float* mean = bn_stats_.data() + bn_at_[static_cast<std::size_t>(i)];
+                float* dgamma = grads_.data() + o.param_offset;  // then dbeta: the layout of bn_params
+                const cuda::view d = dx.data != nullptr ? dx : packed_at(scratch_.data(), o.in.s);
+                cuda::batch_norm_train_backward(bn.gamma, mean, mean + o.out.s.c, needed_in(i), dy, d, n, dgamma, dgamma + o.out.s.c, q);
+                break;
+            }
+            case op_kind::relu: cuda::relu_backward(needed_out(i), dy, dx, n, q); break;
+            case op_kind::max_pool: if (dx.data != nullptr) cuda::max_pool_backward(geometry_of(o.win), needed_in(i), dy, dx, n, q); break;
+            case op_kind::avg_pool: if (dx.data != nullptr) cuda::avg_pool_backward(geometry_of(o.win), o.count_pad, dy, dx, n, q); break;
+            case op_kind::global_avg_pool: if (dx.data != nullptr) cuda::global_avg_pool_backward(dy, dx, n, q); break;
+            case op_kind::linear: cuda::linear_backward(wb.w, needed_in(i), dy, dx, n, dwb.w, dwb.bias, q); break;
+            case op_kind::softmax: if (dx.data != nullptr) cuda::softmax_backward(needed_out(i), dy, dx, n, q); break;
+            case op_kind::dropout: if (dx.data != nullptr) cuda::scale_backward(saved_[static_cast<std::size_t>(i)].data(), dy, dx, n, q); break;
+            case op_kind::channel_affine:
+                cuda::channel_affine_backward(consts_.data() + affine_at_[static_cast<std::size_t>(i)], dy, dx, n, q);
+                break;
+        }
+    }
+    static cuda::view packed_at(float* data, shape sh) { return {data, static_cast<long long>(sh.size()), sh.c, sh.h, sh.w}; }
+
+    // The masks come from the host generator in the CPU trainer's order (sample by sample, element
+    // by element), so both backends drop the same units for the same seed; y = x * mask.
+    void forward_dropout(int i, cuda::view x, cuda::view y) {
+        const op& o = program.ops[i];
+        const auto scale = static_cast<float>(1.0 / (1.0 - o.drop));
+        const std::size_t k = o.out.s.size(), total = k * static_cast<std::size_t>(n_);
+        mask_host_.resize(total);
+        for (std::size_t e = 0; e < total; ++e) mask_host_[e] = rng_.uniform() < o.drop ? 0.0F : scale;
+        float* mask = saved_[static_cast<std::size_t>(i)].data();
+        upload(mask, mask_host_.data(), total);
+        if (x.data != y.data) cuda::copy(x, y, n_, s());
+        cuda::scale_backward(mask, y, y, n_, s());  // in place: y = y * mask
+    }
+
+    options opt_;
+    int device_;  // checked (and made current) before any member below touches CUDA
+    weights<Net>* w_;
+    rng rng_;
+    cuda::stream stream_;
+    exec::layout<Net> layout_{true};  // every activation its own buffer
+    cuda::device_buffer<float> params_, grads_, mom_, ms_, shadow_;
+    cuda::device_buffer<float> act_, dact_, in_dev_, bn_stats_, consts_, zeros_, ws_, scratch_;
+    cuda::device_buffer<double> partial_, norm_, loss_dev_;
+    cuda::device_buffer<int> correct_dev_, labels_dev_;
+    cuda::pinned_buffer<float> in_host_;
+    cuda::pinned_buffer<double> loss_host_, norm_host_;
+    cuda::pinned_buffer<int> correct_host_, labels_host_;
+    std::vector<cuda::device_buffer<float>> saved_;
+    std::vector<keep> keep_;
+    std::vector<std::size_t> bn_at_, affine_at_;
+    std::vector<std::pair<std::size_t, std::size_t>> runs_;
+    std::vector<char> zeroed_;
+    std::vector<float> grads_host_, out_, aux_, mask_host_;
+    int n_ = 0;
+    bool backward_ready_ = false;
+};
+
+}  // namespace ctnet

@@ -1,0 +1,266 @@
+// trainer<Net, backend::cuda> against the CPU trainers (tests/test_train.cpp checks those against
+// finite differences and torch autograd): gradients and running statistics of one training pass,
+// whole train_step runs (RMSProp, clipping, weight decay, the moving average) with the optimizer
+// state on the device, checkpoints moving between backends, errors. Skips without a GPU.
+//
+// Bounds. The random nets are conditioned (both sides add in nearly the same order): per tensor
+// within 1e-5 of its norm in fp32 (floor: 1 % of the whole gradient's norm, as test_train.cpp),
+// 1e-2 in tf32. A random-weight Inception v3 step is not: one ulp of input noise moves half its
+// gradient tensors by more than 0.3 % (bench/RESULTS.md, rounding sensitivity), so there each
+// tensor is held to 2e-5 of its scale plus 3x the CPU trainer's own change under 1e-5 input
+// noise, which is what a kernel that rounds differently may move it; the kernels themselves are
+// held to 1e-5 one by one in tests/test_cuda_train.cpp.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ctnet/cpu/trainer.hpp>
+#include <ctnet/cuda/trainer.hpp>
+#include <ctnet/io/safetensors.hpp>
+#include <ctnet/models/inception_v3.hpp>
+#include <ctnet/train/checkpoint.hpp>
+#include <ctnet/train/step.hpp>
+
+#include "check.hpp"
+#include "train_nets.hpp"
+
+using namespace ctnet;
+using namespace ctnet::test_nets;
+
+namespace {
+
+bool gpu_here() {
+    if (cuda::device_count() > 0) return true;
+    MESSAGE("skipped: no CUDA device on this machine");
+    return false;
+}
+
+std::vector<float> random_vector(std::size_t n, std::uint64_t seed) {
+    rng g{seed};
+    std::vector<float> v(n);
+    for (float& f : v) f = static_cast<float>(g.normal());
+    return v;
+}
+
+template <class A, class B>
+test::error_meter norm_meter(const A& got, const B& want) {
+    return test::compare(got, want, std::numeric_limits<double>::min());
+}
+
+// One training pass of trainer T from w (a copy): gradients given d output = r, d aux = r_aux;
+// returns the gradients and leaves the updated running statistics in w.
+template <class Net, class T, class O>
+std::vector<float> grads_of(weights<Net>& w, O o, const std::vector<float>& x, const std::vector<float>& r,
+                            const std::vector<float>& r_aux) {
+    T t{w, o};
+    t.forward(x);
+    t.zero_grads();
+    t.backward(r, r_aux);
+    const std::span<const float> g = t.grads();
+    std::vector<float> out(g.begin(), g.end());
+    if constexpr (requires { t.params_to_host(); }) t.params_to_host();
+    return out;
+}
+
+// Per tensor: |gpu - cpu| <= bound * scale + slack * sensitivity[i] (gradients and the running
+// statistics the pass updated). Returns the worst |gpu - cpu| / scale.
+template <class Net>
+double compare_tensors(const std::vector<float>& g_gpu, const weights<Net>& w_gpu, const std::vector<float>& g_cpu,
+                       const weights<Net>& w_cpu, double bound, const std::vector<double>& sensitivity, double slack) {
+    double whole = 0.0;
+    for (const float v : g_cpu) whole += static_cast<double>(v) * v;
+    whole = std::sqrt(whole);
+    double worst = 0.0;
+    std::size_t i = 0;
+    for (const tensor_info& t : weights<Net>::tensors()) {
+        const bool stats = !t.trainable;
+        const std::span<const float> a = stats ? std::span<const float>(w_cpu.data()) : std::span<const float>(g_cpu);
+        const std::span<const float> b = stats ? std::span<const float>(w_gpu.data()) : std::span<const float>(g_gpu);
+        const test::error_meter m = norm_meter(b.subspan(t.offset, t.count), a.subspan(t.offset, t.count));
+        const double scale = std::max(m.norm_want(), stats ? 0.0 : 1e-2 * whole);
+        const double s = sensitivity.empty() ? 0.0 : sensitivity[i];
+        INFO(t.name << (stats ? " (running statistic)" : " (gradient)") << ": |gpu - cpu| = " << m.norm_diff() << ", scale "
+                    << scale << ", sensitivity " << s);
+        CHECK(m.norm_diff() <= bound * scale + slack * s);
+        if (scale > 0.0) worst = std::max(worst, m.norm_diff() / scale);
+        ++i;
+    }
+    return worst;
+}
+
+template <class Net>
+void check_pass(int batch, std::uint64_t seed, cuda::precision p, double bound, int draws, double slack) {
+    constexpr shape in = input_shape_v<Net>;
+    auto w = std::make_unique<weights<Net>>();
+    init_seeded(*w, seed, true);
+    const auto x = random_vector(static_cast<std::size_t>(batch) * in.size(), seed + 1);
+    const auto r = random_vector(static_cast<std::size_t>(batch) * output_shape_v<Net>.size(), seed + 2);
+    std::vector<float> r_aux;
+    if constexpr (Net::program.has_aux)
+        r_aux = random_vector(static_cast<std::size_t>(batch) * Net::program.aux.s.size(), seed + 3);
+    using cpu_t = trainer<Net, backend::cpu>;
+    using gpu_t = trainer<Net, backend::cuda>;
+    const typename cpu_t::options co{.threads = 4, .seed = 99, .winograd = false};
+    auto w_cpu = std::make_unique<weights<Net>>(*w), w_gpu = std::make_unique<weights<Net>>(*w);
+    const auto g_cpu = grads_of<Net, cpu_t>(*w_cpu, co, x, r, r_aux);
+    const auto g_gpu = grads_of<Net, gpu_t>(*w_gpu, typename gpu_t::options{.precision = p, .seed = 99}, x, r, r_aux);
+    // The CPU trainer's own change under 1e-5 relative input noise, per tensor.
+    std::vector<double> sensitivity(weights<Net>::tensors().size(), 0.0);
+    for (int d = 0; d < draws; ++d) {
+        rng g{seed + 1000 + static_cast<std::uint64_t>(d)};
+        std::vector<float> xp = x;
+        for (float& v : xp) v *= 1.0F + static_cast<float>(1e-5 * g.normal());
+        auto wp = std::make_unique<weights<Net>>(*w);
+        const auto gp = grads_of<Net, cpu_t>(*wp, co, xp, r, r_aux);
+        std::size_t i = 0;
+        for (const tensor_info& t : weights<Net>::tensors()) {
+            const bool stats = !t.trainable;
+            const std::span<const float> a = stats ? std::span<const float>(w_cpu->data()) : std::span<const float>(g_cpu);
+            const std::span<const float> b = stats ? std::span<const float>(wp->data()) : std::span<const float>(gp);
+            sensitivity[i] = std::max(sensitivity[i], norm_meter(b.subspan(t.offset, t.count), a.subspan(t.offset, t.count)).norm_diff());
+            ++i;
+        }
+    }
+    const double worst = compare_tensors(g_gpu, *w_gpu, g_cpu, *w_cpu, bound, draws > 0 ? sensitivity : std::vector<double>{}, slack);
+    MESSAGE("cuda trainer " << cuda::to_string(p) << ", input " << in.c << "x" << in.h << "x" << in.w << ", batch " << batch
+                            << ": worst tensor " << worst << " of its scale");
+}
+
+// Three train_steps from the same start on both backends: the losses, hits and norms of each,
+// then the parameters, the optimizer state and the moving average.
+template <class Net>
+void check_steps(cuda::precision p, double bound) {
+    constexpr shape in = input_shape_v<Net>;
+    constexpr int batch = 4, classes = static_cast<int>(output_shape_v<Net>.size());
+    weights<Net> w0;
+    init_seeded(w0, 5, true);
+    weights<Net> wc = w0, wg = w0;
+    optimizer oc = optimizer::rmsprop(), og = optimizer::rmsprop();
+    moving_average ec{0.999}, eg{0.999};
+    ec.update(wc.data());
+    eg.update(wg.data());
+    trainer<Net, backend::cpu> tc{wc, {.threads = 2, .seed = 7, .winograd = false}};
+    trainer<Net, backend::cuda> tg{wg, {.precision = p, .seed = 7}};
+    const auto ranges = trainable_ranges<Net>();
+    const recipe r{.label_smoothing = 0.1, .aux_weight = 0.4, .weight_decay = 4e-3, .clip_norm = 0.5};
+    for (int s = 0; s < 3; ++s) {
+        const auto x = random_vector(static_cast<std::size_t>(batch) * in.size(), 40 + static_cast<std::uint64_t>(s));
+        std::vector<int> labels(batch);
+        for (int i = 0; i < batch; ++i) labels[static_cast<std::size_t>(i)] = (i + s) % classes;
+        const step_result a = train_step(tc, oc, ranges, x, labels, r, 0.01, &ec);
+        const step_result b = train_step(tg, og, ranges, x, labels, r, 0.01, &eg);
+        INFO("step " << s);
+        CHECK(std::fabs(b.loss - a.loss) <= bound * std::fabs(a.loss));
+        CHECK(std::fabs(b.aux_loss - a.aux_loss) <= bound * std::fabs(a.aux_loss));
+        CHECK(std::fabs(b.grad_norm - a.grad_norm) <= bound * a.grad_norm);
+        CHECK(b.correct == a.correct);
+    }
+    CHECK(og.steps() == oc.steps());
+    CHECK(eg.updates() == ec.updates());
+    sync_host(tg, og, &eg);
+    const auto same = [&](std::span<const float> got, std::span<const float> want, const char* what) {
+        for (const tensor_info& t : weights<Net>::tensors()) {
+            const test::error_meter m = norm_meter(got.subspan(t.offset, t.count), want.subspan(t.offset, t.count));
+            INFO(what << " " << t.name << ": " << m.norm_diff() << " of " << m.norm_want());
+            CHECK(m.norm_diff() <= bound * std::max(m.norm_want(), 1e-6));
+        }
+    };
+    same(wg.data(), wc.data(), "parameters");
+    same(og.momentum(), oc.momentum(), "momentum");
+    same(og.mean_square(), oc.mean_square(), "mean square");
+    same(eg.shadow(), ec.shadow(), "moving average");
+}
+
+}  // namespace
+
+TEST_CASE("cuda trainer: one training pass equals backend::cpu's on every layer kind (fp32, tf32)") {
+    if (!gpu_here()) return;
+    check_pass<every_layer>(3, 31, cuda::precision::fp32, 1e-5, 0, 0.0);
+    check_pass<every_layer>(4, 34, cuda::precision::fp32, 1e-5, 0, 0.0);
+    check_pass<every_layer>(3, 31, cuda::precision::tf32, 1e-2, 0, 0.0);
+}
+
+TEST_CASE("cuda trainer: one Inception v3 training pass at 75x75 and at 299x299, batch 4 (fp32)") {
+    if (!gpu_here()) return;
+    using small = models::inception_v3<1000, 75, models::inception_options{.aux_logits = false}>;
+    check_pass<small>(4, 61, cuda::precision::fp32, 2e-5, 2, 3.0);
+    check_pass<models::inception_v3<>>(4, 62, cuda::precision::fp32, 2e-5, 1, 3.0);  // with the aux head
+}
+
+TEST_CASE("cuda trainer: three train_steps on the device equal train_step on the CPU (RMSProp, clipping, average)") {
+    if (!gpu_here()) return;
+    check_steps<every_layer_logits>(cuda::precision::fp32, 1e-5);
+}
+
+TEST_CASE("cuda trainer: a checkpoint written after GPU steps resumes on the CPU and back") {
+    if (!gpu_here()) return;
+    using Net = every_layer_logits;
+    constexpr shape in = input_shape_v<Net>;
+    weights<Net> w;
+    init_seeded(w, 8, true);
+    optimizer o = optimizer::rmsprop();
+    moving_average e{0.99};
+    e.update(w.data());
+    const auto ranges = trainable_ranges<Net>();
+    const recipe r{};
+    const std::vector<int> labels{0, 1, 2, 3};
+    trainer<Net, backend::cuda> tg{w, {.precision = cuda::precision::fp32, .seed = 3}};
+    for (int s = 0; s < 2; ++s) train_step(tg, o, ranges, random_vector(4 * in.size(), 70 + static_cast<std::uint64_t>(s)), labels, r, 0.01, &e);
+    sync_host(tg, o, &e);
+    const std::string path = (std::filesystem::temp_directory_path() / "ctnet_cuda_trainer_ck.safetensors").string();
+    save_checkpoint(path, w, o, &e, train_state{.epoch = 1, .step = 2, .dropout_rng = 0, .config = {}});
+    // Resume on the CPU and on the GPU from the file; one more step each.
+    weights<Net> wc, wg;
+    optimizer oc = optimizer::rmsprop(), og = optimizer::rmsprop();
+    moving_average ec{0.99}, eg{0.99};
+    static_cast<void>(load_checkpoint(io::safetensors_file{path}, wc, oc, &ec));
+    static_cast<void>(load_checkpoint(io::safetensors_file{path}, wg, og, &eg));
+    std::filesystem::remove(path);
+    CHECK(wc.data()[0] == w.data()[0]);
+    trainer<Net, backend::cpu> tc2{wc, {.threads = 2, .seed = 4, .winograd = false}};
+    trainer<Net, backend::cuda> tg2{wg, {.precision = cuda::precision::fp32, .seed = 4}};
+    const auto x = random_vector(4 * in.size(), 72);
+    train_step(tc2, oc, ranges, x, labels, r, 0.01, &ec);
+    train_step(tg2, og, ranges, x, labels, r, 0.01, &eg);
+    sync_host(tg2, og, &eg);
+    const test::error_meter mw = norm_meter(std::span<const float>(wg.data()), std::span<const float>(wc.data()));
+    const test::error_meter me = norm_meter(std::span<const float>(eg.shadow()), std::span<const float>(ec.shadow()));
+    MESSAGE("after resuming: parameters " << mw.norm_diff() / mw.norm_want() << ", average " << me.norm_diff() / me.norm_want());
+    CHECK(mw.norm_diff() <= 1e-5 * mw.norm_want());
+    CHECK(me.norm_diff() <= 1e-5 * me.norm_want());
+    CHECK(og.steps() == 3);
+}
+
+TEST_CASE("cuda trainer: a non-finite input throws before anything is updated; unsupported settings say so") {
+    if (!gpu_here()) return;
+    using Net = every_layer_logits;
+    constexpr shape in = input_shape_v<Net>;
+    weights<Net> w;
+    init_seeded(w, 9, true);
+    optimizer o = optimizer::rmsprop();
+    trainer<Net, backend::cuda> t{w, {.precision = cuda::precision::fp32}};
+    const auto ranges = trainable_ranges<Net>();
+    std::vector<float> x = random_vector(4 * in.size(), 80);
+    x[5] = std::numeric_limits<float>::quiet_NaN();
+    const std::vector<int> labels{0, 1, 2, 3};
+    CHECK_THROWS_WITH_AS(train_step(t, o, ranges, x, labels, recipe{}, 0.01), doctest::Contains("non-finite"), ctnet::error);
+    CHECK(o.steps() == 0);
+    t.params_to_host();
+    weights<Net> w0;
+    init_seeded(w0, 9, true);
+    for (const tensor_info& ti : weights<Net>::tensors())
+        if (ti.trainable) CHECK(w.data()[ti.offset] == w0.data()[ti.offset]);
+    optimizer sgd = optimizer::sgd();
+    x[5] = 0.5F;
+    CHECK_THROWS_WITH_AS(train_step(t, sgd, ranges, x, labels, recipe{}, 0.01), doctest::Contains("RMSProp"), ctnet::error);
+    CHECK_THROWS_WITH_AS((trainer<Net, backend::cuda>{w, {.precision = cuda::precision::bf16}}), doctest::Contains("fp32 or tf32"),
+                         ctnet::error);
+    const std::vector<int> bad{0, 1, 2, 9};
+    CHECK_THROWS_WITH_AS(train_step(t, o, ranges, x, bad, recipe{}, 0.01), doctest::Contains("label 9"), ctnet::error);
+}

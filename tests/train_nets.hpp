@@ -1,0 +1,31 @@
+// Networks the training tests share (tests/test_train.cpp, tests/test_cuda_trainer.cpp).
+#pragma once
+
+#include <ctnet/ctnet.hpp>
+
+namespace ctnet::test_nets {
+
+template <int Out, class... Opts>
+struct cbr : seq<node<"conv", conv<Out, Opts...>>, node<"bn", batch_norm<>>, relu> {};
+
+// Every op kind: transform_input (channel affine), strided / padded / factorized convs with and
+// without bias, batch norm (2-D and 1-D), relu, max and avg pools (with and without padded
+// zeros counted), a concat whose input feeds four branches, an aux head, dropout, linear, and
+// (every_layer) a softmax; every_layer_logits ends at the logits, as train_step wants.
+template <class... Tail>
+using every_layer_t = network<shape{3, 9, 8},
+    seq<transform_input,
+        node<"stem", seq<node<"conv", conv<5, k<3>, stride<2>, pad<1>, bias<true>>>, node<"bn", batch_norm<>>, relu>>,
+        node<"mix", concat<node<"a", conv<4, k<1>>>,
+                           seq<node<"b1", cbr<3, k<1, 3>, pad<0, 1>>>, node<"b2", cbr<4, k<3, 1>, pad<1, 0>>>>,
+                           max_pool<k<3>, stride<1>, pad<1>>,
+                           seq<avg_pool<k<3>, stride<1>, pad<1>, count_pad<false>>, node<"p", conv<2, k<1>>>>>>,
+        aux<"aux", seq<avg_pool<k<2>, stride<2>>, node<"c", cbr<3, k<1>>>, global_avg_pool, flatten,
+                       node<"fc", linear<3, 4>>>>,
+        avg_pool<k<2>, stride<1>>, node<"down", cbr<6, k<2>, stride<2>>>, global_avg_pool, flatten,
+        node<"drop", dropout<>>, node<"fc1", linear<6, 7>>, node<"bnf", batch_norm<>>, relu,
+        node<"fc2", linear<7, 4, bias<false>>>, Tail...>>;
+using every_layer = every_layer_t<softmax>;
+using every_layer_logits = every_layer_t<>;
+
+}  // namespace ctnet::test_nets
