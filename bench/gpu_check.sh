@@ -6,10 +6,13 @@
 #   bash bench/gpu_check.sh           # on the GPU machine, from the repository root (about 5-6 minutes;
 #                                     # every stage has a timeout, 570 s in all at worst)
 # The run: the CUDA tests (NCHW and NHWC engines, every precision, against the reference runner;
-# training kernels), the same tests' small-network cases under compute-sanitizer memcheck, the
-# NCCL one-rank test, gpu_bench (ctnet's engines x precisions, with and without host copies, batch
-# 1/32/128/256), PyTorch on the same GPU (python3 with torch), then one table. Logs in LOG_DIR
-# (default /tmp/gpu-logs). Exit status 1 when a test, memcheck or the benchmark's agreement check failed.
+# training kernels; the GPU trainer against the CPU trainer), the same tests' small-network cases
+# under compute-sanitizer memcheck, the NCCL one-rank test, gpu_bench (ctnet's engines x
+# precisions, with and without host copies, batch 1/32/128/256), PyTorch on the same GPU (python3
+# with torch), the training step (gpu_train_bench against bench/gpu_torch_train.py, batch 32 and
+# 128) and a short Fashion-MNIST run of `ctnet train --backend cuda` (data copied into gpu-bin/
+# by the build), then the tables. Logs in LOG_DIR (default /tmp/gpu-logs). Exit status 1 when a
+# test, memcheck, the benchmark's agreement check or the training run failed.
 set -u
 cd "$(dirname "$0")/.."
 B=${BIN:-gpu-bin}
@@ -19,10 +22,11 @@ if [ "${1:-run}" = build ]; then
   cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCTNET_CUDA=ON -DCTNET_NATIVE=OFF \
         -DCMAKE_CXX_FLAGS=-march=x86-64-v3 -DCMAKE_CUDA_ARCHITECTURES=90 -DCTNET_BUILD_EXAMPLES=OFF > build-gpu/configure.log
   grep -E "cuDNN engine" build-gpu/configure.log || true
-  cmake --build build-gpu -j "${JOBS:-2}" --target ctnet_cuda_tests gpu_bench
+  cmake --build build-gpu -j "${JOBS:-2}" --target ctnet_cuda_tests gpu_bench gpu_train_bench ctnet_tool
   cmake --build build-gpu -j "${JOBS:-2}" --target ctnet_nccl_tests || echo "(no NCCL: ctnet_nccl_tests not built)"
   mkdir -p "$B/lib"
-  cp build-gpu/tests/ctnet_cuda_tests build-gpu/bench/gpu_bench "$B/"
+  cp build-gpu/tests/ctnet_cuda_tests build-gpu/bench/gpu_bench build-gpu/bench/gpu_train_bench build-gpu/apps/ctnet/ctnet "$B/"
+  mkdir -p "$B/fashion" && cp /usr/share/datasets/fashion-mnist/*.gz "$B/fashion/"  # 30 MB: the GPU machine has no Debian packages
   [ -x build-gpu/tests/ctnet_nccl_tests ] && cp build-gpu/tests/ctnet_nccl_tests "$B/"
   cp -L /usr/local/cuda/lib64/libcudart.so.13 "$B/lib/"
   ls -la "$B" "$B/lib"
@@ -44,13 +48,13 @@ done
 export LD_LIBRARY_PATH="${libs#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export PATH="$PATH:/usr/local/cuda/bin"  # compute-sanitizer
 chmod +x "$B"/* 2> /dev/null
-for x in ctnet_cuda_tests gpu_bench; do
+for x in ctnet_cuda_tests gpu_bench gpu_train_bench ctnet; do
   if ldd "$B/$x" | grep -q "not found"; then note "$x: missing libraries:"; ldd "$B/$x" | grep "not found" | tee -a "$LOG_DIR/summary.txt"; fi
 done
 
 echo "== CUDA tests (every engine and precision against the reference runner)"
 t0=$(date +%s)
-timeout "${TEST_S:-140}" "$B/ctnet_cuda_tests" -s > "$LOG_DIR/cuda_tests.log" 2>&1
+timeout "${TEST_S:-200}" "$B/ctnet_cuda_tests" -s > "$LOG_DIR/cuda_tests.log" 2>&1
 rc=$?; [ $rc = 0 ] || status=1
 note "cuda tests rc=$rc in $(( $(date +%s) - t0 )) s"
 # The measured errors, without the engines' descriptions (in the log); failures in full.
@@ -90,6 +94,25 @@ PYTHONUNBUFFERED=1 timeout "${TORCH_S:-110}" "$PY" bench/gpu_torch.py "${BATCHES
 rc=$?
 note "torch rc=$rc in $(( $(date +%s) - t0 )) s: $(head -1 "$LOG_DIR/torch.txt")"
 [ $rc = 0 ] || tail -5 "$LOG_DIR/torch.txt" | tee -a "$LOG_DIR/summary.txt"
+
+echo "== training: ctnet's step (gpu_train_bench) and PyTorch's (bench/gpu_torch_train.py), batch ${TRAIN_BATCHES:-32,128}"
+t0=$(date +%s)
+timeout "${TRAIN_BENCH_S:-90}" "$B/gpu_train_bench" --batches "${TRAIN_BATCHES:-32,128}" --steps "${TRAIN_STEPS:-8}" \
+  > "$LOG_DIR/train_bench.txt" 2>&1
+rc=$?; [ $rc = 0 ] || status=1
+note "gpu_train_bench rc=$rc in $(( $(date +%s) - t0 )) s"
+t0=$(date +%s)
+TORCH_TRAIN_STEPS=${TRAIN_STEPS:-8} PYTHONUNBUFFERED=1 timeout "${TORCH_TRAIN_S:-90}" "$PY" bench/gpu_torch_train.py \
+  "${TRAIN_BATCHES:-32,128}" > "$LOG_DIR/torch_train.txt" 2>&1
+note "torch training rc=$? in $(( $(date +%s) - t0 )) s"
+grep -hE '"images_per_s"|"error"' "$LOG_DIR/train_bench.txt" "$LOG_DIR/torch_train.txt" | tee -a "$LOG_DIR/summary.txt"
+
+echo "== ctnet train --backend cuda: Fashion-MNIST, ${FASHION_EPOCHS:-2} epochs"
+t0=$(date +%s)
+timeout "${FASHION_S:-120}" "$B/ctnet" train --backend cuda --data "$B/fashion" --out "$LOG_DIR/fashion" \
+  --epochs "${FASHION_EPOCHS:-2}" --batch 64 --threads 8 > "$LOG_DIR/fashion.txt" 2>&1
+rc=$?; [ $rc = 0 ] || status=1
+note "ctnet train --backend cuda rc=$rc in $(( $(date +%s) - t0 )) s: $(grep -E '^epoch|^final' "$LOG_DIR/fashion.txt" | tr '\n' ' ')"
 
 echo "== summary"
 cat "$LOG_DIR/summary.txt"

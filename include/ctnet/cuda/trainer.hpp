@@ -140,6 +140,7 @@ public:
         const auto n = static_cast<int>(exec::batch_of(x, input, "cuda trainer"));
         backward_ready_ = false;
         CTNET_CUDA(cudaSetDevice(device_));
+        stream_.synchronize();  // the last pass's input copy has left in_host_
         if (n != n_) resize(n);
         std::copy(x.begin(), x.end(), in_host_.data());
         CTNET_CUDA(cudaMemcpyAsync(in_dev_.data(), in_host_.data(), x.size_bytes(), cudaMemcpyHostToDevice, s()));
@@ -333,7 +334,6 @@ private:
         saved_.clear();
         saved_.resize(static_cast<std::size_t>(p.n_ops));
         long long ws = 0;
-        std::size_t per_op = 0;
         for (int i = 0; i < p.n_ops; ++i) {
             const op& q = p.ops[i];
             const keep k = keep_[static_cast<std::size_t>(i)];
@@ -342,10 +342,8 @@ private:
             if (need > 0) saved_[static_cast<std::size_t>(i)] = cuda::device_buffer<float>{nn * need};
             if (q.kind == op_kind::conv)
                 ws = std::max(ws, cuda::conv2d_weight_grad_workspace(geometry_of(q.win), packed(q.in.s), packed(q.out.s), n));
-            if (q.kind == op_kind::batch_norm) per_op = std::max(per_op, q.in.s.size());
         }
         ws_ = cuda::device_buffer<float>{static_cast<std::size_t>(std::max<long long>(ws, 1))};
-        scratch_ = cuda::device_buffer<float>{std::max<std::size_t>(nn * per_op, 1)};  // a batch norm's dx at the network input
         loss_dev_ = cuda::device_buffer<double>{2 * nn};
         loss_host_ = cuda::pinned_buffer<double>{2 * nn};
         correct_dev_ = cuda::device_buffer<int>{2 * nn};
@@ -463,8 +461,7 @@ private:
                 const auto bn = bn_params<const float>::of(o, params_.data());
                 const float* mean = bn_stats_.data() + bn_at_[static_cast<std::size_t>(i)];
                 float* dgamma = grads_.data() + o.param_offset;  // then dbeta: the layout of bn_params
-                const cuda::view d = dx.data != nullptr ? dx : packed_at(scratch_.data(), o.in.s);
-                cuda::batch_norm_train_backward(bn.gamma, mean, mean + o.out.s.c, needed_in(i), dy, d, n, dgamma, dgamma + o.out.s.c, q);
+                cuda::batch_norm_train_backward(bn.gamma, mean, mean + o.out.s.c, needed_in(i), dy, dx, n, dgamma, dgamma + o.out.s.c, q);
                 break;
             }
             case op_kind::relu: cuda::relu_backward(needed_out(i), dy, dx, n, q); break;
@@ -479,7 +476,6 @@ private:
                 break;
         }
     }
-    static cuda::view packed_at(float* data, shape sh) { return {data, static_cast<long long>(sh.size()), sh.c, sh.h, sh.w}; }
 
     // The masks come from the host generator in the CPU trainer's order (sample by sample, element
     // by element), so both backends drop the same units for the same seed; y = x * mask.
@@ -502,7 +498,7 @@ private:
     cuda::stream stream_;
     exec::layout<Net> layout_{true};  // every activation its own buffer
     cuda::device_buffer<float> params_, grads_, mom_, ms_, shadow_;
-    cuda::device_buffer<float> act_, dact_, in_dev_, bn_stats_, consts_, zeros_, ws_, scratch_;
+    cuda::device_buffer<float> act_, dact_, in_dev_, bn_stats_, consts_, zeros_, ws_;
     cuda::device_buffer<double> partial_, norm_, loss_dev_;
     cuda::device_buffer<int> correct_dev_, labels_dev_;
     cuda::pinned_buffer<float> in_host_;
