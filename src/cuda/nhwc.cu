@@ -1,7 +1,7 @@
 // src/cuda/nhwc.cu — the NHWC engines (cuda/nhwc_engine.hpp): the pass over the plan, memory,
 // parameter conversion, CUDA graphs, and cuDNN's fused conv + bias + ReLU loaded at run time;
-// ctnet's NHWC kernels are in nhwc_ops.cuh (and the conv GEMM in conv.cuh). One nvcc translation
-// unit of ctnet::cuda, C++17.
+// ctnet's NHWC kernels are in nhwc_ops.cuh and conv_nhwc.cuh (the implicit-GEMM convolution).
+// One nvcc translation unit of ctnet::cuda, C++17.
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -21,7 +21,7 @@
 #include <ctnet/cuda/nhwc_operands.hpp>
 #include <ctnet/cuda/runtime.hpp>
 
-#include "conv.cuh"
+#include "conv_nhwc.cuh"
 #include "nhwc_ops.cuh"
 
 #if defined(CTNET_HAVE_CUDNN)
@@ -49,17 +49,6 @@ void over(void (*kernel)(Params...), const char* name, long long total, cudaStre
     if (total <= 0) return;
     kernel<<<blocks_for(total, 256), 256, 0, s>>>(std::forward<Args>(args)...);
     check_launch(name);
-}
-
-template <class P>
-void launch_gemm(const P& p, int slices, bool tf32, cudaStream_t s) {
-    if (p.rows == 0 || p.cols == 0 || slices <= 0) return;
-    if (slices > 65535) throw error("ctnet: cuda: nhwc conv: batch " + std::to_string(slices) + " above 65535");
-    const dim3 grid(static_cast<unsigned>((p.cols + kernels::tile_n - 1) / kernels::tile_n),
-                    static_cast<unsigned>((p.rows + kernels::tile_m - 1) / kernels::tile_m), static_cast<unsigned>(slices));
-    if (tf32) kernels::gemm_tf32<<<grid, kernels::conv_threads, 0, s>>>(p);
-    else kernels::gemm_fp32<<<grid, kernels::conv_threads, 0, s>>>(p);
-    check_launch(tf32 ? "nhwc conv (tf32 tensor cores)" : "nhwc conv (fp32)");
 }
 
 // ---- cuDNN, loaded at run time -----------------------------------------------------------------
@@ -435,8 +424,8 @@ private:
     void run_conv(const nhwc::step& s, const step_params& q, const conv_state& c) {
         const cudaStream_t st = stream_.get();
         if (!c.dnn) {
-            launch_gemm(nhwc::conv_forward<S>{q.w, q.bias, s.relu, s.g, view_of<const T>(s.x), view_of<T>(s.y)}, n_,
-                        o_.prec != precision::fp32, st);
+            nk::launch_conv_nhwc(nhwc::conv_forward<S>{q.w, q.bias, s.relu, s.g, view_of<const T>(s.x), view_of<T>(s.y)}, n_,
+                                 o_.prec != precision::fp32, st);
             return;
         }
 #if defined(CTNET_HAVE_CUDNN)
