@@ -28,6 +28,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <numbers>
 #include <span>
 #include <string>
@@ -51,18 +52,28 @@ std::vector<param_range> trainable_ranges() {
     return r;
 }
 
-// sqrt(sum of g^2) over the ranges, in double.
+// sqrt(sum of g^2) over the ranges, in double: 8 running sums (element j into sum j mod 8 of its
+// range, a fixed order the compiler vectorises), added at the end.
 inline double global_norm(std::span<const float> g, std::span<const param_range> ranges) {
+    double lane[8] = {};
+    for (const param_range& r : ranges) {
+        const float* v = g.data() + r.offset;
+        std::size_t j = 0;
+        for (; j + 8 <= r.count; j += 8)
+            for (std::size_t k = 0; k < 8; ++k) lane[k] += static_cast<double>(v[j + k]) * v[j + k];
+        for (; j < r.count; ++j) lane[j % 8] += static_cast<double>(v[j]) * v[j];
+    }
     double s = 0.0;
-    for (const param_range& r : ranges)
-        for (std::size_t j = r.offset; j < r.offset + r.count; ++j) s += static_cast<double>(g[j]) * g[j];
+    for (const double l : lane) s += l;
     return std::sqrt(s);
 }
 
 // Scales the gradients by max_norm / (norm + 1e-6) when the norm exceeds max_norm (torch's
-// clip_grad_norm_). Returns the norm before clipping.
-inline double clip_by_global_norm(std::span<float> g, std::span<const param_range> ranges, double max_norm) {
-    const double norm = global_norm(g, ranges);
+// clip_grad_norm_). Returns the norm before clipping. `norm`: the gradients' global norm when
+// the caller has it already (negative: computed here).
+inline double clip_by_global_norm(std::span<float> g, std::span<const param_range> ranges, double max_norm,
+                                  double norm = -1.0) {
+    if (norm < 0.0) norm = global_norm(g, ranges);
     const double coef = max_norm / (norm + 1e-6);
     if (coef < 1.0)
         for (const param_range& r : ranges)
@@ -131,8 +142,9 @@ public:
         return r;
     }
 
-    // One update of params from grads over the ranges, with learning rate lr.
-    void step(std::span<float> params, std::span<const float> grads, std::span<const param_range> ranges, double lr,
+    // One update of params from grads over the ranges, with learning rate lr. Returns whether
+    // every updated parameter is finite (checked in the same pass).
+    bool step(std::span<float> params, std::span<const float> grads, std::span<const param_range> ranges, double lr,
               double weight_decay = 0.0) {
         if (params.size() != grads.size())
             throw error("ctnet: optimizer: " + std::to_string(params.size()) + " parameters but " +
@@ -145,30 +157,56 @@ public:
                         std::to_string(params.size()));
         }
         const bool first = steps_ == 0;
-        for (const param_range& r : ranges)
-            for (std::size_t j = r.offset; j < r.offset + r.count; ++j) {
-                const double g = static_cast<double>(grads[j]) + weight_decay * params[j];
-                if (kind_ == kind::sgd) {
-                    const double buf = first ? g : sgd_.momentum * momentum_[j] + g;
-                    momentum_[j] = static_cast<float>(buf);
-                    const double d = sgd_.momentum == 0.0 ? g : sgd_.nesterov ? g + sgd_.momentum * buf : buf;
-                    params[j] = static_cast<float>(params[j] - lr * d);
-                } else if (rms_.style == rmsprop_style::tensorflow) {
-                    const double ms = rms_.decay * square_[j] + (1.0 - rms_.decay) * g * g;
-                    square_[j] = static_cast<float>(ms);
-                    const double mom = rms_.momentum * momentum_[j] + lr * g / std::sqrt(ms + rms_.eps);
-                    momentum_[j] = static_cast<float>(mom);
-                    params[j] = static_cast<float>(params[j] - mom);
-                } else {
-                    const double ms = rms_.decay * square_[j] + (1.0 - rms_.decay) * g * g;
-                    square_[j] = static_cast<float>(ms);
-                    const double q = g / (std::sqrt(ms) + rms_.eps);
-                    const double buf = rms_.momentum * momentum_[j] + q;
-                    momentum_[j] = static_cast<float>(buf);
-                    params[j] = static_cast<float>(params[j] - lr * (rms_.momentum > 0.0 ? buf : q));
+        unsigned bad = 0;  // an integer OR: a reduction the compiler may vectorise (a float sum it may not reorder)
+        const auto non_finite = [](float v) { return static_cast<unsigned>(!(std::fabs(v) <= std::numeric_limits<float>::max())); };
+        // One loop per kind, each branch-free per element so the compiler vectorises it (the
+        // project's programs build with -fno-math-errno, which lets sqrt vectorise); the same
+        // arithmetic in double as before, element by element.
+        for (const param_range& r : ranges) {
+            float* p = params.data() + r.offset;
+            const float* gr = grads.data() + r.offset;
+            float* mom = momentum_.data() + r.offset;
+            float* ms = square_.data() + r.offset;
+            const std::size_t n = r.count;
+            if (kind_ == kind::sgd) {
+                const double mu = sgd_.momentum;
+                const bool plain = mu == 0.0, nesterov = sgd_.nesterov;
+                for (std::size_t j = 0; j < n; ++j) {
+                    const double g = static_cast<double>(gr[j]) + weight_decay * p[j];
+                    const double buf = first ? g : mu * mom[j] + g;
+                    mom[j] = static_cast<float>(buf);
+                    const double d = plain ? g : nesterov ? g + mu * buf : buf;
+                    p[j] = static_cast<float>(p[j] - lr * d);
+                    bad |= non_finite(p[j]);
+                }
+            } else if (rms_.style == rmsprop_style::tensorflow) {
+                const double decay = rms_.decay, mu = rms_.momentum, eps = rms_.eps;
+                for (std::size_t j = 0; j < n; ++j) {
+                    const double g = static_cast<double>(gr[j]) + weight_decay * p[j];
+                    const double s = decay * ms[j] + (1.0 - decay) * g * g;
+                    ms[j] = static_cast<float>(s);
+                    const double m = mu * mom[j] + lr * g / std::sqrt(s + eps);
+                    mom[j] = static_cast<float>(m);
+                    p[j] = static_cast<float>(p[j] - m);
+                    bad |= non_finite(p[j]);
+                }
+            } else {
+                const double decay = rms_.decay, mu = rms_.momentum, eps = rms_.eps;
+                const bool with_momentum = mu > 0.0;
+                for (std::size_t j = 0; j < n; ++j) {
+                    const double g = static_cast<double>(gr[j]) + weight_decay * p[j];
+                    const double s = decay * ms[j] + (1.0 - decay) * g * g;
+                    ms[j] = static_cast<float>(s);
+                    const double q = g / (std::sqrt(s) + eps);
+                    const double buf = mu * mom[j] + q;
+                    mom[j] = static_cast<float>(buf);
+                    p[j] = static_cast<float>(p[j] - lr * (with_momentum ? buf : q));
+                    bad |= non_finite(p[j]);
                 }
             }
+        }
         ++steps_;
+        return bad == 0;
     }
 
     [[nodiscard]] kind type() const { return kind_; }

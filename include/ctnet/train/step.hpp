@@ -98,11 +98,10 @@ void step_update(trainer<Net, B>& t, optimizer& opt, std::span<const param_range
         throw error("ctnet: train_step: non-finite gradient" + (where.empty() ? std::string{} : " in " + where) +
                     "; parameters left unchanged");
     }
-    if (r.clip_norm > 0.0) clip_by_global_norm(t.grads(), ranges, r.clip_norm);
+    if (r.clip_norm > 0.0) clip_by_global_norm(t.grads(), ranges, r.clip_norm, s.grad_norm);
     if (r.clip_value > 0.0) clip_by_value(t.grads(), ranges, r.clip_value);
-    opt.step(t.params().data(), t.grads(), ranges, lr, r.weight_decay);
-    if (const std::string where = first_non_finite<Net>(t.params().data()); !where.empty())
-        throw error("ctnet: train_step: the update made a parameter non-finite: " + where +
+    if (!opt.step(t.params().data(), t.grads(), ranges, lr, r.weight_decay))  // a parameter became non-finite
+        throw error("ctnet: train_step: the update made a parameter non-finite: " + first_non_finite<Net>(t.params().data()) +
                     "; this state must not be saved");
     if (ema) ema->update(t.params().data());
 }
