@@ -219,7 +219,7 @@ void launch_conv_nhwc(const nhwc::conv_forward<S>& f, int n, bool tf32, cudaStre
     const long long rows = static_cast<long long>(n) * f.y.h * f.y.w;
     if (rows <= 0 || f.y.c <= 0) return;
     const long long blocks = (rows + ig::bm - 1) / ig::bm * ((f.y.c + ig::bn - 1) / ig::bn);
-    if (rows > INT_MAX || blocks > INT_MAX || f.x.c <= 0)
+    if (rows > INT_MAX - ig::bm || blocks > INT_MAX || f.x.c <= 0)  // row tiles are rounded up in int
         throw error("ctnet: cuda: nhwc conv: " + std::to_string(rows) + " output pixels x " + std::to_string(f.y.c) +
                     " channels from " + std::to_string(f.x.c) + " is out of the kernel's range");
     const ig::problem<T> p = ig::make_problem(f, n);

@@ -84,7 +84,8 @@ CTNET_HD bool b_vector_ok(const problem<T>& p) {
     return p.cout % tiles<sizeof(T)>::vec == 0 && aligned16(p.wt);
 }
 
-// n samples of conv_forward f. rows * cout must fit an int (the launcher checks).
+// n samples of conv_forward f. The rows (n * oh * ow) rounded up to a tile must fit an int (the
+// launcher checks).
 template <class S>
 CTNET_HD problem<typename S::type> make_problem(const conv_forward<S>& f, int n) {
     problem<typename S::type> p;

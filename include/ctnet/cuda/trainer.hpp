@@ -104,6 +104,7 @@ public:
         params_ = cuda::device_buffer<float>{storage};
         grads_ = cuda::device_buffer<float>{storage};
         upload(params_.data(), w.data().data(), storage);
+        CTNET_CUDA(cudaMemsetAsync(grads_.data(), 0, storage * sizeof(float), s()));  // backward adds into them
         keep_.resize(static_cast<std::size_t>(p.n_ops));
         bn_at_.assign(static_cast<std::size_t>(p.n_ops), 0);
         std::vector<float> consts;  // channel_affine scales and shifts
@@ -139,7 +140,7 @@ public:
         const auto& p = program;
         const auto n = static_cast<int>(exec::batch_of(x, input, "cuda trainer"));
         backward_ready_ = false;
-        CTNET_CUDA(cudaSetDevice(device_));
+        use();
         stream_.synchronize();  // the last pass's input copy has left in_host_
         if (n != n_) resize(n);
         std::copy(x.begin(), x.end(), in_host_.data());
@@ -164,6 +165,7 @@ public:
     void backward(std::span<const float> dlogits, std::span<const float> daux = {}) {
         const auto& p = program;
         if (!backward_ready_) throw error("ctnet: cuda trainer: backward() needs a forward() first");
+        use();
         exec::expect_size("cuda trainer", "output gradient", dlogits.size(), static_cast<std::size_t>(n_) * output.size());
         std::fill(zeroed_.begin(), zeroed_.end(), char{0});
         add_into(p.output, dlogits);
@@ -178,16 +180,26 @@ public:
 
     // The gradients, copied to the host (one float per float of the weights).
     [[nodiscard]] std::span<float> grads() {
+        use();
         grads_host_.resize(program.storage);
         download(grads_host_.data(), grads_.data(), grads_host_.size());
         return grads_host_;
     }
-    void zero_grads() { CTNET_CUDA(cudaMemsetAsync(grads_.data(), 0, grads_.size() * sizeof(float), s())); }
+    void zero_grads() {
+        use();
+        CTNET_CUDA(cudaMemsetAsync(grads_.data(), 0, grads_.size() * sizeof(float), s()));
+    }
     // The host weights: as constructed, or as of the last to_host() / params_to_host().
     [[nodiscard]] weights<Net>& params() { return *w_; }
-    void params_to_host() { download(w_->data().data(), params_.data(), program.storage); }
+    void params_to_host() {
+        use();
+        download(w_->data().data(), params_.data(), program.storage);
+    }
     // After the caller changed the host weights: copies them to the device.
-    void params_to_device() { upload(params_.data(), w_->data().data(), program.storage); }
+    void params_to_device() {
+        use();
+        upload(params_.data(), w_->data().data(), program.storage);
+    }
     [[nodiscard]] rng& generator() { return rng_; }
     [[nodiscard]] cuda::precision precision() const { return opt_.precision; }
 
@@ -200,6 +212,7 @@ public:
         const std::size_t n = program.storage;
         exec::expect_size("cuda trainer", "optimizer momentum", momentum.size(), n);
         exec::expect_size("cuda trainer", "optimizer mean square", mean_square.size(), n);
+        use();
         mom_ = cuda::device_buffer<float>{n};
         ms_ = cuda::device_buffer<float>{n};
         upload(mom_.data(), momentum.data(), n);
@@ -207,6 +220,7 @@ public:
     }
     void set_average(std::span<const float> shadow) {
         exec::expect_size("cuda trainer", "moving average", shadow.size(), program.storage);
+        use();
         shadow_ = cuda::device_buffer<float>{program.storage};
         upload(shadow_.data(), shadow.data(), program.storage);
     }
@@ -233,14 +247,16 @@ public:
     cuda::device_step_result step(std::span<const float> x, std::span<const int> labels, const cuda::device_step& st) {
         const auto& p = program;
         constexpr int classes = static_cast<int>(output_shape_v<Net>.size());
-        const auto n = static_cast<std::size_t>(exec::batch_of(x, input, "cuda trainer"));
+        forward(x);  // first, as on the host: the checks below then leave the same state behind
+        const auto n = static_cast<std::size_t>(n_);
         if (labels.size() != n)
             throw error("ctnet: train_step: " + std::to_string(labels.size()) + " labels for a batch of " + std::to_string(n));
         for (std::size_t i = 0; i < n; ++i)
             if (labels[i] < 0 || labels[i] >= classes)
                 throw error("ctnet: softmax_cross_entropy: sample " + std::to_string(i) + " has label " + std::to_string(labels[i]) +
                             ", expected 0.." + std::to_string(classes - 1));
-        forward(x);
+        if (!(st.smoothing >= 0.0 && st.smoothing < 1.0))
+            throw error("ctnet: softmax_cross_entropy: label smoothing must be in [0, 1), got " + std::to_string(st.smoothing));
         const cudaStream_t q = s();
         std::copy(labels.begin(), labels.end(), labels_host_.data());
         CTNET_CUDA(cudaMemcpyAsync(labels_dev_.data(), labels_host_.data(), n * sizeof(int), cudaMemcpyHostToDevice, q));
@@ -294,7 +310,16 @@ public:
         cuda::sum_squares(params_.data(), static_cast<long long>(p.storage), partial_.data(), norm_.data(), q);
         CTNET_CUDA(cudaMemcpyAsync(norm_host_.data(), norm_.data(), sizeof(double), cudaMemcpyDeviceToHost, q));
         stream_.synchronize();
+        // As the host's optimizer: only the updated (trainable) values count; a running
+        // statistic that is not finite is left to the next forward pass, as on the CPU.
         r.params_finite = std::isfinite(norm_host_.data()[0]);
+        if (!r.params_finite) {
+            params_to_host();
+            const float* h = w_->data().data();
+            r.params_finite = std::all_of(runs_.begin(), runs_.end(), [&](const auto& run) {
+                return std::all_of(h + run.first, h + run.first + run.second, [](float v) { return std::isfinite(v); });
+            });
+        }
         if (!r.params_finite || !st.average) return r;
         if (!has_average()) {  // the first update copies (TF's shadow starts at the variable)
             shadow_ = cuda::device_buffer<float>{p.storage};
@@ -310,6 +335,8 @@ private:
     using keep = exec::keep;
 
     [[nodiscard]] cudaStream_t s() const { return stream_.get(); }
+    // Every public entry point: the caller's thread may have made another device current.
+    void use() const { CTNET_CUDA(cudaSetDevice(device_)); }
     void upload(float* to, const float* from, std::size_t count) {
         if (count == 0) return;
         CTNET_CUDA(cudaMemcpyAsync(to, from, count * sizeof(float), cudaMemcpyHostToDevice, s()));

@@ -14,6 +14,7 @@
 // that state is unusable and must not be saved; keep the last checkpoint.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <span>
 #include <string>
@@ -126,12 +127,17 @@ concept device_trainer = T::device_resident;
 
 // The same step on the device. The optimizer's and the average's host vectors are the device
 // state's shadows: set from them on the first step (a resumed run), stale until sync_host. Only
-// tf.train.RMSPropOptimizer and clipping by global norm run there so far; ranges are the
-// trainable tensors (the device trainer finds them itself).
+// tf.train.RMSPropOptimizer and clipping by global norm run there so far, over every trainable
+// tensor (ranges must be trainable_ranges<Net>()).
 template <class Net, class B>
     requires device_trainer<trainer<Net, B>>
-step_result train_step(trainer<Net, B>& t, optimizer& opt, std::span<const param_range>, std::span<const float> x,
+step_result train_step(trainer<Net, B>& t, optimizer& opt, std::span<const param_range> ranges, std::span<const float> x,
                        std::span<const int> labels, const recipe& r, double lr, moving_average* ema = nullptr) {
+    const std::vector<param_range> all = trainable_ranges<Net>();
+    if (!std::equal(ranges.begin(), ranges.end(), all.begin(), all.end(),
+                    [](const param_range& a, const param_range& b) { return a.offset == b.offset && a.count == b.count; }))
+        throw error("ctnet: train_step: on the GPU every trainable tensor is updated (trainable_ranges<Net>()); "
+                    "other ranges (frozen layers) are not supported there yet");
     const rmsprop_options o = opt.rmsprop_settings();
     if (opt.type() != optimizer::kind::rmsprop || o.style != rmsprop_style::tensorflow)
         throw error("ctnet: train_step: on the GPU only RMSProp with TensorFlow's semantics runs so far (--optim rmsprop)");
