@@ -2,7 +2,10 @@
 """ctnet against the CPU peers — PyTorch's best variant and ONNX Runtime — side by side in one run.
 
     /usr/bin/python3 bench/compare_cpu.py path/to/ctnet [--batch 1] [--threads 2] [--rounds 5] [--iters 5]
-                     [--no-ort] [--ort-profile PREFIX] [--precisions fp32,bf16,int8]
+                     [--no-ort] [--ort-profile PREFIX] [--per-layer] [--precisions fp32,bf16,int8]
+
+--batch and --threads take comma-separated lists (--batch 1,8 --threads 1,2: every pair, one after
+the other, then a summary table of all of them).
 
 PyTorch: torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model))) in
 channels_last, torch.set_num_threads(T) (Debian's python3-torch, oneDNN). ONNX Runtime: npm's
@@ -15,8 +18,16 @@ must agree (relative error <= 1e-4). Prints one line per round, each engine's me
 ctnet's ratio to each peer and to the best of them (below 1: ctnet is faster). --precisions adds
 ctnet's bf16 and int8 passes (`ctnet bench --precision P`, docs/precision.md; the peers stay
 fp32) to every round, with their speed-up over ctnet fp32.
+--per-layer: after the rounds, ctnet (`ctnet bench --profile`) and ONNX Runtime (its profiler,
+`enableProfiling`) each time --iters passes per step / per node, after warm-up ones; per
+torchvision layer and per block (the first part of the names: ORT's nodes keep torch's module
+path, /Mixed_5b/branch1x1/..., ctnet's steps the program's, Mixed_5b.branch1x1.conv) the medians
+of both side by side, with ctnet's ratio to ORT's. ORT's unnamed nodes (layout reorders) count
+with the node before them; its average pool before a block's branch_pool conv (torchvision's
+F.avg_pool2d) counts with that conv, as ctnet runs both as one step.
 """
 import argparse
+import glob
 import json
 import os
 import statistics
@@ -43,23 +54,43 @@ def torch_blas():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("ctnet")
-    ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", default="1", help="batch sizes, comma-separated")
+    ap.add_argument("--threads", default="2", help="thread counts, comma-separated")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--no-ort", action="store_true", help="PyTorch only")
     ap.add_argument("--ort-profile", metavar="PREFIX", help="also write ORT's per-node profile (one extra run)")
+    ap.add_argument("--per-layer", action="store_true", help="per-layer and per-block times of ctnet and ORT, side by side")
     ap.add_argument("--precisions", default="fp32", help="ctnet's precisions, comma-separated: fp32,bf16,int8")
     a = ap.parse_args()
+    if a.per_layer and a.no_ort:
+        sys.exit("--per-layer compares with ONNX Runtime: not with --no-ort")
     blas, fast = torch_blas()
     print(f"torch's BLAS: {blas}" + ("" if fast else "  (the reference BLAS: install libopenblas0-pthread for a fair comparison)"))
-    torch.set_num_threads(a.threads)
+    results = []
+    for batch in (int(b) for b in a.batch.split(",")):
+        for threads in (int(t) for t in a.threads.split(",")):
+            print(f"== batch {batch}, {threads} thread{'s' if threads > 1 else ''}", flush=True)
+            results.append(compare(a, batch, threads))
+    if len(results) > 1:
+        names = list(results[0]["peers"])
+        print("\n| batch | threads | ctnet | " + " | ".join(names) + " | ctnet / best peer |")
+        print("|---|---|---|" + "---|" * len(names) + "---|")
+        for r in results:
+            print(f"| {r['batch']} | {r['threads']} | {r['ctnet']:.1f} ms | "
+                  + " | ".join(f"{r['peers'][k]:.1f} ms" for k in names) + f" | {r['ratio']:.2f} |")
+
+
+def compare(a, batch, threads):
+    """One batch size and thread count: every engine's rounds (and --per-layer's profiles);
+    returns the medians."""
+    torch.set_num_threads(threads)
     model = random_model(7)
     model.aux_logits, model.AuxLogits = False, None
-    x = torch.randn(a.batch, 3, 299, 299, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(batch, 3, 299, 299, generator=torch.Generator().manual_seed(1))
 
     work = tempfile.TemporaryDirectory()
-    ort = None if a.no_ort else ort_engine(model, x, work.name, a)
+    ort = None if a.no_ort else ort_engine(model, x, work.name, a, threads)
     # The same numbers first.
     with tempfile.TemporaryDirectory() as d, torch.no_grad():
         full = random_model(7)
@@ -67,7 +98,7 @@ def main():
         np.save(os.path.join(d, "x.npy"), x.numpy())
         subprocess.run([a.ctnet, "infer", "--model", "inception_v3", "--weights", os.path.join(d, "w.safetensors"),
                         "--input", os.path.join(d, "x.npy"), "--output", os.path.join(d, "y.npy"),
-                        "--threads", str(a.threads)], check=True, capture_output=True)
+                        "--threads", str(threads)], check=True, capture_output=True)
         want = full(x).numpy()
         got = np.load(os.path.join(d, "y.npy"))
         err = float(np.abs(got - want).max() / np.abs(want).max())
@@ -96,8 +127,8 @@ def main():
                 best(xc)
                 ts.append((time.perf_counter() - t0) * 1e3)
             torch_ms.append(statistics.median(ts))
-            out = subprocess.run([a.ctnet, "bench", "--model", "inception_v3", "--batch", str(a.batch), "--threads",
-                                  str(a.threads), "--iters", str(a.iters)], check=True, capture_output=True, text=True)
+            out = subprocess.run([a.ctnet, "bench", "--model", "inception_v3", "--batch", str(batch), "--threads",
+                                  str(threads), "--iters", str(a.iters)], check=True, capture_output=True, text=True)
             res = json.loads(out.stdout.strip().splitlines()[-1])
             ctnet_ms.append(res["median_ms"])
             line = (f"round {r + 1}: torch {torch_ms[-1]:.1f} ms, ctnet {ctnet_ms[-1]:.1f} ms "
@@ -106,8 +137,8 @@ def main():
                 ort_ms.append(ort["time"]())
                 line += f", onnxruntime {ort_ms[-1]:.1f} ms"
             for p in extra:
-                out = subprocess.run([a.ctnet, "bench", "--model", "inception_v3", "--batch", str(a.batch), "--threads",
-                                      str(a.threads), "--iters", str(a.iters), "--precision", p], check=True,
+                out = subprocess.run([a.ctnet, "bench", "--model", "inception_v3", "--batch", str(batch), "--threads",
+                                      str(threads), "--iters", str(a.iters), "--precision", p], check=True,
                                      capture_output=True, text=True)
                 low_ms[p].append(json.loads(out.stdout.strip().splitlines()[-1])["median_ms"])
                 line += f", ctnet {p} {low_ms[p][-1]:.1f} ms"
@@ -117,15 +148,18 @@ def main():
     if ort:
         peers["onnxruntime"] = statistics.median(ort_ms)
     best = min(peers, key=peers.get)
-    print(f"batch {a.batch}, {a.threads} threads, medians: ctnet {c:.1f} ms, "
+    print(f"batch {batch}, {threads} threads, medians: ctnet {c:.1f} ms, "
           + ", ".join(f"{k} {v:.1f} ms (ctnet/{k} = {c / v:.2f})" for k, v in peers.items())
           + f"; ctnet / best peer ({best}) = {c / peers[best]:.2f}")
     for p in extra:
         m = statistics.median(low_ms[p])
         print(f"ctnet {p}: {m:.1f} ms, {c / m:.2f}x ctnet fp32's throughput, {m / peers[best]:.2f} of the best peer's time")
+    if a.per_layer:
+        per_layer(a, batch, threads, ort, work.name)
+    return {"batch": batch, "threads": threads, "ctnet": c, "peers": peers, "ratio": c / peers[best]}
 
 
-def ort_engine(model, x, d, a):
+def ort_engine(model, x, d, a, threads):
     """Exports the model to ONNX, installs onnxruntime-node if needed, runs it once on x; returns
     its logits, version and a function that times a.iters runs (after 2 warm-up runs) and returns
     the median in ms."""
@@ -141,19 +175,116 @@ def ort_engine(model, x, d, a):
     with open(os.path.join(ort_dir, "node_modules", "onnxruntime-node", "package.json")) as f:
         version = json.load(f)["version"]
     run_js = os.path.join(root, "tools", "ort", "run.js")
-    base = ["node", run_js, onnx_path, x_path, y_path, "--threads", str(a.threads)]
+    base = ["node", run_js, onnx_path, x_path, y_path, "--threads", str(threads)]
     subprocess.run(base, check=True, capture_output=True, env=env)
-    if a.ort_profile:
-        out = subprocess.run(base + ["--profile", a.ort_profile], check=True, capture_output=True, text=True, env=env)
-        print(f"ONNX Runtime's per-node profile: {out.stdout.strip().splitlines()[-1]}")
+
+    def profile(prefix, iters=1, warmup=0):
+        """Runs with ORT's profiler on; returns the path of its JSON trace (ORT names it PREFIX_<date>.json)."""
+        before = set(glob.glob(glob.escape(prefix) + "_*.json"))
+        subprocess.run(base + ["--profile", prefix, "--iters", str(iters), "--warmup", str(warmup)], check=True,
+                       capture_output=True, env=env)
+        return max(set(glob.glob(glob.escape(prefix) + "_*.json")) - before, key=os.path.getmtime)
+
+    if a.ort_profile and not a.per_layer:  # --per-layer writes it there
+        print(f"ONNX Runtime's per-node profile: {profile(f'{a.ort_profile}_b{x.shape[0]}_t{threads}')}")
 
     def time_it():
         out = subprocess.run(base + ["--iters", str(a.iters), "--warmup", "2"], check=True, capture_output=True,
                              text=True, env=env)
         return json.loads(out.stdout.strip().splitlines()[-1])["median_ms"]
 
-    return {"logits": np.load(y_path), "version": version, "time": time_it}
+    return {"logits": np.load(y_path), "version": version, "time": time_it, "profile": profile}
 
+
+def ort_layers(trace, warmup):
+    """ORT's profile: for each run after the first `warmup`, {torchvision layer: ms} (node times
+    summed; layer: the node name's module path, /Mixed_5b/branch1x1/Relu_output_0_nchwc ->
+    Mixed_5b.branch1x1), and the runs' wall times (model_run)."""
+    with open(trace) as f:
+        events = json.load(f)
+    runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("cat") == "Session" and e["name"] == "model_run")
+    runs = runs[warmup:]
+    nodes = sorted((e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")),
+                   key=lambda e: e["ts"])
+    per_run = []
+    for t0, t1 in runs:
+        seq = []  # (layer or None, ms) in execution order
+        for e in nodes:
+            if not t0 <= e["ts"] <= t1:
+                continue
+            name = e["name"][: -len("_kernel_time")]
+            layer = None
+            if name.startswith("/"):
+                parts = name.strip("/").split("/")
+                layer = ".".join(parts[:-1]) or parts[0]
+                if e["args"].get("op_name") == "AveragePool" and layer.startswith("Mixed_") and "." not in layer:
+                    layer += ".branch_pool"  # F.avg_pool2d before branch_pool: one step in ctnet
+            seq.append([layer, e["dur"] / 1e3])
+        named = [l for l, _ in seq if l]
+        prev = named[0] if named else "?"
+        layers = {}
+        for l, ms in seq:  # unnamed nodes (reorders) with the node before them
+            prev = l or prev
+            layers[prev] = layers.get(prev, 0.0) + ms
+        per_run.append(layers)
+    return per_run, [(t1 - t0) / 1e3 for t0, t1 in runs]
+
+
+def per_layer(a, batch, threads, ort, work):
+    """ctnet's and ORT's per-layer, per-block and per-kind medians side by side (--per-layer)."""
+    out = subprocess.run([a.ctnet, "bench", "--model", "inception_v3", "--batch", str(batch), "--threads",
+                          str(threads), "--iters", str(a.iters), "--profile"], check=True, capture_output=True, text=True)
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    c_layers, kinds = {}, {}
+    for name, kind, ms in res["step_ms"]:
+        layer = name[: -len(".conv")] if name.endswith(".conv") else name
+        c_layers[layer] = c_layers.get(layer, 0.0) + ms
+        kinds[layer] = kind
+    prefix = f"{a.ort_profile}_b{batch}_t{threads}" if a.ort_profile else os.path.join(work, "ort_profile")
+    trace = ort["profile"](prefix, a.iters, 2)
+    runs, walls = ort_layers(trace, 2)
+    o_layers = {l: statistics.median(r.get(l, 0.0) for r in runs) for l in runs[0]}
+
+    def block(layer):
+        return layer.split(".")[0]
+
+    # Rows in run order: ctnet's, with ORT's own (a block's Concat, Flatten) after their block's last.
+    order = list(c_layers)
+    for l in o_layers:
+        if l not in c_layers:
+            at = max((i for i, k in enumerate(order) if block(k) == block(l)), default=len(order) - 1)
+            order.insert(at + 1, l)
+    blocks = list(dict.fromkeys(block(l) for l in order))
+    c_blocks = res["profile_ms"]
+    o_blocks = {b: statistics.median(sum(ms for l, ms in r.items() if block(l) == b) for r in runs) for b in blocks}
+    o_blocks = {b: ms for b, ms in o_blocks.items() if any(block(l) == b for l in o_layers)}
+    kind_of = {l: kinds.get(l, "ORT only (Concat, Flatten)") for l in order}
+    for l in order:  # by kind, without the stride / precision detail: "conv 3x3 winograd 4x4", "max_pool 3x3/2"
+        kind_of[l] = kind_of[l].replace(" + avg_pool 3x3", " + avg_pool")
+    k_names = list(dict.fromkeys(kind_of[l] for l in order))
+    c_kinds = {k: sum(c_layers.get(l, 0.0) for l in order if kind_of[l] == k) for k in k_names}
+    o_kinds = {k: sum(o_layers.get(l, 0.0) for l in order if kind_of[l] == k) for k in k_names}
+    count = {k: sum(1 for l in order if kind_of[l] == k) for k in k_names}
+
+    def table(what, keys, rows_c, rows_o, label=str):
+        print(f"\nper {what}: ctnet (`ctnet bench --profile`, median of {a.iters} passes) against ONNX Runtime "
+              f"(its profiler, median of {len(runs)} runs), batch {batch}, {threads} thread{'s' if threads > 1 else ''}")
+        print(f"| {what} | ctnet ms | ORT ms | ctnet / ORT | ctnet - ORT ms |")
+        print("|---|---|---|---|---|")
+        for k in keys:
+            c, o = rows_c.get(k), rows_o.get(k)
+            ratio = f"{c / o:.2f}" if c and o else "-"
+            print(f"| {label(k)} | {'-' if c is None else f'{c:.2f}'} | {'-' if o is None else f'{o:.2f}'} | {ratio} "
+                  f"| {(c or 0) - (o or 0):+.2f} |")
+        tc, to = sum(rows_c.values()), sum(rows_o.values())
+        print(f"| total (sum) | {tc:.2f} | {to:.2f} | {tc / to:.2f} | {tc - to:+.2f} |")
+
+    table("layer", order, c_layers, o_layers, lambda l: f"{l} ({kind_of[l]})")
+    table("block", blocks, c_blocks, o_blocks)
+    table("kind (ctnet's step kinds)", sorted(k_names, key=lambda k: c_kinds[k] - o_kinds[k], reverse=True),
+          c_kinds, o_kinds, lambda k: f"{k} (x{count[k]})")
+    print(f"whole passes while profiling: ctnet {res['median_ms']:.1f} ms (its untimed passes before), "
+          f"ORT {statistics.median(walls):.1f} ms (profiler on); ORT trace: {trace}")
 
 if __name__ == "__main__":
     main()

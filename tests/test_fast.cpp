@@ -363,6 +363,48 @@ TEST_CASE("backend::cpu: an average pool before a 1x1 conv runs after it, only w
     CHECK(two(x) == a);
 }
 
+TEST_CASE("backend::cpu profile: one entry per step, named as the program, the same numbers") {
+    using net = models::inception_v3<10, 75, models::inception_options{.aux_logits = false}>;
+    const auto& p = net::program;
+    auto w = std::make_unique<weights<net>>();
+    init_seeded(*w, 41, true);
+    rng g{43};
+    const std::vector<float> x = random_vector(2 * input_shape_v<net>.size(), g);
+    runner<net, backend::cpu> run{*w, {.threads = 2}};
+    const auto infos = run.step_infos();
+    const auto steps = exec::plan_v<net>.steps();
+    REQUIRE(infos.size() == steps.size());
+    int pooled = 0;
+    for (std::size_t i = 0; i < infos.size(); ++i) {
+        const op& o = p.ops[steps[i].op];
+        CHECK(infos[i].name == o.path.view());
+        CHECK(infos[i].block == o.path.view().substr(0, o.path.view().find('.')));
+        CHECK(infos[i].kind.starts_with(to_string(o.kind)));
+        CHECK(infos[i].macs == o.macs);
+        CHECK(infos[i].out == steps[i].out.s);
+        if (steps[i].pool >= 0) {
+            ++pooled;
+            CHECK(infos[i].kind.ends_with(" + avg_pool 3x3"));
+            CHECK(infos[i].in == p.ops[steps[i].pool].in.s);
+        }
+    }
+    CHECK(pooled == 9);  // every Inception block's branch_pool
+    CHECK(infos.front().name == "Conv2d_1a_3x3.conv");
+    CHECK(infos.front().kind == "conv 3x3/2 gemm");
+    CHECK(infos.back().name == "fc");
+    CHECK(infos.back().kind == "linear");
+    CHECK(std::any_of(infos.begin(), infos.end(), [](const auto& s) { return s.block == "Mixed_7c"; }));
+
+    const std::vector<float> want = run(x);
+    std::vector<float> y(want.size());
+    std::vector<double> ms(infos.size(), -1.0);
+    run.forward(x, y, ms);
+    CHECK(y == want);  // timing changes nothing
+    CHECK(std::all_of(ms.begin(), ms.end(), [](double t) { return t >= 0.0; }));
+    std::vector<double> short_ms(infos.size() - 1);
+    CHECK_THROWS_AS(run.forward(x, y, short_ms), error);
+}
+
 TEST_CASE("one loaded model shared read-only by 4 threads, each with its own runner") {
     using net = models::inception_v3<10, 75, models::inception_options{.aux_logits = false}>;
     auto w = std::make_unique<weights<net>>();

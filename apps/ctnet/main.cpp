@@ -7,7 +7,7 @@
 //   ctnet infer --model inception_v3 --weights W.safetensors --input X.npy --output Y.npy ...   logits to .npy
 //   ctnet classify --weights W.safetensors [--no-transform-input] IMAGE...               top-5 ImageNet classes
 //   ctnet graph MODEL [--expand | --expand=BLOCK,...] [--no-aux]   Graphviz DOT of the network type
-//   ctnet bench [--train] --model M [--batch N] [--threads T] [--iters K] ...   one JSON line of timings
+//   ctnet bench [--train] --model M [--batch N] [--threads T] [--iters K] [--profile] ...   one JSON line of timings
 //   ctnet train [--epochs N] [--out DIR] [--resume] ...   the paper's recipe on Fashion-MNIST
 //   ctnet import MODEL.onnx ... / ctnet export --model M ...   ONNX (built with ctnet::onnx)
 //
@@ -44,6 +44,9 @@
 #include "cli_options.hpp"
 #include "fashion_net.hpp"
 #include "train.hpp"
+#if defined(CTNET_WITH_CUDA)
+#include "bench_cuda.hpp"
+#endif
 #if defined(CTNET_WITH_ONNX)
 #include "onnx_commands.hpp"
 #endif
@@ -315,6 +318,11 @@ double measured_peak_gflops() {
     return 2.0 * iters * chains * cpu::simd_width / s / 1e9;
 }
 
+double median_of(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+}
+
 // One training step (forward in training mode, smoothed losses, backward, clipping, RMSProp)
 // of MODEL at batch N, timed ITERS times after a warm-up.
 template <class Net>
@@ -351,10 +359,6 @@ int bench_train(const char* model, int batch, int threads, int iters) {
         bwd.push_back(since(t1, t2));
         upd.push_back(since(t2, t3));
     }
-    const auto median_of = [](std::vector<double> v) {
-        std::sort(v.begin(), v.end());
-        return v[v.size() / 2];
-    };
     const double median = median_of(ms);
     std::printf("{\"model\": \"%s\", \"mode\": \"train\", \"batch\": %d, \"threads\": %d, \"iters\": %d, "
                 "\"median_ms\": %.2f, \"min_ms\": %.2f, \"images_per_s\": %.1f, \"forward_ms\": %.2f, "
@@ -367,19 +371,77 @@ int bench_train(const char* model, int batch, int threads, int iters) {
 struct bench_args {
     std::string model = "inception_v3", backend_name = "cpu", winograd = "on", precision = "fp32";
     int batch = 1, threads = 1, iters = 10;
-    bool train = false;
+    bool train = false, profile = false;
 };
+
+// --profile: the per-step table (each step's median over the passes), grouped by torchvision
+// block (a block's row: the median of its per-pass sums); returns both as JSON fields for the
+// JSON line: "profile_ms": {block: ms, ...}, "step_ms": [[step, kind, ms], ...].
+template <class Info>
+std::string print_profile(const std::vector<Info>& steps, const std::vector<std::vector<double>>& passes, int batch) {
+    const auto gflops = [&](std::size_t macs, double ms) {
+        return macs == 0 ? std::string{} : std::to_string(static_cast<int>(2.0 * static_cast<double>(macs) * batch / (ms * 1e6) + 0.5));
+    };
+    std::printf("per step: median ms of %zu passes; GFLOP/s count the direct convolution's FLOPs (Winograd: effective)\n",
+                passes.size());
+    std::printf("%-36s %-30s %-12s %9s %8s\n", "block / step", "kind", "output", "ms", "GFLOP/s");
+    std::string blocks, step_list;
+    double sum = 0.0;
+    for (std::size_t b = 0; b < steps.size();) {
+        std::size_t e = b;
+        std::size_t macs = 0;
+        while (e < steps.size() && steps[e].block == steps[b].block) macs += steps[e++].macs;
+        std::vector<double> block_ms;
+        for (const std::vector<double>& pass : passes) block_ms.push_back(std::accumulate(pass.begin() + b, pass.begin() + e, 0.0));
+        const double ms = median_of(block_ms);
+        const std::string block{steps[b].block};
+        std::printf("%-36s %-30s %-12s %9.3f %8s\n", block.c_str(), "", "", ms, gflops(macs, ms).c_str());
+        blocks += (b == 0 ? "\"" : ", \"") + block + "\": " + std::to_string(ms);
+        for (std::size_t i = b; i < e; ++i) {
+            std::vector<double> t;
+            for (const std::vector<double>& pass : passes) t.push_back(pass[i]);
+            const double step_ms = median_of(t);
+            sum += step_ms;
+            step_list += (i == 0 ? "[\"" : ", [\"") + std::string{steps[i].name} + "\", \"" + steps[i].kind + "\", " +
+                         std::to_string(step_ms) + "]";
+            const shape o = steps[i].out;
+            const std::string out = std::to_string(o.c) + "x" + std::to_string(o.h) + "x" + std::to_string(o.w);
+            std::printf("  %-34s %-30s %-12s %9.3f %8s\n", std::string{steps[i].name}.c_str(), steps[i].kind.c_str(),
+                        out.c_str(), step_ms, gflops(steps[i].macs, step_ms).c_str());
+        }
+        b = e;
+    }
+    std::printf("sum of the step medians: %.2f ms\n", sum);
+    return "\"profile_ms\": {" + blocks + "}, \"step_ms\": [" + step_list + "]";
+}
 
 int bench(const bench_args& a) {
     const std::string& model = a.model;
     const int batch = a.batch, threads = a.threads, iters = a.iters;
     if (a.train) {
         if (batch < 2) throw usage_error("--batch", "must be at least 2 with --train (batch norm), not " + std::to_string(batch));
+        if (a.profile) throw usage_error("--profile", "times inference passes, not --train");
+        if (a.backend_name == "reference") throw usage_error("--backend", "reference times inference passes, not --train");
+        if (a.backend_name == "cuda") {
+            if (a.precision != "fp32" && a.precision != "tf32")
+                throw usage_error("--precision", "must be fp32 or tf32 with --train --backend cuda, not " + a.precision);
+#if defined(CTNET_WITH_CUDA)
+            if (model == "inception_v3") return ctnet_tool::bench_train_cuda<v3>("inception_v3", batch, iters, a.precision);
+            if (model == "fashion") return ctnet_tool::bench_train_cuda<fashion::fashion_net<>>("fashion", batch, iters, a.precision);
+            return ctnet_tool::bench_train_cuda<fashion_wide>("fashion_wide", batch, iters, a.precision);
+#else
+            throw usage_error("--backend", "cuda: this ctnet was built without CUDA (nvcc was not found at configure time)");
+#endif
+        }
+        if (a.precision != "fp32") throw usage_error("--precision", "must be fp32 with --train --backend cpu, not " + a.precision);
         if (model == "inception_v3") return bench_train<v3>("inception_v3", batch, threads, iters);
         if (model == "fashion") return bench_train<fashion::fashion_net<>>("fashion", batch, threads, iters);
         return bench_train<fashion_wide>("fashion_wide", batch, threads, iters);
     }
     if (model != "inception_v3") throw usage_error("--model", "must be inception_v3 without --train, not " + model);
+    if (a.backend_name == "cuda") throw usage_error("--backend", "cuda needs --train here (inference on the GPU: bench/gpu_bench)");
+    if (a.precision == "tf32") throw usage_error("--precision", "tf32 needs --train --backend cuda");
+    if (a.profile && a.backend_name != "cpu") throw usage_error("--profile", "needs --backend cpu");
     const std::string& backend_name = a.backend_name;
     const bool winograd = a.winograd == "on";
     auto w = std::make_unique<weights<v3>>();
@@ -388,6 +450,7 @@ int bench(const bench_args& a) {
     rng g{2};
     for (float& v : x) v = static_cast<float>(g.normal());
     std::vector<double> ms;
+    std::string profile;  // --profile: the blocks' and steps' medians, as JSON fields
     auto time_it = [&](auto& run) {
         run.forward(x, y);  // warm-up: arena, caches
         for (int i = 0; i < iters; ++i) {
@@ -395,6 +458,13 @@ int bench(const bench_args& a) {
             run.forward(x, y);
             ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
         }
+    };
+    // --profile: as many passes again, each step timed (the passes above stay untimed inside).
+    auto profile_it = [&](auto& run) {
+        const auto steps = run.step_infos();
+        std::vector<std::vector<double>> passes(static_cast<std::size_t>(iters), std::vector<double>(steps.size()));
+        for (std::vector<double>& pass : passes) run.forward(x, y, pass);
+        profile = print_profile(steps, passes, batch);
     };
     if (backend_name == "cpu") {
         // bf16 / int8 (docs/precision.md); int8's scales from 2 other random inputs.
@@ -409,6 +479,7 @@ int bench(const bench_args& a) {
         }
         runner<v3, backend::cpu> run{*w, {.threads = threads, .winograd = winograd, .precision = prec, .scales = scales}};
         time_it(run);
+        if (a.profile) profile_it(run);
     } else {
         if (a.precision != "fp32") throw usage_error("--precision", "bf16 and int8 need --backend cpu");
         runner<v3> run{*w};
@@ -420,8 +491,9 @@ int bench(const bench_args& a) {
     const double peak = measured_peak_gflops() * threads;
     std::printf("{\"model\": \"inception_v3\", \"backend\": \"%s\", \"precision\": \"%s\", \"batch\": %d, \"threads\": %d, "
                 "\"iters\": %d, \"median_ms\": %.2f, \"min_ms\": %.2f, \"gflops\": %.1f, \"peak_gflops\": %.1f, "
-                "\"peak_fraction\": %.3f}\n",
-                backend_name.c_str(), a.precision.c_str(), batch, threads, iters, median, best, gflops, peak, gflops / peak);
+                "\"peak_fraction\": %.3f%s}\n",
+                backend_name.c_str(), a.precision.c_str(), batch, threads, iters, median, best, gflops, peak, gflops / peak,
+                profile.empty() ? "" : (", " + profile).c_str());
     return 0;
 }
 
@@ -542,17 +614,22 @@ std::vector<command> add_commands(CLI::App& app, int argc, char** argv) {
     c = app.add_subcommand("bench", "Times forward passes (or, with --train, training steps) of seeded weights on\n"
                                     "random inputs; prints one JSON line (median and min ms, GFLOP/s, measured peak)");
     c->add_flag("--train", ba->train, "time one training step: forward, losses, backward, clipping, RMSProp");
+    c->add_flag("--profile", ba->profile, "backend::cpu: then K more passes with each step timed; prints the per-step\n"
+                                          "medians grouped by torchvision block (ms, GFLOP/s) before the JSON line,\n"
+                                          "which gains \"profile_ms\" (each block's median) and \"step_ms\"");
     one_of(c->add_option("--model", ba->model, "inception_v3; with --train also fashion or fashion_wide"),
            {"inception_v3", "fashion", "fashion_wide"});
     c->add_option("--batch", ba->batch, "images per pass (at least 2 with --train)")->check(whole(1, 65536))->type_name("N");
     c->add_option("--threads", ba->threads, "threads inside each layer (backend::cpu)")->check(whole(1, 4096))->type_name("N");
     c->add_option("--iters", ba->iters, "timed passes after one warm-up")->check(whole(1))->type_name("K");
-    one_of(c->add_option("--backend", ba->backend_name, "cpu: SIMD kernels; reference: the reference kernels"), {"cpu", "reference"});
+    one_of(c->add_option("--backend", ba->backend_name, "cpu: SIMD kernels; reference: the reference kernels; cuda (with\n"
+                                                        "--train): trainer<Net, backend::cuda>, one JSON line"),
+           {"cpu", "reference", "cuda"});
     one_of(c->add_option("--winograd", ba->winograd, "backend::cpu's Winograd 3x3 convolutions"), {"on", "off"});
     one_of(c->add_option("--precision", ba->precision,
                          "backend::cpu's convolutions in fp32, bf16 (AVX512_BF16) or int8 (AVX512_VNNI, calibrated on\n"
-                         "2 other random inputs); docs/precision.md"),
-           {"fp32", "bf16", "int8"});
+                         "2 other random inputs); docs/precision.md. --train --backend cuda: fp32 or tf32"),
+           {"fp32", "bf16", "int8", "tf32"});
     cmds.push_back({c, [ba] { return bench(*ba); }});
 
     std::function<int()> train = train_cli::add_command(app, argc, argv);  // train.cpp

@@ -24,9 +24,12 @@
 // options.scales from cpu::calibrate, cpu/calibrate.hpp); 3x3 convs that fp32 runs as Winograd
 // stay fp32 Winograd unless options.winograd = false. A build or CPU without AVX512_BF16 /
 // AVX512_VNNI is an error at construction. fp32 (the default) is unchanged by these options.
+// Profiling: step_infos() names each step (its program op's torchvision path, block, kernel,
+// shapes, MACs) and forward(x, y, step_ms) also times each one (`ctnet bench --profile`).
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -113,7 +116,6 @@ private:
         scratch_.assign(static_cast<std::size_t>(pool_.size()) * conv_scratch_floats(), 0.0F);
         if (!lowp_.empty()) lowp_scratch_.assign(static_cast<std::size_t>(pool_.size()) * cpu::lowp_scratch_floats, 0.0F);
         wino_scratch_.assign(static_cast<std::size_t>(pool_.size()) * wino_scratch_floats_, 0.0F);
-        pooled_tmp_.assign(pooled_floats_, 0.0F);
     }
 
 public:
@@ -123,19 +125,64 @@ public:
         return y;
     }
 
-    void forward(std::span<const float> x, std::span<float> y) {
+    void forward(std::span<const float> x, std::span<float> y) { forward(x, y, {}); }
+
+    // Profiling (opt-in; `ctnet bench --profile`): forward(x, y) that also writes each step's
+    // wall time in ms to step_ms, one per step of step_infos() (an empty span: no clock is read).
+    void forward(std::span<const float> x, std::span<float> y, std::span<double> step_ms) {
         const auto& p = Net::program;
         arena_.bind(x);
         const int n = arena_.batch();
         arena::expect_size("output", y.size(), static_cast<std::size_t>(n) * output.size());
+        if (!step_ms.empty()) arena::expect_size("step times", step_ms.size(), steps_.size());
+        const std::size_t pooled = static_cast<std::size_t>(n) * pooled_floats_;
+        if (pooled_tmp_.size() < pooled) pooled_tmp_.assign(pooled, 0.0F);  // the first pass at this batch size
         if (check_finite_) check(arena_.in_view(p.input), n, "the input", "");
-        for (const step& s : steps_) {
+        for (std::size_t i = 0; i < steps_.size(); ++i) {
+            const step& s = steps_[i];
             if (record_ != nullptr && (s.conv >= 0 || s.lowp >= 0)) record_range(s, n);
-            run_step(s, n);
+            if (step_ms.empty()) {
+                run_step(s, n);
+            } else {
+                const auto t0 = std::chrono::steady_clock::now();
+                run_step(s, n);
+                step_ms[i] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+            }
             const exec::step& e = s.plan;
             if (check_finite_) check(arena_.in_view(e.out), n, p.ops[e.op].path.view(), e.last > e.op ? "fused" : to_string(p.ops[e.op].kind));
         }
         cpu::ref::copy(arena_.in_view(p.output), {y.data(), output.size(), output}, n);
+    }
+
+    // What each step runs, in run order (for profiles).
+    struct step_info {
+        std::string_view name;   // the program op's torchvision path, e.g. "Mixed_5b.branch1x1.conv"
+        std::string_view block;  // its top-level block: the path up to the first dot, e.g. "Mixed_5b"
+        std::string kind;        // e.g. "conv 3x3 winograd 4x4", "conv 3x3/2 gemm", "conv 1x1 gemm + avg_pool 3x3"
+        shape in, out;           // per sample (a pooled step: the pool's input, its output)
+        std::size_t macs = 0;    // multiply-accumulates per sample (convs, linear layers; 0 otherwise)
+    };
+
+    [[nodiscard]] std::vector<step_info> step_infos() const {
+        std::vector<step_info> v;
+        for (const step& s : steps_) {
+            const op& o = Net::program.ops[s.plan.op];
+            const std::string_view name = o.path.view();
+            step_info i{name, name.substr(0, name.find('.')), std::string{to_string(o.kind)}, o.in.s, s.plan.out.s, o.macs};
+            if (o.kind == op_kind::conv || o.kind == op_kind::max_pool || o.kind == op_kind::avg_pool) i.kind += window_text(o.win);
+            if (s.lowp >= 0) i.kind += precision_ == ctnet::precision::bf16 ? " bf16" : " int8";
+            else if (s.conv >= 0 && !convs_[static_cast<std::size_t>(s.conv)].wino.empty()) {
+                const cpu::winograd_tiling t = convs_[static_cast<std::size_t>(s.conv)].tiling;
+                i.kind += " winograd " + std::to_string(t.h) + "x" + std::to_string(t.w);
+            } else if (s.conv >= 0) i.kind += " gemm";
+            if (s.plan.pool >= 0) {
+                const op& pool = Net::program.ops[s.plan.pool];
+                i.kind += " + avg_pool" + window_text(pool.win);
+                i.in = pool.in.s;
+            }
+            v.push_back(std::move(i));
+        }
+        return v;
     }
 
     [[nodiscard]] int threads() const { return pool_.size(); }
@@ -238,6 +285,13 @@ private:
         pc.in = c.in.s;
         pc.out = c.out.s;
         return pc;
+    }
+
+    // " 3x3", " 3x3/2" (stride 2), " 1x7".
+    static std::string window_text(const window& w) {
+        std::string t = " " + std::to_string(w.kh) + "x" + std::to_string(w.kw);
+        if (w.sh != 1 || w.sw != 1) t += "/" + std::to_string(w.sh) + (w.sh == w.sw ? "" : "x" + std::to_string(w.sw));
+        return t;
     }
 
     static void check(const cpu::ref::in_view& v, int n, std::string_view where, std::string_view kind) {
@@ -352,7 +406,9 @@ private:
         });
     }
 
-    // The 1x1 conv into pooled_tmp_, then the pool of its planes, bias and ReLU, one sample at a time.
+    // The 1x1 conv of every sample into pooled_tmp_ (one GEMM call: its units spread over the
+    // threads as a plain conv's), then the pool of its planes, bias and ReLU (one task per
+    // thread: a run of (sample, plane)s, as run_pool).
     void run_pooled(const step& s, int n) {
         const op& pool = Net::program.ops[s.plan.pool];
         const cpu::packed_conv& cv = s.conv >= 0 ? convs_[static_cast<std::size_t>(s.conv)] : lowp_[static_cast<std::size_t>(s.lowp)].g;
@@ -360,21 +416,21 @@ private:
         const cpu::ref::out_view y = arena_.view(s.plan.out);
         const shape ts = cv.out, os = y.s;
         const std::size_t tp = static_cast<std::size_t>(ts.h) * ts.w, op_ = static_cast<std::size_t>(os.h) * os.w;
-        for (int i = 0; i < n; ++i) {
-            run_any_conv(s, {x.sample(i), x.stride, x.s}, {pooled_tmp_.data(), ts.size(), ts}, 1);
-            float* yi = y.sample(i);
-            pool_.run(cv.m, [&](int m, int thread) {
-                float* yp = yi + static_cast<std::size_t>(m) * op_;
-                float* tmp = scratch_.data() + static_cast<std::size_t>(thread) * conv_scratch_floats();
-                cpu::avg_pool_plane(pooled_tmp_.data() + static_cast<std::size_t>(m) * tp, ts.h, ts.w, yp, os.h, os.w,
-                                    pool.win, pool.count_pad, tmp);
+        run_any_conv(s, x, {pooled_tmp_.data(), ts.size(), ts}, n);
+        pool_.run_ranges(n * cv.m, pool_.size(), [&](int begin, int end, int thread, int) {
+            float* tmp = scratch_.data() + static_cast<std::size_t>(thread) * conv_scratch_floats();
+            for (int task = begin; task < end; ++task) {
+                const int i = task / cv.m, m = task % cv.m;
+                float* yp = y.sample(i) + static_cast<std::size_t>(m) * op_;
+                cpu::avg_pool_plane(pooled_tmp_.data() + static_cast<std::size_t>(i) * ts.size() + static_cast<std::size_t>(m) * tp,
+                                    ts.h, ts.w, yp, os.h, os.w, pool.win, pool.count_pad, tmp);
                 const float b = s.post_bias[static_cast<std::size_t>(m)];
                 for (std::size_t j = 0; j < op_; ++j) {
                     const float v = yp[j] + b;
                     yp[j] = s.post_relu && v <= 0.0F ? 0.0F : v;  // a NaN stays NaN, as the GEMM epilogue
                 }
-            });
-        }
+            }
+        });
     }
 
     void run_step(const step& s, int n) {
@@ -409,18 +465,21 @@ private:
         cpu::ref::batch_norm(x, y, n, bn.gamma, bn.beta, bn.mean, bn.var, o.eps);
     }
 
-    // One task per (sample, channel plane).
+    // One task per thread, each a run of (sample, channel plane)s: one task per plane ran slower
+    // on 2 threads than on 1 (bench/RESULTS.md).
     void run_pool(const op& o, const cpu::ref::in_view& x, const cpu::ref::out_view& y, int n) {
         const shape is = o.in.s, os = o.out.s;
         const std::size_t ip = static_cast<std::size_t>(is.h) * is.w, opl = static_cast<std::size_t>(os.h) * os.w;
         const bool max = o.kind == op_kind::max_pool;
-        pool_.run(n * is.c, [&](int task, int thread) {
-            const int i = task / is.c, ch = task % is.c;
-            const float* xp = x.sample(i) + ch * ip;
-            float* yp = y.sample(i) + ch * opl;
+        pool_.run_ranges(n * is.c, pool_.size(), [&](int begin, int end, int thread, int) {
             float* tmp = scratch_.data() + static_cast<std::size_t>(thread) * conv_scratch_floats();
-            if (max) cpu::max_pool_plane(xp, is.h, is.w, yp, os.h, os.w, o.win, tmp);
-            else cpu::avg_pool_plane(xp, is.h, is.w, yp, os.h, os.w, o.win, o.count_pad, tmp);
+            for (int task = begin; task < end; ++task) {
+                const int i = task / is.c, ch = task % is.c;
+                const float* xp = x.sample(i) + ch * ip;
+                float* yp = y.sample(i) + ch * opl;
+                if (max) cpu::max_pool_plane(xp, is.h, is.w, yp, os.h, os.w, o.win, tmp);
+                else cpu::avg_pool_plane(xp, is.h, is.w, yp, os.h, os.w, o.win, o.count_pad, tmp);
+            }
         });
     }
 
@@ -463,7 +522,7 @@ private:
     std::size_t wino_scratch_floats_ = 0;  // per thread, for the widest Winograd conv
     std::vector<float> wino_scratch_;
     std::size_t pooled_floats_ = 0;  // the largest conv output of a pooled step (step::pool), one sample
-    std::vector<float> pooled_tmp_;
+    std::vector<float> pooled_tmp_;  // pooled_floats_ per sample of the largest batch so far
 };
 
 }  // namespace ctnet

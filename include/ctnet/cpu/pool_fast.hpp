@@ -25,8 +25,11 @@
 namespace ctnet::cpu {
 
 namespace detail {
-// max that keeps a NaN from either side, as torch's max pooling does
-inline float nan_max(float a, float b) { return (b > a || b != b) ? b : a; }
+// max that keeps a NaN from either side, as torch's max pooling does (a if equal, so -0 and +0
+// keep their order). Written so that the scalar remainders of the vectorised loops branch only
+// on a NaN: `b > a || b != b` branched on every comparison there, mispredicted on half of them
+// (max pools 2.7-3x slower, bench/RESULTS.md).
+inline float nan_max(float a, float b) { return b != b ? b : std::max(a, b); }
 }  // namespace detail
 
 // The horizontal pass of max pooling at a stride known to the compiler (so that it vectorises
@@ -76,7 +79,9 @@ inline void max_pool_plane(const float* x, int h, int w, float* y, int oh_n, int
 // Average pooling at horizontal stride 1 counting the padding (torch's default, and every
 // Inception v3 avg pool): the horizontal divisor is kw at every output, so the horizontal pass
 // is kw shifted adds over a zero-padded row buffer, vectorised by the compiler, and one
-// division per output instead of a clipped window per output.
+// division per output instead of a clipped window per output. A 3-row window sums its rows in
+// one pass and a 3-wide one its columns and divides in one: on Inception's short rows (35, 17,
+// 8 floats) each pass costs mostly its loop overhead and scalar remainder (bench/RESULTS.md).
 inline void avg_pool_plane_s1(const float* x, int h, int w, float* y, int oh_n, int ow_n, const window& g, float* tmp) {
     const int wp = w + g.pl + g.pr;
     std::fill(tmp, tmp + g.pl, 0.0F);
@@ -85,16 +90,27 @@ inline void avg_pool_plane_s1(const float* x, int h, int w, float* y, int oh_n, 
     for (int oh = 0; oh < oh_n; ++oh) {
         const int h0 = oh * g.sh - g.pt, h1 = std::min(h0 + g.kh, h + g.pb);
         const int ha = std::max(h0, 0), hb = std::min(h1, h);
-        std::fill(mid, mid + w, 0.0F);
-        for (int ih = ha; ih < hb; ++ih) {
+        const float* r = x + static_cast<std::ptrdiff_t>(ha) * w;
+        int ih = ha;
+        if (hb - ha >= 3) {
+            for (int iw = 0; iw < w; ++iw) mid[iw] = r[iw] + r[iw + w] + r[iw + 2 * w];
+            ih += 3;
+        } else {
+            std::fill(mid, mid + w, 0.0F);
+        }
+        for (; ih < hb; ++ih) {
             const float* row = x + static_cast<std::ptrdiff_t>(ih) * w;
             for (int iw = 0; iw < w; ++iw) mid[iw] += row[iw];
         }
         float* yr = y + static_cast<std::ptrdiff_t>(oh) * ow_n;
+        const auto divisor = static_cast<float>((h1 - h0) * g.kw);
+        if (g.kw == 3) {
+            for (int ow = 0; ow < ow_n; ++ow) yr[ow] = (tmp[ow] + tmp[ow + 1] + tmp[ow + 2]) / divisor;
+            continue;
+        }
         std::copy(tmp, tmp + ow_n, yr);
         for (int d = 1; d < g.kw; ++d)
             for (int ow = 0; ow < ow_n; ++ow) yr[ow] += tmp[ow + d];
-        const auto divisor = static_cast<float>((h1 - h0) * g.kw);
         for (int ow = 0; ow < ow_n; ++ow) yr[ow] /= divisor;
     }
 }

@@ -1,0 +1,52 @@
+// apps/ctnet/bench_cuda.hpp — `ctnet bench --train --backend cuda`: one training step of MODEL at
+// batch N on the GPU (trainer<Net, backend::cuda>, the whole train_step on the device: forward
+// in training mode, smoothed losses, backward, clipping, RMSProp, the moving average), timed
+// ITERS times after two warm-up steps (allocation, the optimizer state). One JSON line, the
+// fields of the CPU's `bench --train` where they apply. Built when ctnet::cuda is (CTNET_WITH_CUDA).
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ctnet/cuda/trainer.hpp>
+#include <ctnet/train/step.hpp>
+
+namespace ctnet_tool {
+
+template <class Net>
+int bench_train_cuda(const char* model, int batch, int iters, const std::string& precision) {
+    using namespace ctnet;
+    auto w = std::make_unique<weights<Net>>();
+    init_seeded(*w, 1);
+    trainer<Net, backend::cuda> t{*w, {.precision = precision == "fp32" ? cuda::precision::fp32 : cuda::precision::tf32,
+                                       .seed = 3}};
+    optimizer opt = optimizer::rmsprop();
+    moving_average ema{0.9999};
+    ema.update(w->data());
+    const auto ranges = trainable_ranges<Net>();
+    constexpr int classes = static_cast<int>(output_shape_v<Net>.size());
+    std::vector<float> x(static_cast<std::size_t>(batch) * input_shape_v<Net>.size());
+    std::vector<int> labels(static_cast<std::size_t>(batch));
+    rng g{2};
+    for (float& v : x) v = static_cast<float>(g.normal());
+    for (int& l : labels) l = static_cast<int>(g.next() % classes);
+    std::vector<double> ms;
+    using clock = std::chrono::steady_clock;
+    for (int i = 0; i < iters + 2; ++i) {
+        const auto t0 = clock::now();
+        static_cast<void>(train_step(t, opt, ranges, x, labels, recipe{}, 1e-4, &ema));  // synchronises (the scalars)
+        if (i >= 2) ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
+    }
+    std::sort(ms.begin(), ms.end());
+    const double median = ms[ms.size() / 2];
+    std::printf("{\"model\": \"%s\", \"mode\": \"train\", \"backend\": \"cuda\", \"precision\": \"%s\", \"batch\": %d, "
+                "\"iters\": %d, \"median_ms\": %.2f, \"min_ms\": %.2f, \"images_per_s\": %.1f}\n",
+                model, precision.c_str(), batch, iters, median, ms.front(), batch * 1000.0 / median);
+    return 0;
+}
+
+}  // namespace ctnet_tool
