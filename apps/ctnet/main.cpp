@@ -380,7 +380,7 @@ struct bench_args {
 template <class Info>
 std::string print_profile(const std::vector<Info>& steps, const std::vector<std::vector<double>>& passes, int batch) {
     const auto gflops = [&](std::size_t macs, double ms) {
-        return macs == 0 ? std::string{} : std::to_string(static_cast<int>(2.0 * static_cast<double>(macs) * batch / (ms * 1e6) + 0.5));
+        return macs == 0 ? std::string{} : std::to_string(std::lround(2.0 * static_cast<double>(macs) * batch / (ms * 1e6)));
     };
     std::printf("per step: median ms of %zu passes; GFLOP/s count the direct convolution's FLOPs (Winograd: effective)\n",
                 passes.size());
@@ -392,6 +392,7 @@ std::string print_profile(const std::vector<Info>& steps, const std::vector<std:
         std::size_t macs = 0;
         while (e < steps.size() && steps[e].block == steps[b].block) macs += steps[e++].macs;
         std::vector<double> block_ms;
+        block_ms.reserve(passes.size());
         for (const std::vector<double>& pass : passes) block_ms.push_back(std::accumulate(pass.begin() + b, pass.begin() + e, 0.0));
         const double ms = median_of(block_ms);
         const std::string block{steps[b].block};
@@ -399,6 +400,7 @@ std::string print_profile(const std::vector<Info>& steps, const std::vector<std:
         blocks += (b == 0 ? "\"" : ", \"") + block + "\": " + std::to_string(ms);
         for (std::size_t i = b; i < e; ++i) {
             std::vector<double> t;
+            t.reserve(passes.size());
             for (const std::vector<double>& pass : passes) t.push_back(pass[i]);
             const double step_ms = median_of(t);
             sum += step_ms;
