@@ -28,6 +28,7 @@ F.avg_pool2d) counts with that conv, as ctnet runs both as one step.
 """
 import argparse
 import glob
+import itertools
 import json
 import os
 import statistics
@@ -178,8 +179,11 @@ def ort_engine(model, x, d, a, threads):
     base = ["node", run_js, onnx_path, x_path, y_path, "--threads", str(threads)]
     subprocess.run(base, check=True, capture_output=True, env=env)
 
+    profiles = itertools.count()
+
     def profile(prefix, iters=1, warmup=0):
         """Runs with ORT's profiler on; returns the path of its JSON trace (ORT names it PREFIX_<date>.json)."""
+        prefix = f"{prefix}_{os.getpid()}_{next(profiles)}"  # ORT's file name has the date to the second only
         before = set(glob.glob(glob.escape(prefix) + "_*.json"))
         subprocess.run(base + ["--profile", prefix, "--iters", str(iters), "--warmup", str(warmup)], check=True,
                        capture_output=True, env=env)
@@ -194,6 +198,16 @@ def ort_engine(model, x, d, a, threads):
         return json.loads(out.stdout.strip().splitlines()[-1])["median_ms"]
 
     return {"logits": np.load(y_path), "version": version, "time": time_it, "profile": profile}
+
+
+def layer_name(name):
+    """A torchvision layer's name from a ctnet step's (Mixed_5b.branch1x1.conv) or an ORT node's
+    module path (Mixed_5b.branch1x1, or Mixed_5b.branch1x1.conv where ORT kept the Conv node's
+    own name): without a trailing .conv / .bn, so both sides meet."""
+    for tail in (".conv", ".bn"):
+        if name.endswith(tail):
+            return name[: -len(tail)]
+    return name
 
 
 def ort_layers(trace, warmup):
@@ -216,7 +230,7 @@ def ort_layers(trace, warmup):
             layer = None
             if name.startswith("/"):
                 parts = name.strip("/").split("/")
-                layer = ".".join(parts[:-1]) or parts[0]
+                layer = layer_name(".".join(parts[:-1]) or parts[0])
                 if e["args"].get("op_name") == "AveragePool" and layer.startswith("Mixed_") and "." not in layer:
                     layer += ".branch_pool"  # F.avg_pool2d before branch_pool: one step in ctnet
             seq.append([layer, e["dur"] / 1e3])
@@ -237,12 +251,14 @@ def per_layer(a, batch, threads, ort, work):
     res = json.loads(out.stdout.strip().splitlines()[-1])
     c_layers, kinds = {}, {}
     for name, kind, ms in res["step_ms"]:
-        layer = name[: -len(".conv")] if name.endswith(".conv") else name
+        layer = layer_name(name)
         c_layers[layer] = c_layers.get(layer, 0.0) + ms
         kinds[layer] = kind
     prefix = f"{a.ort_profile}_b{batch}_t{threads}" if a.ort_profile else os.path.join(work, "ort_profile")
     trace = ort["profile"](prefix, a.iters, 2)
     runs, walls = ort_layers(trace, 2)
+    if not runs:
+        sys.exit(f"ONNX Runtime's trace {trace} has no timed runs (model_run events after the 2 warm-up ones)")
     o_layers = {l: statistics.median(r.get(l, 0.0) for r in runs) for l in runs[0]}
 
     def block(layer):
@@ -277,7 +293,7 @@ def per_layer(a, batch, threads, ort, work):
             print(f"| {label(k)} | {'-' if c is None else f'{c:.2f}'} | {'-' if o is None else f'{o:.2f}'} | {ratio} "
                   f"| {(c or 0) - (o or 0):+.2f} |")
         tc, to = sum(rows_c.values()), sum(rows_o.values())
-        print(f"| total (sum) | {tc:.2f} | {to:.2f} | {tc / to:.2f} | {tc - to:+.2f} |")
+        print(f"| total (sum) | {tc:.2f} | {to:.2f} | {f'{tc / to:.2f}' if to else '-'} | {tc - to:+.2f} |")
 
     table("layer", order, c_layers, o_layers, lambda l: f"{l} ({kind_of[l]})")
     table("block", blocks, c_blocks, o_blocks)

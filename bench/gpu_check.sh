@@ -10,7 +10,8 @@
 # under compute-sanitizer memcheck, the NCCL one-rank test, gpu_bench (ctnet's engines x
 # precisions, with and without host copies, batch 1/32/128/256), PyTorch on the same GPU (python3
 # with torch), the training step (gpu_train_bench against bench/gpu_torch_train.py, batch 32 and
-# 128) and a short Fashion-MNIST run of `ctnet train --backend cuda` (data copied into gpu-bin/
+# 128), the CLI's `ctnet bench --train --backend cuda` (batch 32) and a short Fashion-MNIST run
+# of `ctnet train --backend cuda` (data copied into gpu-bin/
 # by the build), then the tables. Logs in LOG_DIR (default /tmp/gpu-logs). Exit status 1 when a
 # test, memcheck, the benchmark's agreement check or the training run failed.
 set -u
@@ -39,7 +40,8 @@ mkdir -p "$LOG_DIR"
 status=0
 note() { echo "$*" | tee -a "$LOG_DIR/summary.txt"; }
 # Each stage's timeout, cut to what is left of TOTAL_S (default 540 s) so that the whole check
-# ends inside one 600 s device call; a stage that starts with nothing left gets 1 s.
+# ends inside one 600 s device call; a stage that starts with nothing left gets 1 s, and one
+# that ignores SIGTERM (stuck in the driver) is killed 5 s later.
 deadline=$(( $(date +%s) + ${TOTAL_S:-540} ))
 budget() { local left=$(( deadline - $(date +%s) )); [ "$left" -gt 1 ] || left=1; echo $(( $1 < left ? $1 : left )); }
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$LOG_DIR/gpu.txt"
@@ -58,7 +60,7 @@ done
 
 echo "== CUDA tests (every engine and precision against the reference runner)"
 t0=$(date +%s)
-timeout "$(budget "${TEST_S:-200}")" "$B/ctnet_cuda_tests" -s > "$LOG_DIR/cuda_tests.log" 2>&1
+timeout -k 5 "$(budget "${TEST_S:-200}")" "$B/ctnet_cuda_tests" -s > "$LOG_DIR/cuda_tests.log" 2>&1
 rc=$?; [ $rc = 0 ] || status=1
 note "cuda tests rc=$rc in $(( $(date +%s) - t0 )) s"
 # The measured errors, without the engines' descriptions (in the log); failures in full.
@@ -69,7 +71,7 @@ grep -E "MESSAGE|skipped|test cases|assertions|FAILED|ERROR" -A1 "$LOG_DIR/cuda_
 echo "== compute-sanitizer memcheck (small networks, every engine and precision; training kernels)"
 if command -v compute-sanitizer > /dev/null; then
   t0=$(date +%s)
-  timeout "$(budget "${MEMCHECK_S:-90}")" compute-sanitizer --tool memcheck --leak-check full --error-exitcode 9 \
+  timeout -k 5 "$(budget "${MEMCHECK_S:-90}")" compute-sanitizer --tool memcheck --leak-check full --error-exitcode 9 \
     "$B/ctnet_cuda_tests" "-tce=*Inception*" > "$LOG_DIR/memcheck.log" 2>&1
   rc=$?
   [ $rc = 0 ] || status=1
@@ -79,13 +81,13 @@ else
 fi
 
 if [ -x "$B/ctnet_nccl_tests" ]; then
-  timeout "$(budget 30)" "$B/ctnet_nccl_tests" > "$LOG_DIR/nccl_tests.log" 2>&1 || status=1
+  timeout -k 5 "$(budget 30)" "$B/ctnet_nccl_tests" > "$LOG_DIR/nccl_tests.log" 2>&1 || status=1
   note "nccl tests: $(grep -E "test cases" "$LOG_DIR/nccl_tests.log")"
 fi
 
 echo "== gpu_bench (ctnet: cuDNN / own NHWC kernels x bf16 fp16 tf32 fp32, NCHW tf32; batch ${BATCHES:-1,32,128,256})"
 t0=$(date +%s)
-timeout "$(budget "${BENCH_S:-200}")" "$B/gpu_bench" --batches "${BATCHES:-1,32,128,256}" --iters "${ITERS:-30}" --seconds "${ROW_S:-0.5}" \
+timeout -k 5 "$(budget "${BENCH_S:-200}")" "$B/gpu_bench" --batches "${BATCHES:-1,32,128,256}" --iters "${ITERS:-30}" --seconds "${ROW_S:-0.5}" \
   > "$LOG_DIR/gpu_bench.txt" 2>&1
 rc=$?; [ $rc = 0 ] || status=1
 note "gpu_bench rc=$rc in $(( $(date +%s) - t0 )) s"
@@ -94,32 +96,32 @@ grep -E "^device|^cuDNN|^agreement|^  engine|gpu_bench:" "$LOG_DIR/gpu_bench.txt
 
 echo "== PyTorch ($PY)"
 t0=$(date +%s)
-PYTHONUNBUFFERED=1 timeout "$(budget "${TORCH_S:-110}")" "$PY" bench/gpu_torch.py "${BATCHES:-1,32,128,256}" > "$LOG_DIR/torch.txt" 2>&1
+PYTHONUNBUFFERED=1 timeout -k 5 "$(budget "${TORCH_S:-110}")" "$PY" bench/gpu_torch.py "${BATCHES:-1,32,128,256}" > "$LOG_DIR/torch.txt" 2>&1
 rc=$?
 note "torch rc=$rc in $(( $(date +%s) - t0 )) s: $(head -1 "$LOG_DIR/torch.txt")"
 [ $rc = 0 ] || tail -5 "$LOG_DIR/torch.txt" | tee -a "$LOG_DIR/summary.txt"
 
 echo "== training: ctnet's step (gpu_train_bench) and PyTorch's (bench/gpu_torch_train.py), batch ${TRAIN_BATCHES:-32,128}"
 t0=$(date +%s)
-timeout "$(budget "${TRAIN_BENCH_S:-90}")" "$B/gpu_train_bench" --batches "${TRAIN_BATCHES:-32,128}" --steps "${TRAIN_STEPS:-8}" \
+timeout -k 5 "$(budget "${TRAIN_BENCH_S:-90}")" "$B/gpu_train_bench" --batches "${TRAIN_BATCHES:-32,128}" --steps "${TRAIN_STEPS:-8}" \
   > "$LOG_DIR/train_bench.txt" 2>&1
 rc=$?; [ $rc = 0 ] || status=1
 note "gpu_train_bench rc=$rc in $(( $(date +%s) - t0 )) s"
 t0=$(date +%s)
-TORCH_TRAIN_STEPS=${TRAIN_STEPS:-8} PYTHONUNBUFFERED=1 timeout "$(budget "${TORCH_TRAIN_S:-90}")" "$PY" bench/gpu_torch_train.py \
+TORCH_TRAIN_STEPS=${TRAIN_STEPS:-8} PYTHONUNBUFFERED=1 timeout -k 5 "$(budget "${TORCH_TRAIN_S:-90}")" "$PY" bench/gpu_torch_train.py \
   "${TRAIN_BATCHES:-32,128}" > "$LOG_DIR/torch_train.txt" 2>&1
 note "torch training rc=$? in $(( $(date +%s) - t0 )) s"
 grep -hE '"images_per_s"|"error"' "$LOG_DIR/train_bench.txt" "$LOG_DIR/torch_train.txt" | tee -a "$LOG_DIR/summary.txt"
 
 echo "== ctnet bench --train --backend cuda (the CLI's timing of the same step, batch 32)"
-timeout "$(budget 60)" "$B/ctnet" bench --train --backend cuda --precision tf32 --model inception_v3 --batch 32 --iters 5 \
+timeout -k 5 "$(budget 60)" "$B/ctnet" bench --train --backend cuda --precision tf32 --model inception_v3 --batch 32 --iters 5 \
   > "$LOG_DIR/bench_train_cli.txt" 2>&1
 rc=$?; [ $rc = 0 ] || status=1
 note "ctnet bench --train --backend cuda rc=$rc: $(tail -1 "$LOG_DIR/bench_train_cli.txt")"
 
 echo "== ctnet train --backend cuda: Fashion-MNIST, ${FASHION_EPOCHS:-2} epochs"
 t0=$(date +%s)
-timeout "$(budget "${FASHION_S:-120}")" "$B/ctnet" train --backend cuda --data "$B/fashion" --out "$LOG_DIR/fashion" \
+timeout -k 5 "$(budget "${FASHION_S:-120}")" "$B/ctnet" train --backend cuda --data "$B/fashion" --out "$LOG_DIR/fashion" \
   --epochs "${FASHION_EPOCHS:-2}" --batch 64 --threads 8 > "$LOG_DIR/fashion.txt" 2>&1
 rc=$?; [ $rc = 0 ] || status=1
 note "ctnet train --backend cuda rc=$rc in $(( $(date +%s) - t0 )) s: $(grep -E '^epoch|^final' "$LOG_DIR/fashion.txt" | tr '\n' ' ')"

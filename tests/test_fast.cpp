@@ -361,6 +361,14 @@ TEST_CASE("backend::cpu: an average pool before a 1x1 conv runs after it, only w
     const std::vector<float> want = ref(x), a = one(x);
     CHECK(relative_error(a, want) < 1e-5);
     CHECK(two(x) == a);
+    // The pooled steps' buffer grows with the batch (batch 3, then 1, 4 and 1 again on one runner).
+    const std::size_t in = input_shape_v<net>.size(), out = output_shape_v<net>.size();
+    for (const int n : {1, 4, 1}) {
+        const std::vector<float> xn = random_vector(static_cast<std::size_t>(n) * in, g);
+        const std::vector<float> yn = two(xn);
+        REQUIRE(yn.size() == static_cast<std::size_t>(n) * out);
+        CHECK(relative_error(yn, ref(xn)) < 1e-5);
+    }
 }
 
 TEST_CASE("backend::cpu profile: one entry per step, named as the program, the same numbers") {

@@ -1,8 +1,9 @@
 // apps/ctnet/bench_cuda.hpp — `ctnet bench --train --backend cuda`: one training step of MODEL at
 // batch N on the GPU (trainer<Net, backend::cuda>, the whole train_step on the device: forward
-// in training mode, smoothed losses, backward, clipping, RMSProp, the moving average), timed
-// ITERS times after two warm-up steps (allocation, the optimizer state). One JSON line, the
-// fields of the CPU's `bench --train` where they apply. Built when ctnet::cuda is (CTNET_WITH_CUDA).
+// in training mode, smoothed losses, backward, clipping, RMSProp; no moving average, as the
+// CPU's `bench --train` and PyTorch's step in bench/gpu_torch_train.py), timed ITERS times after
+// two warm-up steps (allocation, the optimizer state). One JSON line, the fields of the CPU's
+// `bench --train` where they apply. Built when ctnet::cuda is (CTNET_WITH_CUDA).
 #pragma once
 
 #include <algorithm>
@@ -25,8 +26,6 @@ int bench_train_cuda(const char* model, int batch, int iters, const std::string&
     trainer<Net, backend::cuda> t{*w, {.precision = precision == "fp32" ? cuda::precision::fp32 : cuda::precision::tf32,
                                        .seed = 3}};
     optimizer opt = optimizer::rmsprop();
-    moving_average ema{0.9999};
-    ema.update(w->data());
     const auto ranges = trainable_ranges<Net>();
     constexpr int classes = static_cast<int>(output_shape_v<Net>.size());
     std::vector<float> x(static_cast<std::size_t>(batch) * input_shape_v<Net>.size());
@@ -38,7 +37,7 @@ int bench_train_cuda(const char* model, int batch, int iters, const std::string&
     using clock = std::chrono::steady_clock;
     for (int i = 0; i < iters + 2; ++i) {
         const auto t0 = clock::now();
-        static_cast<void>(train_step(t, opt, ranges, x, labels, recipe{}, 1e-4, &ema));  // synchronises (the scalars)
+        static_cast<void>(train_step(t, opt, ranges, x, labels, recipe{}, 1e-4, nullptr));  // synchronises (the scalars)
         if (i >= 2) ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
     }
     std::sort(ms.begin(), ms.end());

@@ -380,7 +380,7 @@ struct bench_args {
 template <class Info>
 std::string print_profile(const std::vector<Info>& steps, const std::vector<std::vector<double>>& passes, int batch) {
     const auto gflops = [&](std::size_t macs, double ms) {
-        return macs == 0 ? std::string{} : std::to_string(std::lround(2.0 * static_cast<double>(macs) * batch / (ms * 1e6)));
+        return macs == 0 || ms <= 0.0 ? std::string{} : std::to_string(std::lround(2.0 * static_cast<double>(macs) * batch / (ms * 1e6)));
     };
     std::printf("per step: median ms of %zu passes; GFLOP/s count the direct convolution's FLOPs (Winograd: effective)\n",
                 passes.size());

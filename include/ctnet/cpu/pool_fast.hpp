@@ -27,8 +27,8 @@ namespace ctnet::cpu {
 namespace detail {
 // max that keeps a NaN from either side, as torch's max pooling does (a if equal, so -0 and +0
 // keep their order). Written so that the scalar remainders of the vectorised loops branch only
-// on a NaN: `b > a || b != b` branched on every comparison there, mispredicted on half of them
-// (max pools 2.7-3x slower, bench/RESULTS.md).
+// on a NaN, not on every comparison as `b > a || b != b` did (with the one-task-per-thread pools
+// of fast_runner.hpp, Inception's stride-2 max pools 1.2-2.2x faster, bench/RESULTS.md).
 inline float nan_max(float a, float b) { return b != b ? b : std::max(a, b); }
 }  // namespace detail
 
