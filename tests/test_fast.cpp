@@ -117,6 +117,43 @@ TEST_CASE("GEMM convolution: flat kh x 1 taps, padded 1 x n rows, narrow and wid
     }
 }
 
+// A pointwise conv's blocks packed together (conv_gemm_units' row-by-row packing of a task's
+// units): two samples, two K blocks, a partial last block and runs of 1 to gemm_units units,
+// some crossing from one sample to the next, as the runner's tasks take them.
+TEST_CASE("GEMM convolution: a 1x1 conv's units packed together, across samples and K blocks") {
+    rng g{77};
+    std::vector<float> scratch(cpu::conv_scratch_floats);
+    const shape in{cpu::gemm_kc + 44, 9, 17};  // 153 columns: blocks of 64, 64 and 25
+    const window win{1, 1, 1, 1, 0, 0, 0, 0};
+    const int m = 13;
+    auto c = random_conv(in, win, m, true, true, g);
+    CHECK(cpu::detail::pointwise(c.cv));
+    const shape out = c.cv.out;
+    const std::vector<float> x1 = random_vector(in.size(), g);
+    std::vector<float> want1(out.size());
+    cpu::ref::conv2d({x1.data(), in.size(), in}, {want1.data(), out.size(), out}, 1, c.w.data(), c.b.data(), win);
+    for (float& v : want1) v = std::max(v, 0.0F);
+    const int cols = out.h * out.w, blocks = (cols + cpu::gemm_nc - 1) / cpu::gemm_nc;
+    REQUIRE(blocks == 3);
+    for (int run = 1; run <= cpu::gemm_units; ++run) {
+        std::vector<float> y0(out.size(), std::nanf("")), y1(out.size(), std::nanf(""));
+        const float* xs[] = {c.x.data(), x1.data()};
+        float* ys[] = {y0.data(), y1.data()};
+        for (int u0 = 0; u0 < 2 * blocks; u0 += run) {  // units (sample, block) in the runner's order
+            cpu::conv_unit units[cpu::gemm_units];
+            const int count = std::min(run, 2 * blocks - u0);
+            for (int i = 0; i < count; ++i) {
+                const int u = u0 + i, sample = u / blocks, j0 = u % blocks * cpu::gemm_nc;
+                units[i] = {xs[sample], ys[sample], j0, std::min(cpu::gemm_nc, cols - j0)};
+            }
+            cpu::conv_gemm_units(c.cv, units, count, 0, m, scratch.data());
+        }
+        INFO("units per run: " << run);
+        CHECK(relative_error(y0, c.want) < 1e-5);
+        CHECK(relative_error(y1, want1) < 1e-5);
+    }
+}
+
 TEST_CASE("Winograd F(2x2, 3x3), F(4x4, 3x3), F(2x2, 5x5), F(1x2, 1x7), F(2x1, 7x1) equal the reference kernel on random shapes") {
     rng g{99};
     auto pick = [&](int lo, int hi) { return lo + static_cast<int>(g.next() % static_cast<unsigned>(hi - lo + 1)); };

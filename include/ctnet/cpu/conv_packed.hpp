@@ -68,6 +68,14 @@ struct packed_conv {
     }
 };
 
+// A block of one sample's output: columns [j0, j0 + cols), cols <= NC, of the conv of x into y
+// (x: the sample's input (C, H, W); y: its output planes, row stride out.h * out.w).
+struct conv_unit {
+    const float* x;
+    float* y;
+    int j0, cols;
+};
+
 namespace detail {
 
 // out[i] = src[start + i] for i < n, zero where start + i falls outside [0, limit): a run
@@ -125,15 +133,6 @@ inline void pack_block(const packed_conv& cv, const float* x, int k0, int kc, in
             if (flat) {  // input elements [s, s + len) of the flattened plane, zero outside it
                 const std::ptrdiff_t s = static_cast<std::ptrdiff_t>(j0 + run.j) + static_cast<std::ptrdiff_t>(dh - g.pt) * in_w;
                 copy_clipped(out, xc, s, static_cast<std::ptrdiff_t>(plane), run.len);
-                // The next block's part of this row (a task's next unit, or the next task's):
-                // a 1x1 conv's packing reads KC planes a few cache lines each, too many streams
-                // for the hardware prefetcher (Inception's 1x1 convs 6-9 % faster at batch 8,
-                // bench/RESULTS.md).
-                if (r == n_runs - 1) {
-                    const std::ptrdiff_t next = s + run.len;
-                    for (int f = 0; f < gemm_nc; f += 16)
-                        if (next + f < static_cast<std::ptrdiff_t>(plane)) __builtin_prefetch(xc + next + f);
-                }
                 continue;
             }
             const int ih = run.oh * g.sh - g.pt + dh;
@@ -162,6 +161,41 @@ inline void pack_block(const packed_conv& cv, const float* x, int k0, int kc, in
     }
 }
 
+// 1x1 stride-1 convs without padding: row kk of a block is a run of input plane k0 + kk.
+[[nodiscard]] inline bool pointwise(const packed_conv& cv) {
+    return flat_taps(cv) && cv.win.kh == 1 && cv.win.pt == 0 && cv.win.pb == 0;
+}
+
+// pack_block for `count` blocks of a pointwise conv at once, row by row: a task's consecutive
+// units read each plane as one run of up to gemm_units * NC floats rather than NC-float pieces
+// in separate passes, and each row asks for the next block's part of its plane ahead. Too many
+// planes are read at once for the hardware prefetcher (Inception's 1x1 convs at batch 8: 35x35
+// ones at 52 % of the FMA peak, ONNX Runtime's at 84 %); the two together took 11-12 % off
+// their time at batch 8 and 4 % at batch 1 (bench/RESULTS.md). dst: the blocks, block_floats apart.
+inline void pack_pointwise(const packed_conv& cv, const conv_unit* units, int count, int k0, int kc, float* dst,
+                           std::size_t block_floats) {
+    const std::size_t plane = static_cast<std::size_t>(cv.in.h) * cv.in.w;
+    const std::size_t panel_stride = static_cast<std::size_t>(kc) * gemm_nr;
+    for (int kk = 0; kk < kc; ++kk) {
+        const std::size_t row = static_cast<std::size_t>(k0 + kk) * plane;
+        for (int u = 0; u < count; ++u) {
+            const float* src = units[u].x + row + units[u].j0;
+            float* drow = dst + static_cast<std::size_t>(u) * block_floats + static_cast<std::size_t>(kk) * gemm_nr;
+            const int cols = units[u].cols;
+            for (int j = 0; j < cols; j += gemm_nr) {
+                const int n = std::min(gemm_nr, cols - j);
+                float* out = drow + static_cast<std::size_t>(j / gemm_nr) * panel_stride;
+                copy_run(out, src + j, n);
+                if (n < gemm_nr) std::fill(out + n, out + gemm_nr, 0.0F);
+            }
+        }
+        const conv_unit& last = units[count - 1];  // the next block's part of this plane, ahead
+        const std::size_t next = static_cast<std::size_t>(last.j0 + last.cols);
+        for (int f = 0; f < gemm_nc; f += 16)  // one cache line per 16 floats
+            if (next + f < plane) __builtin_prefetch(last.x + row + next + f);
+    }
+}
+
 }  // namespace detail
 
 // Column blocks one task may hold packed at once (conv_gemm_units).
@@ -170,14 +204,6 @@ inline constexpr int gemm_units = 4;
 // Floats of scratch one task needs (gemm_units packed KC x NC blocks, SIMD-aligned) plus an edge tile.
 inline constexpr std::size_t conv_scratch_floats =
     static_cast<std::size_t>(gemm_units) * gemm_kc * gemm_nc + static_cast<std::size_t>(gemm_mr) * gemm_nr + 64;
-
-// A block of one sample's output: columns [j0, j0 + cols), cols <= NC, of the conv of x into y
-// (x: the sample's input (C, H, W); y: its output planes, row stride out.h * out.w).
-struct conv_unit {
-    const float* x;
-    float* y;
-    int j0, cols;
-};
 
 // Rows [row0, row1) (multiples of MR, or M) of `count` <= gemm_units blocks. K block by K block:
 // every block's columns are packed, then each of their NR panels meets every row panel, so a
@@ -194,8 +220,12 @@ inline void conv_gemm_units(const packed_conv& cv, const conv_unit* units, int c
     for (int k0 = 0; k0 < cv.k; k0 += gemm_kc) {
         const int kc = std::min(gemm_kc, cv.k - k0);
         const bool first = k0 == 0, last = k0 + kc == cv.k;
-        for (int u = 0; u < count; ++u)
-            detail::pack_block(cv, units[u].x, k0, kc, units[u].j0, units[u].cols, b + static_cast<std::size_t>(u) * block_floats);
+        if (detail::pointwise(cv)) {
+            detail::pack_pointwise(cv, units, count, k0, kc, b, block_floats);
+        } else {
+            for (int u = 0; u < count; ++u)
+                detail::pack_block(cv, units[u].x, k0, kc, units[u].j0, units[u].cols, b + static_cast<std::size_t>(u) * block_floats);
+        }
         for (int u = 0; u < count; ++u) {
             const conv_unit& unit = units[u];
             const int col_panels = (unit.cols + gemm_nr - 1) / gemm_nr;
