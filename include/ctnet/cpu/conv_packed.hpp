@@ -163,7 +163,7 @@ inline void pack_block(const packed_conv& cv, const float* x, int k0, int kc, in
 
 // 1x1 stride-1 convs without padding: row kk of a block is a run of input plane k0 + kk.
 [[nodiscard]] inline bool pointwise(const packed_conv& cv) {
-    return flat_taps(cv) && cv.win.kh == 1 && cv.win.pt == 0 && cv.win.pb == 0;
+    return flat_taps(cv) && cv.win.kh == 1 && cv.win.pt == 0 && cv.win.pb == 0 && cv.in.h == cv.out.h;
 }
 
 // pack_block for `count` blocks of a pointwise conv at once, row by row: a task's consecutive
@@ -171,7 +171,8 @@ inline void pack_block(const packed_conv& cv, const float* x, int k0, int kc, in
 // in separate passes, and each row asks for the next block's part of its plane ahead. Too many
 // planes are read at once for the hardware prefetcher (Inception's 1x1 convs at batch 8: 35x35
 // ones at 52 % of the FMA peak, ONNX Runtime's at 84 %); the two together took 11-12 % off
-// their time at batch 8 and 4 % at batch 1 (bench/RESULTS.md). dst: the blocks, block_floats apart.
+// their time at batch 8, the row-by-row order alone 4 % at batch 1 (bench/RESULTS.md).
+// dst: the blocks, block_floats apart.
 inline void pack_pointwise(const packed_conv& cv, const conv_unit* units, int count, int k0, int kc, float* dst,
                            std::size_t block_floats) {
     const std::size_t plane = static_cast<std::size_t>(cv.in.h) * cv.in.w;
@@ -191,7 +192,7 @@ inline void pack_pointwise(const packed_conv& cv, const conv_unit* units, int co
         }
         const conv_unit& last = units[count - 1];  // the next block's part of this plane, ahead
         const std::size_t next = static_cast<std::size_t>(last.j0 + last.cols);
-        for (int f = 0; f < gemm_nc; f += 16)  // one cache line per 16 floats
+        for (std::size_t f = 0; f < static_cast<std::size_t>(gemm_nc); f += 16)  // a cache line per 16 floats
             if (next + f < plane) __builtin_prefetch(last.x + row + next + f);
     }
 }
