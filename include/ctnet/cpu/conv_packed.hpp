@@ -178,7 +178,7 @@ inline void pack_pointwise(const packed_conv& cv, const conv_unit* units, int co
     const std::size_t plane = static_cast<std::size_t>(cv.in.h) * cv.in.w;
     const std::size_t panel_stride = static_cast<std::size_t>(kc) * gemm_nr;
     for (int kk = 0; kk < kc; ++kk) {
-        const std::size_t row = static_cast<std::size_t>(k0 + kk) * plane;
+        const std::size_t row = (static_cast<std::size_t>(k0) + static_cast<std::size_t>(kk)) * plane;
         for (int u = 0; u < count; ++u) {
             const float* src = units[u].x + row + units[u].j0;
             float* drow = dst + static_cast<std::size_t>(u) * block_floats + static_cast<std::size_t>(kk) * gemm_nr;
@@ -191,7 +191,7 @@ inline void pack_pointwise(const packed_conv& cv, const conv_unit* units, int co
             }
         }
         const conv_unit& last = units[count - 1];  // the next block's part of this plane, ahead
-        const std::size_t next = static_cast<std::size_t>(last.j0 + last.cols);
+        const std::size_t next = static_cast<std::size_t>(last.j0) + static_cast<std::size_t>(last.cols);
         for (std::size_t f = 0; f < static_cast<std::size_t>(gemm_nc); f += 16)  // a cache line per 16 floats
             if (next + f < plane) __builtin_prefetch(last.x + row + next + f);
     }
