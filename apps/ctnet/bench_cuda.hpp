@@ -16,6 +16,8 @@
 #include <ctnet/cuda/trainer.hpp>
 #include <ctnet/train/step.hpp>
 
+#include "bench_batch.hpp"
+
 namespace ctnet_tool {
 
 template <class Net>
@@ -27,12 +29,7 @@ int bench_train_cuda(const char* model, int batch, int iters, const std::string&
                                        .seed = 3}};
     optimizer opt = optimizer::rmsprop();
     const auto ranges = trainable_ranges<Net>();
-    constexpr int classes = static_cast<int>(output_shape_v<Net>.size());
-    std::vector<float> x(static_cast<std::size_t>(batch) * input_shape_v<Net>.size());
-    std::vector<int> labels(static_cast<std::size_t>(batch));
-    rng g{2};
-    for (float& v : x) v = static_cast<float>(g.normal());
-    for (int& l : labels) l = static_cast<int>(g.next() % classes);
+    const auto [x, labels] = ctnet_tool::random_train_batch<Net>(batch);
     std::vector<double> ms;
     using clock = std::chrono::steady_clock;
     for (int i = 0; i < iters + 2; ++i) {

@@ -43,6 +43,7 @@
 
 #include "cli_options.hpp"
 #include "fashion_net.hpp"
+#include "bench_batch.hpp"
 #include "train.hpp"
 #if defined(CTNET_WITH_CUDA)
 #include "bench_cuda.hpp"
@@ -332,12 +333,7 @@ int bench_train(const char* model, int batch, int threads, int iters) {
     trainer<Net, backend::cpu> t{*w, {.threads = threads, .seed = 3}};
     optimizer opt = optimizer::rmsprop();
     const auto ranges = trainable_ranges<Net>();
-    constexpr int classes = static_cast<int>(output_shape_v<Net>.size());
-    std::vector<float> x(static_cast<std::size_t>(batch) * input_shape_v<Net>.size());
-    std::vector<int> labels(static_cast<std::size_t>(batch));
-    rng g{2};
-    for (float& v : x) v = static_cast<float>(g.normal());
-    for (int& l : labels) l = static_cast<int>(g.next() % classes);
+    const auto [x, labels] = ctnet_tool::random_train_batch<Net>(batch);
     // train_step in its three phases (train/step.hpp), each timed: forward and losses, backward,
     // norm + clipping + RMSProp (with the finiteness checks).
     std::vector<double> ms, fwd, bwd, upd;
