@@ -1,7 +1,8 @@
 // trainer<Net, backend::cuda> against the CPU trainers (tests/test_train.cpp checks those against
 // finite differences and torch autograd): gradients and running statistics of one training pass,
 // whole train_step runs (RMSProp, clipping, weight decay, the moving average) with the optimizer
-// state on the device, checkpoints moving between backends, errors. Skips without a GPU.
+// state on the device, checkpoints moving between backends, data parallelism (2 ranks on one GPU
+// against 1 rank on the whole batch), errors. Skips without a GPU.
 //
 // Bounds. The random nets are conditioned (both sides add in nearly the same order): per tensor
 // within 1e-5 of its norm in fp32 (floor: 1 % of the whole gradient's norm, as test_train.cpp),
@@ -13,15 +14,18 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <barrier>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <limits>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <ctnet/cpu/trainer.hpp>
+#include <ctnet/cuda/staged.hpp>
 #include <ctnet/cuda/trainer.hpp>
 #include <ctnet/io/safetensors.hpp>
 #include <ctnet/models/inception_v3.hpp>
@@ -247,6 +251,171 @@ TEST_CASE("cuda trainer: a checkpoint written after GPU steps resumes on the CPU
     CHECK(mw.norm_diff() <= 1e-5 * mw.norm_want());
     CHECK(me.norm_diff() <= 1e-5 * me.norm_want());
     CHECK(og.steps() == 3);
+}
+
+namespace {
+
+// Two ranks in one process, one thread each: every collective meets at a barrier. Sums are in
+// rank order, so both ranks get the same bits.
+struct thread_pair {
+    std::barrier<> meet{2};
+    std::vector<double> slot[2];
+};
+class thread_rank final : public communicator {
+public:
+    thread_rank(thread_pair& p, int r) : p_{&p}, r_{r} {}
+    [[nodiscard]] int rank() const override { return r_; }
+    [[nodiscard]] int size() const override { return 2; }
+    void allreduce_sum(std::span<float> v) override { sum(v); }
+    void allreduce_sum(std::span<double> v) override { sum(v); }
+    void broadcast(std::span<float> v, int root) override {
+        if (r_ == root) p_->slot[r_].assign(v.begin(), v.end());
+        p_->meet.arrive_and_wait();
+        if (r_ != root) std::copy(p_->slot[root].begin(), p_->slot[root].end(), v.begin());
+        p_->meet.arrive_and_wait();
+    }
+
+private:
+    template <class T>
+    void sum(std::span<T> v) {
+        p_->slot[r_].assign(v.begin(), v.end());
+        p_->meet.arrive_and_wait();
+        for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<T>(static_cast<T>(p_->slot[0][i]) + static_cast<T>(p_->slot[1][i]));
+        p_->meet.arrive_and_wait();
+    }
+    thread_pair* p_;
+    int r_;
+};
+
+// every_layer_logits without its dropout: each rank draws its own masks, so a run with dropout
+// differs from one rank's (train/distributed.hpp says so).
+using no_dropout = network<shape{3, 9, 8},
+    seq<transform_input,
+        node<"stem", seq<node<"conv", conv<5, k<3>, stride<2>, pad<1>, bias<true>>>, node<"bn", batch_norm<>>, relu>>,
+        node<"mix", concat<node<"a", conv<4, k<1>>>,
+                           seq<node<"b1", cbr<3, k<1, 3>, pad<0, 1>>>, node<"b2", cbr<4, k<3, 1>, pad<1, 0>>>>,
+                           max_pool<k<3>, stride<1>, pad<1>>,
+                           seq<avg_pool<k<3>, stride<1>, pad<1>, count_pad<false>>, node<"p", conv<2, k<1>>>>>>,
+        aux<"aux", seq<avg_pool<k<2>, stride<2>>, node<"c", cbr<3, k<1>>>, global_avg_pool, flatten,
+                       node<"fc", linear<3, 4>>>>,
+        avg_pool<k<2>, stride<1>>, node<"down", cbr<6, k<2>, stride<2>>>, global_avg_pool, flatten,
+        node<"fc1", linear<6, 7>>, node<"bnf", batch_norm<>>, relu, node<"fc2", linear<7, 4, bias<false>>>>>;
+
+}  // namespace
+
+TEST_CASE("cuda trainer: one rank through a communicator (staged, sync BN, small buckets) repeats the plain trainer's bits") {
+    // On one rank the sync-BN kernels do the local kernels' arithmetic and the average divides by
+    // 1: any difference is a bucket left out, started twice or read before it was copied back.
+    if (!gpu_here()) return;
+    using Net = no_dropout;
+    constexpr shape in = input_shape_v<Net>;
+    weights<Net> w0;
+    init_seeded(w0, 12, true);
+    weights<Net> wa = w0, wb = w0;
+    optimizer oa = optimizer::rmsprop(), ob = optimizer::rmsprop();
+    const auto ranges = trainable_ranges<Net>();
+    single_process host;
+    cuda::staged_communicator comm{host};
+    trainer<Net, backend::cuda> ta{wa, {.precision = cuda::precision::fp32}};
+    trainer<Net, backend::cuda> tb{wb, {.precision = cuda::precision::fp32, .comm = &comm, .sync_bn = true, .bucket_bytes = 64}};
+    const std::vector<int> labels{0, 1, 2, 3, 1};
+    for (int s = 0; s < 2; ++s) {
+        const auto x = random_vector(5 * in.size(), 90 + static_cast<std::uint64_t>(s));
+        const step_result a = train_step(ta, oa, ranges, x, labels, recipe{}, 0.01);
+        const step_result b = train_step(tb, ob, ranges, x, labels, recipe{}, 0.01);
+        CHECK(a.loss == b.loss);
+        CHECK(a.grad_norm == b.grad_norm);
+    }
+    sync_host(ta, oa, nullptr);
+    sync_host(tb, ob, nullptr);
+    CHECK(std::equal(wa.data().begin(), wa.data().end(), wb.data().begin()));
+    CHECK(oa.mean_square() == ob.mean_square());
+    CHECK_THROWS_WITH_AS((trainer<Net, backend::cuda>{wa, {.sync_bn = true}}), doctest::Contains("sync_bn needs a communicator"), error);
+}
+
+TEST_CASE("cuda trainer: 2 ranks on one GPU (sync BN, staged transport) compute what 1 rank computes on the whole batch") {
+    if (!gpu_here()) return;
+    using Net = no_dropout;
+    constexpr shape in = input_shape_v<Net>;
+    constexpr int batch = 8, half = batch / 2, steps = 3;
+    weights<Net> w0;
+    init_seeded(w0, 11, true);
+    const auto ranges = trainable_ranges<Net>();
+    const recipe r{.label_smoothing = 0.1, .aux_weight = 0.4, .weight_decay = 4e-3, .clip_norm = 0.5};
+    std::vector<std::vector<float>> xs;
+    std::vector<std::vector<int>> ls;
+    for (int s = 0; s < steps; ++s) {
+        xs.push_back(random_vector(static_cast<std::size_t>(batch) * in.size(), 80 + static_cast<std::uint64_t>(s)));
+        std::vector<int> l(batch);
+        for (int i = 0; i < batch; ++i) l[static_cast<std::size_t>(i)] = (3 * i + s) % 4;
+        ls.push_back(l);
+    }
+    // One rank, the whole batch.
+    weights<Net> w1 = w0;
+    optimizer o1 = optimizer::rmsprop();
+    moving_average e1{0.99};
+    std::vector<step_result> want;
+    {
+        trainer<Net, backend::cuda> t{w1, {.precision = cuda::precision::fp32, .seed = 5}};
+        for (int s = 0; s < steps; ++s) want.push_back(train_step(t, o1, ranges, xs[s], ls[s], r, 0.01, &e1));
+        sync_host(t, o1, &e1);
+    }
+    // Two ranks, a half each, gradients in buckets of 50 floats (many, most started during backward).
+    thread_pair pair;
+    weights<Net> w2[2] = {w0, w0};
+    optimizer o2[2] = {optimizer::rmsprop(), optimizer::rmsprop()};
+    moving_average e2[2] = {moving_average{0.99}, moving_average{0.99}};
+    std::vector<step_result> got[2];
+    std::exception_ptr failed[2];
+    const auto rank = [&](int k) {
+        try {
+            thread_rank host{pair, k};
+            cuda::staged_communicator comm{host};
+            trainer<Net, backend::cuda> t{w2[k], {.precision = cuda::precision::fp32, .seed = 5, .comm = &comm, .sync_bn = true,
+                                                  .bucket_bytes = 50 * sizeof(float)}};
+            for (int s = 0; s < steps; ++s) {
+                const std::span<const float> x{xs[s].data() + static_cast<std::size_t>(k * half) * in.size(),
+                                               static_cast<std::size_t>(half) * in.size()};
+                const std::span<const int> l{ls[s].data() + k * half, static_cast<std::size_t>(half)};
+                got[k].push_back(train_step(t, o2[k], ranges, x, l, r, 0.01, &e2[k]));
+            }
+            sync_host(t, o2[k], &e2[k]);
+        } catch (...) {
+            failed[k] = std::current_exception();
+        }
+    };
+    std::thread other{rank, 1};
+    rank(0);
+    other.join();
+    for (const std::exception_ptr& f : failed)
+        if (f) std::rethrow_exception(f);
+    constexpr double bound = 1e-5;
+    for (int s = 0; s < steps; ++s) {
+        INFO("step " << s);
+        for (int k = 0; k < 2; ++k) {
+            CHECK(got[k][s].loss == got[0][s].loss);  // the same scalars on every rank
+            CHECK(got[k][s].grad_norm == got[0][s].grad_norm);
+        }
+        CHECK(std::fabs(got[0][s].loss - want[s].loss) <= bound * std::fabs(want[s].loss));
+        CHECK(std::fabs(got[0][s].aux_loss - want[s].aux_loss) <= bound * std::fabs(want[s].aux_loss));
+        CHECK(std::fabs(got[0][s].grad_norm - want[s].grad_norm) <= bound * want[s].grad_norm);
+        CHECK(got[0][s].correct == want[s].correct);
+    }
+    // The replicas stay equal bit for bit, and equal to the one-rank run within float rounding
+    // (parameters and running statistics, optimizer state, average), per tensor.
+    CHECK(std::equal(w2[0].data().begin(), w2[0].data().end(), w2[1].data().begin()));
+    const auto same = [&](std::span<const float> a, std::span<const float> b, const char* what) {
+        const double whole = norm_meter(a, b).norm_want();
+        for (const tensor_info& t : weights<Net>::tensors()) {
+            const test::error_meter m = norm_meter(a.subspan(t.offset, t.count), b.subspan(t.offset, t.count));
+            INFO(what << " " << t.name << ": " << m.norm_diff() << " of " << m.norm_want());
+            CHECK(m.norm_diff() <= bound * std::max(m.norm_want(), 1e-2 * whole));
+        }
+    };
+    same(w2[0].data(), w1.data(), "parameters");
+    same(o2[0].momentum(), o1.momentum(), "momentum");
+    same(o2[0].mean_square(), o1.mean_square(), "mean square");
+    same(e2[0].shadow(), e1.shadow(), "moving average");
 }
 
 TEST_CASE("cuda trainer: a non-finite input throws before anything is updated; unsupported settings say so") {

@@ -3,6 +3,7 @@
 // here; the compile_fail tests prove they stop a build).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <span>
 #include <string>
 #include <string_view>
@@ -10,6 +11,7 @@
 
 #include <ctnet/ctnet.hpp>
 #include <ctnet/graph/graphviz.hpp>
+#include <ctnet/train/buckets.hpp>
 
 #include <sstream>
 
@@ -215,4 +217,97 @@ TEST_CASE("graphviz: blocks as nodes, edges carry the shapes that flow") {
     CHECK(e2.find(R"x(label="(3,6,6)"];)x") != std::string::npos);  // b1 slice
     CHECK(e2.find(R"x(label="(2,6,6)"];)x") != std::string::npos);  // b2 slice
     CHECK(e2.find(R"x(label="(5,6,6)"];)x") != std::string::npos);  // b3_2 slice
+}
+
+// ---- Gradient buckets (train/buckets.hpp): the cut shared by the CPU reducer and the GPU trainer.
+namespace {
+struct fake_op {
+    std::size_t param_offset = 0, storage = 0;
+};
+struct fake_program {
+    std::size_t storage = 0;
+    int n_ops = 0;
+    std::vector<fake_op> ops;
+};
+std::vector<std::size_t> begins(const std::vector<grad_bucket>& plan) {
+    std::vector<std::size_t> b;
+    for (const grad_bucket& x : plan) b.push_back(x.begin);
+    return b;
+}
+std::vector<int> afters(const std::vector<grad_bucket>& plan) {
+    std::vector<int> a;
+    for (const grad_bucket& x : plan) a.push_back(x.after_op);
+    return a;
+}
+}  // namespace
+
+TEST_CASE("gradient buckets: cut from the end, each started after the last op to finish it (hand-computed)") {
+    // op0 [0,10), op1 no parameters, op2 [10,25), op3 [25,30); buckets of 8 from the end:
+    // [22,30) op2+op3 -> after op 2; [14,22) op2 -> 2; [6,14) op0+op2 -> 0; [0,6) op0 -> 0.
+    const fake_program p{30, 4, {{0, 10}, {10, 0}, {10, 15}, {25, 5}}};
+    const std::vector<grad_bucket> plan = bucket_plan(p, 8);
+    CHECK(begins(plan) == std::vector<std::size_t>{22, 14, 6, 0});
+    CHECK(afters(plan) == std::vector<int>{2, 2, 0, 0});
+    CHECK(plan.back().count == 6);
+    // Storage not in op order: op0 [20,30), op1 [0,20); buckets of 10: [20,30) -> 0, [10,20) -> 1,
+    // [0,10) -> 1; started after_op descending, so the two of op 1 go first.
+    const fake_program q{30, 2, {{20, 10}, {0, 20}}};
+    const std::vector<grad_bucket> plan2 = bucket_plan(q, 10);
+    CHECK(begins(plan2) == std::vector<std::size_t>{10, 0, 20});
+    CHECK(afters(plan2) == std::vector<int>{1, 1, 0});
+    // The cursor hands them out as backward passes the ops (last to first), the rest at the end.
+    bucket_cursor cur{plan};
+    std::vector<std::size_t> started;
+    const auto start = [&](const grad_bucket& b) { started.push_back(b.begin); };
+    cur.after(3, start);
+    CHECK(started.empty());
+    cur.after(2, start);
+    CHECK(started == std::vector<std::size_t>{22, 14});
+    cur.after(1, start);
+    CHECK(started.size() == 2);
+    cur.rest(start);
+    CHECK(started == std::vector<std::size_t>{22, 14, 6, 0});
+    CHECK(bucket_plan(p, 0).size() == 30);  // 0 floats is taken as 1
+}
+
+TEST_CASE("gradient buckets: Inception v3's plan tiles its storage and starts no bucket before it is final") {
+    using v3 = models::inception_v3<>;
+    constexpr auto& p = v3::program;
+    for (const std::size_t size : {std::size_t{1} << 18, std::size_t{25} << 18, std::size_t{1} << 30}) {  // 1 MiB, 25 MiB, 4 GiB
+        const std::vector<grad_bucket> plan = bucket_plan<v3>(size);
+        CHECK(plan.size() == (p.storage + size - 1) / size);
+        std::vector<grad_bucket> by_offset = plan;
+        std::sort(by_offset.begin(), by_offset.end(), [](const grad_bucket& a, const grad_bucket& b) { return a.begin < b.begin; });
+        std::size_t at = 0;
+        for (const grad_bucket& b : by_offset) {
+            CHECK(b.begin == at);
+            CHECK(b.count > 0);
+            CHECK(b.count <= size);
+            if (b.begin > 0) CHECK(b.count == size);  // only the bucket at offset 0 is short
+            at += b.count;
+        }
+        CHECK(at == p.storage);
+        for (std::size_t k = 0; k < plan.size(); ++k) {
+            // Every op overlapping the bucket runs its backward no later than after_op's (index
+            // >= after_op), and one of them is after_op itself: started as early as it can be.
+            const grad_bucket& b = plan[k];
+            bool exact = false;
+            for (int i = 0; i < p.n_ops; ++i) {
+                const op& o = p.ops[i];
+                if (o.storage == 0 || o.param_offset >= b.begin + b.count || o.param_offset + o.storage <= b.begin) continue;
+                CHECK(i >= b.after_op);
+                exact = exact || i == b.after_op;
+            }
+            CHECK(exact);
+            if (k > 0) CHECK(plan[k - 1].after_op >= b.after_op);  // start order
+        }
+    }
+    // At 1 MiB every bucket but those touching the stem's first conv (op 0) starts while backward
+    // still runs.
+    static_assert(p.ops[0].kind == op_kind::conv && p.ops[0].param_offset == 0);
+    const std::vector<grad_bucket> plan = bucket_plan<v3>(std::size_t{1} << 18);
+    const auto early = std::count_if(plan.begin(), plan.end(), [](const grad_bucket& b) { return b.after_op > 0; });
+    const auto clear = std::count_if(plan.begin(), plan.end(), [&](const grad_bucket& b) { return b.begin >= p.ops[0].storage; });
+    CHECK(early == clear);
+    CHECK(early + 1 == static_cast<std::ptrdiff_t>(plan.size()));  // op 0 is 864 floats: one bucket holds it
 }

@@ -28,6 +28,9 @@
 // multi-rank run's settings record the rank count and --sync-bn; resuming needs the same.
 // Without --threads each process takes the hardware threads divided by the ranks on its machine
 // (OMPI_COMM_WORLD_LOCAL_SIZE; default_threads.hpp), at least 1; the start-up line says how many.
+// With --backend cuda each rank takes the GPU of its local rank (OMPI_COMM_WORLD_LOCAL_RANK modulo
+// the GPUs it sees) and the gradients are averaged on the device over NCCL, or through host memory
+// where ranks share a GPU (NCCL refuses that) or ctnet was built without NCCL (docs/distributed.md).
 #include "train.hpp"
 
 #include <unistd.h>
@@ -59,7 +62,11 @@
 #include <ctnet/train/distributed.hpp>
 #include <ctnet/train/step.hpp>
 #if defined(CTNET_WITH_CUDA)
+#include <ctnet/cuda/staged.hpp>
 #include <ctnet/cuda/trainer.hpp>
+#if defined(CTNET_WITH_NCCL)
+#include <ctnet/cuda/nccl.hpp>
+#endif
 #endif
 #if defined(CTNET_WITH_MPI)
 #include <ctnet/train/mpi.hpp>
@@ -267,6 +274,16 @@ std::pair<double, double> evaluate(const weights<Net>& p, const io::labelled_ima
     return {loss / n, 100.0 * correct / n};
 }
 
+// An integer environment variable (Open MPI's OMPI_COMM_WORLD_LOCAL_RANK, ...), or fallback when
+// unset or not a number.
+[[maybe_unused]] int env_int(const char* name, int fallback) {
+    const char* v = std::getenv(name);
+    if (v == nullptr) return fallback;
+    char* end = nullptr;
+    const long x = std::strtol(v, &end, 10);
+    return end != v && *end == '\0' && x >= 0 && x < 1'000'000 ? static_cast<int>(x) : fallback;
+}
+
 template <class Net>
 int train_model(const train_args& a, communicator& comm) {
     const bool lead = comm.rank() == 0;  // evaluates, prints and writes
@@ -440,11 +457,31 @@ int train_model(const train_args& a, communicator& comm) {
     };
     if (a.backend == "cuda") {
 #if defined(CTNET_WITH_CUDA)
-        if (comm.size() > 1) throw error("ctnet train: --backend cuda runs one process so far (NCCL data parallelism is not built yet)");
-        if (a.sync_bn) throw error("ctnet train: --sync-bn needs --backend cpu");
+        // Under mpirun each rank takes the GPU of its local rank (modulo the GPUs it sees). NCCL
+        // needs a GPU per rank; ranks that share one go through host memory (cuda/staged.hpp).
+        const int gpus = std::max(cuda::device_count(), 1);  // none: require_device says so
+        const int local_rank = env_int("OMPI_COMM_WORLD_LOCAL_RANK", 0), local_size = env_int("OMPI_COMM_WORLD_LOCAL_SIZE", 1);
+        const int device = local_rank % gpus;
+        cuda::require_device(device);  // a clear error before any communicator touches CUDA
+        std::unique_ptr<cuda::device_communicator> dc;
+        const char* transport = "";
+        if (comm.size() > 1) {
+#if defined(CTNET_WITH_NCCL)
+            if (local_size <= gpus) {
+                dc = std::make_unique<nccl_communicator>(comm, device);
+                transport = ", gradients averaged over NCCL";
+            }
+#endif
+            if (!dc) {
+                dc = std::make_unique<cuda::staged_communicator>(comm);
+                transport = local_size > gpus ? ", ranks sharing a GPU: gradients averaged through host memory"
+                                              : ", gradients averaged through host memory (built without NCCL)";
+            }
+        }
         trainer<Net, backend::cuda> t{*w, {.precision = a.precision == "fp32" ? cuda::precision::fp32 : cuda::precision::tf32,
-                                           .seed = a.seed}};
-        if (lead) std::fprintf(stderr, "ctnet train: on the GPU (%s convolutions)\n", a.precision.c_str());
+                                           .seed = a.seed, .device = device, .comm = dc.get(), .sync_bn = a.sync_bn && dc}};
+        if (lead)
+            std::fprintf(stderr, "ctnet train: on the GPU (%s convolutions%s)\n", a.precision.c_str(), transport);
         return run(t);
 #else
         throw error("ctnet train: --backend cuda: this ctnet was built without CUDA (nvcc was not found at configure time)");
@@ -539,7 +576,8 @@ std::function<int()> add_command(CLI::App& app, int argc, char** argv) {
     cmd->add_flag("--sync-bn", a->sync_bn, "under mpirun: batch norm statistics over all ranks' shards\n"
                                            "(default: each rank's own)");
     one_of(cmd->add_option("--backend", a->backend, "cpu: backend::cpu's trainer; cuda: trainer<Net, backend::cuda>, the\n"
-                                                     "whole step on the GPU (RMSProp only, one process)"),
+                                                     "whole step on the GPU (RMSProp only; under mpirun each rank takes\n"
+                                                     "the GPU of its local rank, gradients averaged over NCCL)"),
            {"cpu", "cuda"});
     one_of(cmd->add_option("--precision", a->precision, "--backend cuda: fp32 (CUDA cores) or tf32 (tensor cores)\n"
                                                          "convolutions"),

@@ -104,6 +104,101 @@ __global__ void batch_norm_train_backward(const float* weight, const float* mean
     }
 }
 
+// Batch norm over several ranks (the trainer's sync_bn): the passes of batch_norm_train and
+// its gradient cut where the per-channel sums are all-reduced, with the arithmetic of
+// cpu/sync_batch_norm.hpp. One block per channel. sums: C sums of x, then the count of values
+// per channel (block 0 writes it); sq: C sums of squared deviations from the (global) mean.
+__global__ void bn_channel_sums(view x, int n, double* sums) {
+    __shared__ double red[reduce_threads];
+    const int c = static_cast<int>(blockIdx.x), t = static_cast<int>(threadIdx.x);
+    const long long count = static_cast<long long>(n) * x.h * x.w;
+    double s = 0.0;
+    for (long long e = t; e < count; e += reduce_threads) s += x.data[channel_at(x, c, e)];
+    const double total = block_sum(s, red);
+    if (t == 0) {
+        sums[c] = total;
+        if (c == 0) sums[x.c] = static_cast<double>(count);
+    }
+}
+
+__global__ void bn_squared_deviations(view x, int n, const double* sums, double* sq) {
+    __shared__ double red[reduce_threads];
+    const int c = static_cast<int>(blockIdx.x), t = static_cast<int>(threadIdx.x);
+    const long long count = static_cast<long long>(n) * x.h * x.w;
+    const double mean = sums[c] / sums[x.c];
+    double q = 0.0;
+    for (long long e = t; e < count; e += reduce_threads) {
+        const double d = x.data[channel_at(x, c, e)] - mean;
+        q += d * d;
+    }
+    const double total = block_sum(q, red);
+    if (t == 0) sq[c] = total;
+}
+
+// y = x * a + b from the global statistics (the count: sums[C]); the running statistics with
+// the global count, as batch_norm_train does with its own.
+__global__ void bn_apply(const float* weight, const float* bias, double eps, float momentum, const double* sums,
+                         const double* sq, view x, view y, int n, float* mean_out, float* invstd_out, float* running_mean,
+                         float* running_var) {
+    const int c = static_cast<int>(blockIdx.x), t = static_cast<int>(threadIdx.x);
+    const long long count = static_cast<long long>(n) * x.h * x.w;
+    const double m = sums[x.c], mean = sums[c] / m;
+    const auto var = static_cast<float>(sq[c] / m);
+    const auto invstd = static_cast<float>(1.0 / sqrt(static_cast<double>(var) + eps));
+    const float a = invstd * weight[c];
+    const float b = bias[c] - static_cast<float>(mean) * a;
+    for (long long e = t; e < count; e += reduce_threads) y.data[channel_at(y, c, e)] = x.data[channel_at(x, c, e)] * a + b;
+    if (t == 0) {
+        mean_out[c] = static_cast<float>(mean);
+        invstd_out[c] = invstd;
+        if (running_mean != nullptr) {
+            const float unbias = static_cast<float>(m) / static_cast<float>(m - 1.0);
+            running_mean[c] = (1.0F - momentum) * running_mean[c] + momentum * static_cast<float>(mean);
+            running_var[c] = (1.0F - momentum) * running_var[c] + momentum * var * unbias;
+        }
+    }
+}
+
+// This rank's sum(dy) and sum(dy * xhat) into sums[c] and sums[C + c]; dweight += dot and
+// dbias += sum (this rank's: the gradient all-reduce averages them).
+__global__ void bn_grad_sums(const float* mean, const float* invstd, view x, view dy, int n, double* sums, float* dweight,
+                             float* dbias) {
+    __shared__ double red[reduce_threads];
+    const int c = static_cast<int>(blockIdx.x), t = static_cast<int>(threadIdx.x);
+    const long long count = static_cast<long long>(n) * x.h * x.w;
+    double s = 0.0, d = 0.0;
+    for (long long e = t; e < count; e += reduce_threads) {
+        const double g = dy.data[channel_at(dy, c, e)];
+        const float xhat = (x.data[channel_at(x, c, e)] - mean[c]) * invstd[c];
+        s += g;
+        d += g * xhat;
+    }
+    const double sum = block_sum(s, red), dot = block_sum(d, red);
+    if (t == 0) {
+        dweight[c] += static_cast<float>(dot);
+        dbias[c] += static_cast<float>(sum);
+        sums[c] = sum;
+        sums[x.c + c] = dot;
+    }
+}
+
+// dx (+)= weight * invstd / m * (m * dy - sum - xhat * dot) with the global sums and count
+// (*count). In place allowed.
+__global__ void bn_input_grad(const float* weight, const float* mean, const float* invstd, const double* sums,
+                              const double* count_at, view x, view dy, view dx, int n) {
+    const int c = static_cast<int>(blockIdx.x), t = static_cast<int>(threadIdx.x);
+    const long long count = static_cast<long long>(n) * x.h * x.w;
+    const double m = *count_at, sum = sums[c], dot = sums[x.c + c];
+    const bool in_place = dx.data == dy.data;
+    const double k = static_cast<double>(weight[c]) * invstd[c] / m;
+    for (long long e = t; e < count; e += reduce_threads) {
+        const float xhat = (x.data[channel_at(x, c, e)] - mean[c]) * invstd[c];
+        float* out = dx.data + channel_at(dx, c, e);
+        const auto v = static_cast<float>(k * (m * dy.data[channel_at(dy, c, e)] - sum - xhat * dot));
+        *out = in_place ? v : *out + v;
+    }
+}
+
 // dx (+)= dy where y > 0. In place allowed.
 __global__ void relu_backward(view y, view dy, view dx, long long total) {
     const bool in_place = dx.data == dy.data;

@@ -162,6 +162,43 @@ void batch_norm_train_backward(const float* weight, const float* mean, const flo
     check_launch("batch_norm_train_backward");
 }
 
+void batch_norm_channel_sums(view x, int n, double* sums, cudaStream_t s) {
+    if (n <= 0 || x.c == 0) return;
+    kernels::bn_channel_sums<<<static_cast<unsigned>(x.c), kernels::reduce_threads, 0, s>>>(x, n, sums);
+    check_launch("bn_channel_sums");
+}
+
+void batch_norm_squared_deviations(view x, int n, const double* sums, double* sq, cudaStream_t s) {
+    if (n <= 0 || x.c == 0) return;
+    kernels::bn_squared_deviations<<<static_cast<unsigned>(x.c), kernels::reduce_threads, 0, s>>>(x, n, sums, sq);
+    check_launch("bn_squared_deviations");
+}
+
+void batch_norm_apply(const float* weight, const float* bias, double eps, float momentum, const double* sums,
+                      const double* sq, view x, view y, int n, float* mean, float* invstd, float* running_mean,
+                      float* running_var, cudaStream_t s) {
+    if (n <= 0 || x.c == 0) return;
+    kernels::bn_apply<<<static_cast<unsigned>(x.c), kernels::reduce_threads, 0, s>>>(weight, bias, eps, momentum, sums, sq, x, y,
+                                                                                     n, mean, invstd, running_mean, running_var);
+    check_launch("bn_apply");
+}
+
+void batch_norm_grad_sums(const float* mean, const float* invstd, view x, view dy, int n, double* sums, float* dweight,
+                          float* dbias, cudaStream_t s) {
+    if (n <= 0 || x.c == 0) return;
+    kernels::bn_grad_sums<<<static_cast<unsigned>(x.c), kernels::reduce_threads, 0, s>>>(mean, invstd, x, dy, n, sums, dweight,
+                                                                                         dbias);
+    check_launch("bn_grad_sums");
+}
+
+void batch_norm_input_grad(const float* weight, const float* mean, const float* invstd, const double* sums,
+                           const double* count, view x, view dy, view dx, int n, cudaStream_t s) {
+    if (n <= 0 || x.c == 0 || dx.data == nullptr) return;
+    kernels::bn_input_grad<<<static_cast<unsigned>(x.c), kernels::reduce_threads, 0, s>>>(weight, mean, invstd, sums, count, x,
+                                                                                          dy, dx, n);
+    check_launch("bn_input_grad");
+}
+
 void relu_backward(view y, view dy, view dx, int n, cudaStream_t s) {
     if (dx.data == nullptr) return;
     const long long total = elements(y, n);

@@ -72,6 +72,22 @@ void batch_norm_train(const float* weight, const float* bias, double eps, float 
 // Its gradient from the forward pass's x, mean and invstd; dweight / dbias += (c floats each). In place.
 void batch_norm_train_backward(const float* weight, const float* mean, const float* invstd, view x, view dy, view dx,
                                int n, float* dweight, float* dbias, cudaStream_t s);
+// Batch norm over several ranks (trainer options::comm with sync_bn): batch_norm_train and its
+// gradient cut where per-channel sums are all-reduced (cpu/sync_batch_norm.hpp's arithmetic).
+// Forward: channel_sums (sums: c sums of x, then the count of values per channel) -> all-reduce
+// c + 1 -> squared_deviations from the global mean (sq: c) -> all-reduce c -> apply (y, mean,
+// invstd, running statistics with the global count). Backward: grad_sums (sums: c sums of dy,
+// then c of dy * xhat; dweight / dbias += this rank's) -> all-reduce 2c -> input_grad with the
+// global count *count (device) — in place.
+void batch_norm_channel_sums(view x, int n, double* sums, cudaStream_t s);
+void batch_norm_squared_deviations(view x, int n, const double* sums, double* sq, cudaStream_t s);
+void batch_norm_apply(const float* weight, const float* bias, double eps, float momentum, const double* sums,
+                      const double* sq, view x, view y, int n, float* mean, float* invstd, float* running_mean,
+                      float* running_var, cudaStream_t s);
+void batch_norm_grad_sums(const float* mean, const float* invstd, view x, view dy, int n, double* sums, float* dweight,
+                          float* dbias, cudaStream_t s);
+void batch_norm_input_grad(const float* weight, const float* mean, const float* invstd, const double* sums,
+                           const double* count, view x, view dy, view dx, int n, cudaStream_t s);
 void relu_backward(view y, view dy, view dx, int n, cudaStream_t s);  // in place
 // The whole gradient of a window goes to its first maximum (NaN wins), as the reference.
 void max_pool_backward(geometry g, view x, view dy, view dx, int n, cudaStream_t s);

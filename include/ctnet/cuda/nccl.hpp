@@ -10,9 +10,11 @@
 // ones wait for it; start_allreduce_sum only enqueues (NCCL runs it while the caller goes on) and
 // wait_all waits. Waiting polls the stream and NCCL's asynchronous error together, so a peer that
 // failed aborts the communicator and throws instead of spinning forever in a collective.
-// Not yet: gradient_reducer and data_parallel_step (train/distributed.hpp) work on host memory
-// (they scale gradients and reduce their metrics on the host), and there is no GPU trainer, so
-// this communicator is the transport a GPU trainer will use, tested on its own.
+// It is also a cuda::device_communicator (cuda/collective.hpp), the transport of
+// trainer<Net, backend::cuda>'s data parallelism: start_average enqueues an ncclAvg all-reduce
+// on its stream after an event of the caller's stream (the averaging runs on the device), join
+// makes the caller's stream wait for it, sum_on_stream does the same for batch-norm statistics.
+// One GPU per rank: NCCL refuses two ranks on one device (use cuda::staged_communicator there).
 // Requires: NCCL and the CUDA runtime (link nccl and CUDA::cudart); every span points to device
 // memory on this rank's device; the caller's own kernels that produce a span have finished (or
 // ran on this communicator's stream(), which it may use). Host C++ only.
@@ -32,7 +34,12 @@
 
 #include "../core/error.hpp"
 #include "../exec/communicator.hpp"
+#include "collective.hpp"
 #include "runtime.hpp"
+
+#if NCCL_VERSION_CODE < 21000
+#error "ctnet: cuda/nccl.hpp needs NCCL 2.10 or later (ncclAvg)"
+#endif
 
 namespace ctnet {
 
@@ -42,7 +49,7 @@ inline void nccl_check(ncclResult_t r, const char* call) {
 }
 }  // namespace detail
 
-class nccl_communicator final : public communicator {
+class nccl_communicator final : public communicator, public cuda::device_communicator {
 public:
     // Collective over the bootstrap's ranks: every rank constructs one, each with its device.
     nccl_communicator(communicator& bootstrap, int device) : rank_{bootstrap.rank()}, size_{bootstrap.size()} {
@@ -56,9 +63,14 @@ public:
         bootstrap.broadcast(words, 0);
         std::memcpy(&id, words.data(), sizeof id);
         CTNET_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+        if (cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming) != cudaSuccess ||
+            cudaEventCreateWithFlags(&done_, cudaEventDisableTiming) != cudaSuccess) {
+            release();
+            throw error("ctnet: nccl: cudaEventCreateWithFlags failed");
+        }
         const ncclResult_t r = ncclCommInitRank(&comm_, size_, id, rank_);
         if (r != ncclSuccess) {
-            static_cast<void>(cudaStreamDestroy(stream_));
+            release();
             detail::nccl_check(r, "ncclCommInitRank");
         }
     }
@@ -68,7 +80,7 @@ public:
         if (comm_ != nullptr) {
             if (drain() == ncclSuccess) static_cast<void>(ncclCommDestroy(comm_));  // drain aborted it otherwise
         }
-        static_cast<void>(cudaStreamDestroy(stream_));
+        release();
     }
 
     [[nodiscard]] int rank() const override { return rank_; }
@@ -94,7 +106,44 @@ public:
         detail::nccl_check(drain(), "a collective (asynchronous error; the communicator is aborted)");
     }
 
+    // ---- cuda::device_communicator: device gradients and statistics, ordered with a stream.
+    void start_average(std::span<float> v, cudaStream_t after) override {
+        follow(after);
+        detail::nccl_check(ncclAllReduce(v.data(), v.data(), v.size(), ncclFloat32, ncclAvg, comm_, stream_), "ncclAllReduce (avg)");
+    }
+    void join(cudaStream_t s) override {
+        live();
+        CTNET_CUDA(cudaEventRecord(done_, stream_));
+        CTNET_CUDA(cudaStreamWaitEvent(s, done_, 0));
+    }
+    void wait() override { wait_all(); }
+    void sum_on_stream(std::span<double> v, cudaStream_t s) override {
+        follow(s);
+        detail::nccl_check(ncclAllReduce(v.data(), v.data(), v.size(), ncclFloat64, ncclSum, comm_, stream_), "ncclAllReduce (sum)");
+        join(s);
+    }
+    void sum_host(std::span<double> v) override {
+        live();
+        if (scalars_.size() < v.size()) scalars_ = cuda::device_buffer<double>{v.size()};
+        CTNET_CUDA(cudaMemcpyAsync(scalars_.data(), v.data(), v.size_bytes(), cudaMemcpyHostToDevice, stream_));
+        allreduce_sum(std::span<double>{scalars_.data(), v.size()});
+        CTNET_CUDA(cudaMemcpyAsync(v.data(), scalars_.data(), v.size_bytes(), cudaMemcpyDeviceToHost, stream_));
+        wait_all();
+    }
+
 private:
+    // The communicator's stream waits for the work enqueued on s so far.
+    void follow(cudaStream_t s) {
+        live();
+        CTNET_CUDA(cudaEventRecord(ready_, s));
+        CTNET_CUDA(cudaStreamWaitEvent(stream_, ready_, 0));
+    }
+    void release() noexcept {
+        if (done_ != nullptr) static_cast<void>(cudaEventDestroy(done_));
+        if (ready_ != nullptr) static_cast<void>(cudaEventDestroy(ready_));
+        static_cast<void>(cudaStreamDestroy(stream_));
+    }
+
     void live() const {
         if (comm_ == nullptr) throw error("ctnet: nccl: the communicator was aborted after an earlier error");
     }
@@ -124,7 +173,9 @@ private:
 
     int rank_, size_;
     cudaStream_t stream_ = nullptr;
+    cudaEvent_t ready_ = nullptr, done_ = nullptr;
     ncclComm_t comm_ = nullptr;
+    cuda::device_buffer<double> scalars_;
 };
 
 }  // namespace ctnet

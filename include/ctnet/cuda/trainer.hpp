@@ -22,13 +22,24 @@
 // per other op and for the optimizer. Every reduction has a fixed order, so a run repeats its
 // bits. Activations: every value its own buffer (exec::layout, unplanned), copies kept where an
 // in-place op would overwrite what a backward kernel needs (exec/keep.hpp), as on the CPU.
-// Not yet: cuDNN's backward kernels, bf16 mixed precision, NCCL data parallelism (issue #22).
+// Data parallelism (options::comm, a cuda::device_communicator: NCCL or staged through MPI):
+// one trainer per rank on its shard, run by the same train_step. The gradient average is cut
+// into the buckets of bucket_plan (train/buckets.hpp), each started on the communicator's stream
+// as soon as backward has finished it, so the all-reduce overlaps the rest of backward; the
+// averaging runs on the device. The losses and hits are then the ranks' means and sum, and a
+// non-finite value on any rank leaves every rank unchanged. With sync_bn the batch-norm
+// statistics are the global batch's (cpu/sync_batch_norm.hpp's arithmetic), so 2 ranks on two
+// halves compute what 1 rank computes on the whole batch. Every rank must run forward / step
+// together (the batch norms' collectives are inside the passes).
+// Not yet: cuDNN's backward kernels, bf16 mixed precision (issue #22).
 // Requires: a CUDA device (construction throws ctnet::error otherwise); link ctnet::cuda.
 // Never run on a GPU yet (docs/cuda.md): the GPU tests in tests/test_cuda_trainer.cpp compare it
 // with the CPU trainer step by step when one is at hand.
 #pragma once
 
 #include <algorithm>
+#include <array>
+#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -44,6 +55,8 @@
 #include "../exec/keep.hpp"
 #include "../graph/network.hpp"
 #include "../graph/params.hpp"
+#include "../train/buckets.hpp"
+#include "collective.hpp"
 #include "launch.hpp"
 #include "runtime.hpp"
 
@@ -70,8 +83,10 @@ struct device_step_result {
     double grad_norm = 0.0;  // before clipping
     int correct = 0;
     int bad_sample = -1;     // the first sample with a non-finite logit (main or aux head): nothing was updated
+    bool bad_elsewhere = false; // data parallel: another rank's shard has a non-finite logit: nothing was updated
     bool grads_finite = true;   // false: nothing was updated
     bool params_finite = true;  // false: the update made a parameter non-finite (the average was not updated)
+    double comm_seconds = 0.0;  // data parallel: time blocked after backward (buckets in flight, the statistics)
 };
 
 }  // namespace cuda
@@ -84,6 +99,12 @@ public:
         std::uint64_t seed = 0;    // dropout masks
         double bn_momentum = 0.1;  // running = (1 - m) * running + m * batch (torch's default)
         int device = 0;
+        // Data parallelism (one trainer per rank, each on its shard; see step()): the gradients are
+        // averaged over comm's ranks in buckets started as backward finishes them (bucket_plan,
+        // train/buckets.hpp). nullptr: one process.
+        cuda::device_communicator* comm = nullptr;
+        bool sync_bn = false;  // with comm: batch-norm statistics over every rank's samples
+        std::size_t bucket_bytes = std::size_t{25} << 20;  // torch DistributedDataParallel's default
     };
 
     using network_type = Net;
@@ -99,7 +120,9 @@ public:
         if (o.precision != cuda::precision::fp32 && o.precision != cuda::precision::tf32)
             throw error(std::string{"ctnet: cuda trainer: precision::"} + cuda::to_string(o.precision) +
                         " is not supported yet (fp32 or tf32)");
+        if (o.sync_bn && o.comm == nullptr) throw error("ctnet: cuda trainer: sync_bn needs a communicator (options::comm)");
         const auto& p = program;
+        if (o.comm != nullptr) plan_ = bucket_plan<Net>(std::max<std::size_t>(o.bucket_bytes / sizeof(float), 1));
         const std::size_t storage = p.storage;
         params_ = cuda::device_buffer<float>{storage};
         grads_ = cuda::device_buffer<float>{storage};
@@ -107,9 +130,10 @@ public:
         CTNET_CUDA(cudaMemsetAsync(grads_.data(), 0, storage * sizeof(float), s()));  // backward adds into them
         keep_.resize(static_cast<std::size_t>(p.n_ops));
         bn_at_.assign(static_cast<std::size_t>(p.n_ops), 0);
+        sync_at_.assign(static_cast<std::size_t>(p.n_ops), 0);
         std::vector<float> consts;  // channel_affine scales and shifts
         affine_at_.assign(static_cast<std::size_t>(p.n_ops), 0);
-        std::size_t bn_floats = 0;
+        std::size_t bn_floats = 0, sync_doubles = 0;
         int widest = 1;
         for (int i = 0; i < p.n_ops; ++i) {
             const op& q = p.ops[i];
@@ -118,6 +142,8 @@ public:
             if (q.kind == op_kind::batch_norm) {
                 bn_at_[static_cast<std::size_t>(i)] = bn_floats;
                 bn_floats += 2 * static_cast<std::size_t>(q.out.s.c);  // mean, invstd
+                sync_at_[static_cast<std::size_t>(i)] = sync_doubles;
+                sync_doubles += 2 * static_cast<std::size_t>(q.out.s.c) + 1;  // sums, count, squared deviations
             } else if (q.kind == op_kind::channel_affine) {
                 affine_at_[static_cast<std::size_t>(i)] = consts.size();
                 consts.insert(consts.end(), q.scale, q.scale + q.in.s.c);
@@ -125,6 +151,10 @@ public:
             }
         }
         bn_stats_ = cuda::device_buffer<float>{std::max<std::size_t>(bn_floats, 1)};
+        if (o.sync_bn) {
+            sync_ = cuda::device_buffer<double>{std::max<std::size_t>(sync_doubles, 1)};
+            sync_scratch_ = cuda::device_buffer<double>{2 * static_cast<std::size_t>(widest)};
+        }
         consts_ = cuda::device_buffer<float>{std::max<std::size_t>(consts.size(), 1)};
         upload(consts_.data(), consts.data(), consts.size());
         zeros_ = cuda::device_buffer<float>{static_cast<std::size_t>(widest)};
@@ -274,13 +304,25 @@ public:
                                             loss_dev_.data() + n_, correct_dev_.data() + n_, grad(p.aux), q);
             }
         }
-        for (int i = p.n_ops - 1; i >= 0; --i) run_backward(i);
+        cuda::device_communicator* comm = opt_.comm;
+        bucket_cursor buckets{plan_};
+        const auto start = [&](const grad_bucket& b) { comm->start_average({grads_.data() + b.begin, b.count}, q); };
+        for (int i = p.n_ops - 1; i >= 0; --i) {
+            run_backward(i);
+            if (comm != nullptr) buckets.after(i, start);
+        }
+        const auto blocked_from = std::chrono::steady_clock::now();
+        if (comm != nullptr) {
+            buckets.rest(start);
+            comm->join(q);  // the norm, the clipping and the update read the averaged gradients
+        }
         cuda::sum_squares(grads_.data(), static_cast<long long>(grads_.size()), partial_.data(), norm_.data(), q);
         // The scalars: per-sample losses and hits of both heads, the squared norm.
         const std::size_t heads = aux ? 2 : 1;
         CTNET_CUDA(cudaMemcpyAsync(loss_host_.data(), loss_dev_.data(), heads * n * sizeof(double), cudaMemcpyDeviceToHost, q));
         CTNET_CUDA(cudaMemcpyAsync(correct_host_.data(), correct_dev_.data(), n * sizeof(int), cudaMemcpyDeviceToHost, q));
         CTNET_CUDA(cudaMemcpyAsync(norm_host_.data(), norm_.data(), sizeof(double), cudaMemcpyDeviceToHost, q));
+        if (comm != nullptr) comm->wait();  // a failed peer throws here rather than stalling the stream
         stream_.synchronize();
         cuda::device_step_result r;
         for (std::size_t h = 0; h < heads; ++h) {
@@ -293,6 +335,22 @@ public:
             (h == 0 ? r.main_loss : r.aux_loss) = sum / static_cast<double>(n);
         }
         for (std::size_t i = 0; i < n; ++i) r.correct += correct_host_.data()[i];
+        if (comm != nullptr) {  // the means over the ranks, as data_parallel_step (train/distributed.hpp)
+            // One collective for the shard check and the statistics: equal shards iff p * sum(n^2) == sum(n)^2.
+            const auto nd = static_cast<double>(n);
+            std::array<double, 6> v{nd, nd * nd, r.main_loss, r.aux_loss, static_cast<double>(r.correct), r.bad_sample >= 0 ? 1.0 : 0.0};
+            comm->sum_host(v);
+            r.comm_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - blocked_from).count();
+            const auto ranks = static_cast<double>(comm->size());
+            if (ranks * v[1] != v[0] * v[0])
+                throw error("ctnet: cuda trainer: the ranks' batches differ in size (" + std::to_string(v[0]) + " samples over " +
+                            std::to_string(comm->size()) + " ranks); every rank needs an equal shard");
+            r.main_loss = v[2] / ranks;
+            r.aux_loss = v[3] / ranks;
+            r.correct = static_cast<int>(v[4]);
+            r.bad_elsewhere = r.bad_sample < 0 && v[5] > 0.0;
+            if (r.bad_elsewhere) return r;
+        }
         r.grad_norm = std::sqrt(norm_host_.data()[0]);
         r.grads_finite = std::isfinite(r.grad_norm);
         if (r.bad_sample >= 0 || !r.grads_finite) return r;
@@ -335,6 +393,8 @@ private:
     using keep = exec::keep;
 
     [[nodiscard]] cudaStream_t s() const { return stream_.get(); }
+    // Op i's (a batch norm's) all-reduced sums, count and squared deviations (options::sync_bn).
+    [[nodiscard]] double* sync_of(int i) const { return sync_.data() + sync_at_[static_cast<std::size_t>(i)]; }
     // Every public entry point: the caller's thread may have made another device current.
     void use() const { CTNET_CUDA(cudaSetDevice(device_)); }
     void upload(float* to, const float* from, std::size_t count) {
@@ -450,8 +510,19 @@ private:
                                 std::to_string(o.in.s.h) + "x" + std::to_string(o.in.s.w) + ")");
                 const auto bn = bn_params<float>::of(o, params_.data());
                 float* mean = bn_stats_.data() + bn_at_[static_cast<std::size_t>(i)];
-                cuda::batch_norm_train(bn.gamma, bn.beta, o.eps, static_cast<float>(opt_.bn_momentum), x, y, n, mean, mean + o.out.s.c,
-                                       bn.mean, bn.var, q);
+                const auto momentum = static_cast<float>(opt_.bn_momentum);
+                if (!opt_.sync_bn) {
+                    cuda::batch_norm_train(bn.gamma, bn.beta, o.eps, momentum, x, y, n, mean, mean + o.out.s.c, bn.mean, bn.var, q);
+                    break;
+                }
+                const auto c = static_cast<std::size_t>(o.out.s.c);
+                double* sums = sync_of(i);
+                double* sq = sums + c + 1;
+                cuda::batch_norm_channel_sums(x, n, sums, q);
+                opt_.comm->sum_on_stream({sums, c + 1}, q);
+                cuda::batch_norm_squared_deviations(x, n, sums, sq, q);
+                opt_.comm->sum_on_stream({sq, c}, q);
+                cuda::batch_norm_apply(bn.gamma, bn.beta, o.eps, momentum, sums, sq, x, y, n, mean, mean + c, bn.mean, bn.var, q);
                 break;
             }
             case op_kind::relu: cuda::relu(x, y, n, q); break;
@@ -488,7 +559,19 @@ private:
                 const auto bn = bn_params<const float>::of(o, params_.data());
                 const float* mean = bn_stats_.data() + bn_at_[static_cast<std::size_t>(i)];
                 float* dgamma = grads_.data() + o.param_offset;  // then dbeta: the layout of bn_params
-                cuda::batch_norm_train_backward(bn.gamma, mean, mean + o.out.s.c, needed_in(i), dy, dx, n, dgamma, dgamma + o.out.s.c, q);
+                const auto c = static_cast<std::size_t>(o.out.s.c);
+                if (!opt_.sync_bn) {
+                    cuda::batch_norm_train_backward(bn.gamma, mean, mean + c, needed_in(i), dy, dx, n, dgamma, dgamma + c, q);
+                    break;
+                }
+                // dgamma, dbeta: this rank's sums (the gradient average combines them); dx: every
+                // rank's sums and the global count (kept by the forward pass). Where dx is null
+                // every rank skips the collective alike.
+                double* sums = sync_scratch_.data();
+                cuda::batch_norm_grad_sums(mean, mean + c, needed_in(i), dy, n, sums, dgamma, dgamma + c, q);
+                if (dx.data == nullptr) break;
+                opt_.comm->sum_on_stream({sums, 2 * c}, q);
+                cuda::batch_norm_input_grad(bn.gamma, mean, mean + c, sums, sync_of(i) + c, needed_in(i), dy, dx, n, q);
                 break;
             }
             case op_kind::relu: cuda::relu_backward(needed_out(i), dy, dx, n, q); break;
@@ -526,14 +609,15 @@ private:
     exec::layout<Net> layout_{true};  // every activation its own buffer
     cuda::device_buffer<float> params_, grads_, mom_, ms_, shadow_;
     cuda::device_buffer<float> act_, dact_, in_dev_, bn_stats_, consts_, zeros_, ws_;
-    cuda::device_buffer<double> partial_, norm_, loss_dev_;
+    cuda::device_buffer<double> partial_, norm_, loss_dev_, sync_, sync_scratch_;
     cuda::device_buffer<int> correct_dev_, labels_dev_;
     cuda::pinned_buffer<float> in_host_;
     cuda::pinned_buffer<double> loss_host_, norm_host_;
     cuda::pinned_buffer<int> correct_host_, labels_host_;
     std::vector<cuda::device_buffer<float>> saved_;
     std::vector<keep> keep_;
-    std::vector<std::size_t> bn_at_, affine_at_;
+    std::vector<std::size_t> bn_at_, affine_at_, sync_at_;
+    std::vector<grad_bucket> plan_;  // options::comm: the gradient buckets in start order
     std::vector<std::pair<std::size_t, std::size_t>> runs_;
     std::vector<char> zeroed_;
     std::vector<float> grads_host_, out_, aux_, mask_host_;

@@ -17,12 +17,12 @@
 // (tests/test_distributed.cpp). Dropout masks come from each rank's own generator, so a run with
 // dropout differs from a 1-rank run.
 // Overlap: the gradient all-reduce is bucketed (data_parallel_options::bucket_bytes, 1 MiB),
-// buckets cut from the end of the parameter storage. The storage is laid out in op order and
-// backward runs the ops last to first, so once op i's backward has run, the gradients from
-// ops[i].param_offset to the end are final: every bucket wholly inside them is started then
-// (start_allreduce_sum: MPI_Iallreduce) and pending ones are progressed between ops (MPI_Test);
-// the rest start after backward, and all are waited for before clipping. Where the storage is
-// not in op order (storage_in_op_order, checked at compile time) all buckets start after backward.
+// buckets cut from the end of the parameter storage (bucket_plan, train/buckets.hpp). The storage
+// is laid out in op order and backward runs the ops last to first, so once op i's backward has
+// run, the gradients from ops[i].param_offset to the end are final: every bucket wholly inside
+// them is started then (start_allreduce_sum: MPI_Iallreduce) and pending ones are progressed
+// between ops (MPI_Test); the rest start after backward, and all are waited for before clipping.
+// The same plan cuts the device gradients of trainer<Net, backend::cuda> (cuda/trainer.hpp).
 // Requires: every rank runs the same network and recipe with shards of equal size (checked
 // after backward: an error on every rank, before any parameter changes).
 // comm_seconds in the result: the time blocked after backward (the buckets still in flight, the
@@ -43,6 +43,7 @@
 #include "../core/error.hpp"
 #include "../exec/backend.hpp"
 #include "../exec/communicator.hpp"
+#include "buckets.hpp"
 #include "optim.hpp"
 #include "step.hpp"
 
@@ -86,26 +87,21 @@ constexpr bool storage_in_op_order() {
     return end <= p.storage;
 }
 
-// Sums a gradient storage over the ranks in buckets, started from the end as they become final,
-// then divides it by the world size.
+// Sums a gradient storage over the ranks in the buckets of a plan (train/buckets.hpp), each
+// started as soon as backward has made it final, then divides it by the world size.
 class gradient_reducer {
 public:
-    gradient_reducer(communicator& comm, std::span<float> grads, std::size_t bucket_floats)
-        : comm_{&comm}, grads_{grads}, bucket_{std::max<std::size_t>(bucket_floats, 1)}, unstarted_{grads.size()} {}
+    gradient_reducer(communicator& comm, std::span<float> grads, const std::vector<grad_bucket>& plan)
+        : comm_{&comm}, grads_{grads}, cursor_{plan} {}
 
-    // grads[from, end) are final: starts every bucket inside them not yet started.
-    void final_from(std::size_t from) {
-        while (unstarted_ > 0) {
-            const std::size_t begin = unstarted_ > bucket_ ? unstarted_ - bucket_ : 0;
-            if (begin < from) break;
-            comm_->start_allreduce_sum(grads_.subspan(begin, unstarted_ - begin));
-            unstarted_ = begin;
-        }
+    // Op i's backward has run: starts the buckets that made final, progresses those in flight.
+    void after_op(int i) {
+        cursor_.after(i, [&](const grad_bucket& b) { comm_->start_allreduce_sum(grads_.subspan(b.begin, b.count)); });
         comm_->progress();
     }
     // Starts the rest, waits for every bucket, averages.
     void finish() {
-        final_from(0);
+        cursor_.rest([&](const grad_bucket& b) { comm_->start_allreduce_sum(grads_.subspan(b.begin, b.count)); });
         comm_->wait_all();
         const float scale = 1.0F / static_cast<float>(comm_->size());
         for (float& g : grads_) g *= scale;
@@ -114,7 +110,7 @@ public:
 private:
     communicator* comm_;
     std::span<float> grads_;
-    std::size_t bucket_, unstarted_;  // grads[0, unstarted_) not yet started
+    bucket_cursor cursor_;
 };
 
 struct data_parallel_options {
@@ -136,12 +132,9 @@ step_result data_parallel_step(trainer<Net, B>& t, communicator& comm, optimizer
         step_update(t, opt, ranges, r, lr, ema, s);
         return s;
     }
-    gradient_reducer reducer{comm, t.grads(), std::max<std::size_t>(o.bucket_bytes / sizeof(float), 1)};
-    if constexpr (storage_in_op_order<Net>()) {
-        t.backward(dlogits, daux, [&](int i) { reducer.final_from(Net::program.ops[i].param_offset); });
-    } else {
-        t.backward(dlogits, daux);
-    }
+    const std::vector<grad_bucket> plan = bucket_plan<Net>(o.bucket_bytes / sizeof(float));
+    gradient_reducer reducer{comm, t.grads(), plan};
+    t.backward(dlogits, daux, [&](int i) { reducer.after_op(i); });
     const auto blocked_from = std::chrono::steady_clock::now();
     reducer.finish();
     // One collective for the shard check and the statistics: equal shards iff p * sum(n^2) == sum(n)^2.

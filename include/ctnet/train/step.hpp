@@ -125,8 +125,9 @@ step_result train_step(trainer<Net, B>& t, optimizer& opt, std::span<const param
 template <class T>
 concept device_trainer = T::device_resident;
 
-// The same step on the device. The optimizer's and the average's host vectors are the device
-// state's shadows: set from them on the first step (a resumed run), stale until sync_host. Only
+// The same step on the device (with options::comm, data parallel: the gradients averaged over the
+// ranks and the losses and hits their means and sum, as data_parallel_step). The optimizer's and
+// the average's host vectors are the device state's shadows: set from them on the first step (a resumed run), stale until sync_host. Only
 // tf.train.RMSPropOptimizer and clipping by global norm run there so far, over every trainable
 // tensor (ranges must be trainable_ranges<Net>()).
 template <class Net, class B>
@@ -154,6 +155,9 @@ step_result train_step(trainer<Net, B>& t, optimizer& opt, std::span<const param
     if (d.bad_sample >= 0)
         throw error("ctnet: softmax_cross_entropy: sample " + std::to_string(d.bad_sample) +
                     " has a non-finite logit; parameters left unchanged");
+    if (d.bad_elsewhere)
+        throw error("ctnet: softmax_cross_entropy: another rank's shard has a sample with a non-finite logit; "
+                    "parameters left unchanged");
     if (!d.grads_finite) {
         const std::string where = first_non_finite<Net>(t.grads());
         throw error("ctnet: train_step: non-finite gradient" + (where.empty() ? std::string{} : " in " + where) +
@@ -179,6 +183,7 @@ step_result train_step(trainer<Net, B>& t, optimizer& opt, std::span<const param
     s.loss = d.main_loss + d.aux_loss;
     s.grad_norm = d.grad_norm;
     s.correct = d.correct;
+    s.comm_seconds = d.comm_seconds;
     return s;
 }
 
