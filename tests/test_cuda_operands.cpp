@@ -6,6 +6,10 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
 #include <cstdint>
 #include <limits>
 #include <vector>
@@ -13,7 +17,10 @@
 #include <ctnet/core/random.hpp>
 #include <ctnet/cpu/backward.hpp>
 #include <ctnet/cpu/reference.hpp>
+#include <ctnet/cuda/dnn_plan.hpp>
 #include <ctnet/cuda/operands.hpp>
+#include <ctnet/exec/arena.hpp>
+#include <ctnet/models/inception_v3.hpp>
 
 #include "check.hpp"
 
@@ -245,4 +252,79 @@ TEST_CASE("cuda operands: max pool gradient gathers on ceil_mode windows equal t
                                                     << " + ceil " << win.pb - user.pb << "," << win.pr - user.pr);
     }
     CHECK(grown > 100);
+}
+
+// ---- The GPU trainer's cuDNN descriptors (cuda/dnn_plan.hpp) -----------------------------------
+TEST_CASE("cuDNN descriptors: Inception v3's 94 convs in the trainer's layout against torchvision's conv table") {
+    // tests/reference/inception_v3_convs.txt (from torchvision's model): name Cin H W Cout KH KW SH SW PH PW.
+    using v3 = models::inception_v3<>;
+    constexpr auto& p = v3::program;
+    const exec::layout<v3> lay{true};  // the trainer's: every value its own buffer
+    std::vector<float> arena(lay.per_sample * 2), input(input_shape_v<v3>.size() * 2);
+    struct row {
+        int cin = 0, h = 0, w = 0, cout = 0, kh = 0, kw = 0, sh = 0, sw = 0, ph = 0, pw = 0;
+    };
+    std::map<std::string, row> table;
+    std::ifstream f{std::string{CTNET_TEST_REFERENCE_DIR} + "/inception_v3_convs.txt"};
+    REQUIRE(f.good());
+    for (std::string line; std::getline(f, line);) {
+        std::istringstream in{line};
+        std::string name;
+        row r;
+        in >> name >> r.cin >> r.h >> r.w >> r.cout >> r.kh >> r.kw >> r.sh >> r.sw >> r.ph >> r.pw;
+        table[name] = r;
+    }
+    REQUIRE(table.size() == 94);  // the inference graph's convs
+    // The aux head's two, from torchvision's InceptionAux: a 5x5 average pool at stride 3 turns
+    // Mixed_6e's 768 x 17 x 17 into 5 x 5, then a 1x1 conv to 128 and a 5x5 conv to 768.
+    table["AuxLogits.conv0.conv"] = {768, 5, 5, 128, 1, 1, 1, 1, 0, 0};
+    table["AuxLogits.conv1.conv"] = {128, 5, 5, 768, 5, 5, 1, 1, 0, 0};
+    std::size_t seen = 0;
+    for (int i = 0; i < p.n_ops; ++i) {
+        const op& o = p.ops[i];
+        if (o.kind != op_kind::conv) continue;
+        const std::string name{o.path.view()};
+        INFO(name);
+        REQUIRE(table.count(name) == 1);
+        ++seen;
+        const auto [cin, h, w, cout, kh, kw, sh, sw, ph, pw] = table[name];
+        const auto at = [&](const value& v) {
+            const exec::batch_view<float> b = lay.view(v, arena.data(), input.data(), 2);
+            return cuda::view{b.data, static_cast<long long>(b.stride), v.s.c, v.s.h, v.s.w};
+        };
+        const cuda::geometry g{o.win.kh, o.win.kw, o.win.sh, o.win.sw, o.win.pt, o.win.pb, o.win.pl, o.win.pr};
+        const cuda::view x = at(o.in), y = at(o.out);
+        const cuda::dnn_conv_desc d = cuda::dnn_conv_of(g, x, y);
+        CHECK(d.filter[0] == cout);
+        CHECK(d.filter[1] == cin);
+        CHECK(d.filter[2] == kh);
+        CHECK(d.filter[3] == kw);
+        CHECK(d.stride_h == sh);
+        CHECK(d.stride_w == sw);
+        CHECK(d.pad_h == ph);
+        CHECK(d.pad_w == pw);
+        const cuda::dnn_tensor tx = cuda::dnn_tensor_of(x, 128);
+        CHECK(tx.dims[0] == 128);
+        CHECK(tx.dims[1] == cin);
+        CHECK(tx.dims[2] == h);
+        CHECK(tx.dims[3] == w);
+        CHECK(tx.strides[3] == 1);
+        CHECK(tx.strides[2] == w);
+        CHECK(tx.strides[1] == static_cast<long long>(h) * w);
+        // The sample stride is the buffer's: a branch output (a slice of its concat) strides over
+        // the whole concat; the next sample of the slice starts one buffer sample later.
+        CHECK(tx.strides[0] == static_cast<long long>(p.bufs[o.in.buf].s.size()));
+        const cuda::dnn_tensor ty = cuda::dnn_tensor_of(y, 128);
+        CHECK(ty.strides[0] == static_cast<long long>(p.bufs[o.out.buf].s.size()));
+        CHECK(ty.strides[0] >= static_cast<long long>(cout) * ty.dims[2] * ty.dims[3]);
+        CHECK(cuda::dnn_can_run(g, x, y, 128));  // symmetric padding, cuDNN's output size, int range
+        CHECK(!cuda::dnn_can_run(g, x, y, 1 << 24));  // beyond cuDNN's int indexing
+    }
+    CHECK(seen == table.size());  // every conv of the table, none beyond it
+    // What cuDNN cannot express stays on ctnet's kernels: asymmetric padding, or an output size
+    // cuDNN would not compute.
+    const cuda::view x{nullptr, 3 * 8 * 8, 3, 8, 8}, y{nullptr, 4 * 4 * 4, 4, 4, 4};
+    CHECK(cuda::dnn_can_run({3, 3, 2, 2, 1, 1, 1, 1}, x, y, 2));
+    CHECK(!cuda::dnn_can_run({3, 3, 2, 2, 0, 1, 0, 1}, x, y, 2));  // TF's "same" padding at stride 2
+    CHECK(!cuda::dnn_can_run({3, 3, 1, 1, 1, 1, 1, 1}, x, y, 2));  // would give 8x8, the op says 4x4
 }

@@ -67,6 +67,7 @@ std::vector<float> grads_of(weights<Net>& w, O o, const std::vector<float>& x, c
     t.forward(x);
     t.zero_grads();
     t.backward(r, r_aux);
+    if constexpr (requires { t.conv_engine(); }) MESSAGE("convolutions: " << t.conv_engine());
     const std::span<const float> g = t.grads();
     std::vector<float> out(g.begin(), g.end());
     if constexpr (requires { t.params_to_host(); }) t.params_to_host();
@@ -100,7 +101,7 @@ double compare_tensors(const std::vector<float>& g_gpu, const weights<Net>& w_gp
 }
 
 template <class Net>
-void check_pass(int batch, std::uint64_t seed, cuda::precision p, double bound, int draws, double slack) {
+void check_pass(int batch, std::uint64_t seed, cuda::precision p, double bound, int draws, double slack, bool cudnn = true) {
     constexpr shape in = input_shape_v<Net>;
     auto w = std::make_unique<weights<Net>>();
     init_seeded(*w, seed, true);
@@ -114,7 +115,7 @@ void check_pass(int batch, std::uint64_t seed, cuda::precision p, double bound, 
     const typename cpu_t::options co{.threads = 4, .seed = 99, .winograd = false};
     auto w_cpu = std::make_unique<weights<Net>>(*w), w_gpu = std::make_unique<weights<Net>>(*w);
     const auto g_cpu = grads_of<Net, cpu_t>(*w_cpu, co, x, r, r_aux);
-    const auto g_gpu = grads_of<Net, gpu_t>(*w_gpu, typename gpu_t::options{.precision = p, .seed = 99}, x, r, r_aux);
+    const auto g_gpu = grads_of<Net, gpu_t>(*w_gpu, typename gpu_t::options{.precision = p, .cudnn = cudnn, .seed = 99}, x, r, r_aux);
     // The CPU trainer's own change under 1e-5 relative input noise, per tensor.
     std::vector<double> sensitivity(weights<Net>::tensors().size(), 0.0);
     for (int d = 0; d < draws; ++d) {
@@ -199,6 +200,25 @@ TEST_CASE("cuda trainer: one training pass equals backend::cpu's on every layer 
     check_pass<every_layer>(3, 31, cuda::precision::fp32, 1e-5, 0, 0.0);
     check_pass<every_layer>(4, 34, cuda::precision::fp32, 1e-5, 0, 0.0);
     check_pass<every_layer>(3, 31, cuda::precision::tf32, 1e-2, 0, 0.0);
+}
+
+TEST_CASE("cuda trainer: bf16 mixed precision on every layer kind: one pass and three train_steps") {
+    // bf16 keeps 8 mantissa bits (2^-9 relative rounding of each conv operand, float
+    // accumulation), against tf32's 10: the bound is 5x tf32's. Needs cuDNN (bf16 convs run there).
+    if (!gpu_here()) return;
+    if (!cuda::cudnn_available()) {
+        MESSAGE("skipped: bf16 needs cuDNN: " << cuda::cudnn_unavailable_reason());
+        return;
+    }
+    check_pass<every_layer>(3, 31, cuda::precision::bf16, 5e-2, 0, 0.0);
+    check_steps<every_layer_logits>(cuda::precision::bf16, 5e-2, false, 0.4, false);
+}
+
+TEST_CASE("cuda trainer: ctnet's own conv kernels (options::cudnn = false) on every layer kind (fp32, tf32)") {
+    // The cases above take cuDNN's convolutions where libcudnn loads; these hold the fallback.
+    if (!gpu_here()) return;
+    check_pass<every_layer>(3, 31, cuda::precision::fp32, 1e-5, 0, 0.0, false);
+    check_pass<every_layer>(3, 31, cuda::precision::tf32, 1e-2, 0, 0.0, false);
 }
 
 TEST_CASE("cuda trainer: one Inception v3 training pass at 75x75 and at 299x299, batch 4 (fp32)") {
@@ -304,8 +324,11 @@ using no_dropout = network<shape{3, 9, 8},
 }  // namespace
 
 TEST_CASE("cuda trainer: one rank through a communicator (staged, sync BN, small buckets) repeats the plain trainer's bits") {
-    // On one rank the sync-BN kernels do the local kernels' arithmetic and the average divides by
-    // 1: any difference is a bucket left out, started twice or read before it was copied back.
+    // On one rank the sync-BN kernels do the local kernels' arithmetic (the same operations in
+    // the same order) and the average divides by 1, so the bits must match: this holds the
+    // sync-BN kernels and the staged copies (a bucket read back before its copy to the host
+    // finished) to the plain path. A bucket left out or started twice changes nothing on one
+    // rank; the 2-rank case below catches those.
     if (!gpu_here()) return;
     using Net = no_dropout;
     constexpr shape in = input_shape_v<Net>;
@@ -382,6 +405,7 @@ TEST_CASE("cuda trainer: 2 ranks on one GPU (sync BN, staged transport) compute 
             sync_host(t, o2[k], &e2[k]);
         } catch (...) {
             failed[k] = std::current_exception();
+            pair.meet.arrive_and_drop();  // the other rank's collectives go on alone (and fail their checks), not hang
         }
     };
     std::thread other{rank, 1};
@@ -442,8 +466,10 @@ TEST_CASE("cuda trainer: a non-finite input throws before anything is updated; u
     optimizer sgd = optimizer::sgd();
     x[5] = 0.5F;
     CHECK_THROWS_WITH_AS(train_step(t, sgd, ranges, x, labels, recipe{}, 0.01), doctest::Contains("RMSProp"), ctnet::error);
-    CHECK_THROWS_WITH_AS((trainer<Net, backend::cuda>{w, {.precision = cuda::precision::bf16}}), doctest::Contains("fp32 or tf32"),
-                         ctnet::error);
+    CHECK_THROWS_WITH_AS((trainer<Net, backend::cuda>{w, {.precision = cuda::precision::fp16}}),
+                         doctest::Contains("fp32, tf32 or bf16"), ctnet::error);
+    CHECK_THROWS_WITH_AS((trainer<Net, backend::cuda>{w, {.precision = cuda::precision::bf16, .cudnn = false}}),
+                         doctest::Contains("runs its convolutions on cuDNN"), ctnet::error);
     const std::vector<param_range> head_only{ranges.back()};  // frozen layers: not on the GPU yet
     CHECK_THROWS_WITH_AS(train_step(t, o, head_only, x, labels, recipe{}, 0.01), doctest::Contains("trainable"), ctnet::error);
     const std::vector<int> bad{0, 1, 2, 9};

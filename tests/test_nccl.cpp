@@ -62,8 +62,10 @@ TEST_CASE("nccl_communicator: one rank keeps device data through every collectiv
 }
 
 TEST_CASE("nccl_communicator: one rank as a trainer's device communicator repeats the plain trainer's bits") {
-    // Averages over one rank (ncclAvg) and sync BN's sums leave everything as it is: any
-    // difference is a bucket left out, started twice, or read before NCCL finished it.
+    // Averages over one rank (ncclAvg) and sync BN's sums leave everything as it is, so the bits
+    // must match: this holds the stream ordering (the update reading a bucket before NCCL's
+    // stream finished it) and the sync-BN kernels to the plain path. A bucket left out or
+    // started twice changes nothing on one rank; that needs two GPUs.
     if (cuda::device_count() == 0) {
         MESSAGE("skipped: no CUDA device on this machine");
         return;

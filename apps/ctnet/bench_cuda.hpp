@@ -25,7 +25,9 @@ int bench_train_cuda(const char* model, int batch, int iters, const std::string&
     using namespace ctnet;
     auto w = std::make_unique<weights<Net>>();
     init_seeded(*w, 1);
-    trainer<Net, backend::cuda> t{*w, {.precision = precision == "fp32" ? cuda::precision::fp32 : cuda::precision::tf32,
+    trainer<Net, backend::cuda> t{*w, {.precision = precision == "fp32"   ? cuda::precision::fp32
+                                                    : precision == "bf16" ? cuda::precision::bf16
+                                                                          : cuda::precision::tf32,
                                        .seed = 3}};
     optimizer opt = optimizer::rmsprop();
     const auto ranges = trainable_ranges<Net>();
@@ -40,8 +42,8 @@ int bench_train_cuda(const char* model, int batch, int iters, const std::string&
     std::sort(ms.begin(), ms.end());
     const double median = ms[ms.size() / 2];
     std::printf("{\"model\": \"%s\", \"mode\": \"train\", \"backend\": \"cuda\", \"precision\": \"%s\", \"batch\": %d, "
-                "\"iters\": %d, \"median_ms\": %.2f, \"min_ms\": %.2f, \"images_per_s\": %.1f}\n",
-                model, precision.c_str(), batch, iters, median, ms.front(), batch * 1000.0 / median);
+                "\"iters\": %d, \"median_ms\": %.2f, \"min_ms\": %.2f, \"images_per_s\": %.1f, \"convs\": \"%s\"}\n",
+                model, precision.c_str(), batch, iters, median, ms.front(), batch * 1000.0 / median, t.conv_engine().c_str());
     return 0;
 }
 

@@ -421,8 +421,8 @@ int bench(const bench_args& a) {
         if (a.profile) throw usage_error("--profile", "times inference passes, not --train");
         if (a.backend_name == "reference") throw usage_error("--backend", "reference times inference passes, not --train");
         if (a.backend_name == "cuda") {
-            if (a.precision != "fp32" && a.precision != "tf32")
-                throw usage_error("--precision", "must be fp32 or tf32 with --train --backend cuda, not " + a.precision);
+            if (a.precision != "fp32" && a.precision != "tf32" && a.precision != "bf16")
+                throw usage_error("--precision", "must be fp32, tf32 or bf16 with --train --backend cuda, not " + a.precision);
 #if defined(CTNET_WITH_CUDA)
             if (model == "inception_v3") return ctnet_tool::bench_train_cuda<v3>("inception_v3", batch, iters, a.precision);
             if (model == "fashion") return ctnet_tool::bench_train_cuda<fashion::fashion_net<>>("fashion", batch, iters, a.precision);
@@ -626,7 +626,7 @@ std::vector<command> add_commands(CLI::App& app, int argc, char** argv) {
     one_of(c->add_option("--winograd", ba->winograd, "backend::cpu's Winograd 3x3 convolutions"), {"on", "off"});
     one_of(c->add_option("--precision", ba->precision,
                          "backend::cpu's convolutions in fp32, bf16 (AVX512_BF16) or int8 (AVX512_VNNI, calibrated on\n"
-                         "2 other random inputs); docs/precision.md. --train --backend cuda: fp32 or tf32"),
+                         "2 other random inputs); docs/precision.md. --train --backend cuda: fp32, tf32 or bf16"),
            {"fp32", "bf16", "int8", "tf32"});
     cmds.push_back({c, [ba] { return bench(*ba); }});
 

@@ -97,7 +97,7 @@ struct train_args {
     int ranks = 1;  // data-parallel processes (mpirun -np)
     std::uint64_t seed = 1;
     std::string backend = "cpu";      // cpu, cuda (trainer<Net, backend::cuda>; not part of config(): a run moves between backends)
-    std::string precision = "tf32";   // --backend cuda: fp32 or tf32 convolutions
+    std::string precision = "tf32";   // --backend cuda: fp32, tf32 or bf16 (mixed precision) convolutions
 
     // Everything that must match when resuming (all but --out, --resume, --data, and --epochs
     // unless the schedule is cosine, whose rate at each step depends on the run's length).
@@ -460,28 +460,39 @@ int train_model(const train_args& a, communicator& comm) {
         // Under mpirun each rank takes the GPU of its local rank (modulo the GPUs it sees). NCCL
         // needs a GPU per rank; ranks that share one go through host memory (cuda/staged.hpp).
         const int gpus = std::max(cuda::device_count(), 1);  // none: require_device says so
-        const int local_rank = env_int("OMPI_COMM_WORLD_LOCAL_RANK", 0), local_size = env_int("OMPI_COMM_WORLD_LOCAL_SIZE", 1);
+        const int local_rank = env_int("OMPI_COMM_WORLD_LOCAL_RANK", 0);
+        [[maybe_unused]] const int local_size = env_int("OMPI_COMM_WORLD_LOCAL_SIZE", 1);
         const int device = local_rank % gpus;
         cuda::require_device(device);  // a clear error before any communicator touches CUDA
         std::unique_ptr<cuda::device_communicator> dc;
         const char* transport = "";
         if (comm.size() > 1) {
 #if defined(CTNET_WITH_NCCL)
-            if (local_size <= gpus) {
+            // Every rank must pick the same transport (NCCL's constructor is a collective): NCCL
+            // only when every node has a GPU per rank.
+            std::vector<double> shared{local_size <= gpus ? 0.0 : 1.0};
+            comm.allreduce_sum(shared);
+            if (shared[0] == 0.0) {
                 dc = std::make_unique<nccl_communicator>(comm, device);
                 transport = ", gradients averaged over NCCL";
             }
 #endif
             if (!dc) {
                 dc = std::make_unique<cuda::staged_communicator>(comm);
-                transport = local_size > gpus ? ", ranks sharing a GPU: gradients averaged through host memory"
-                                              : ", gradients averaged through host memory (built without NCCL)";
+#if defined(CTNET_WITH_NCCL)
+                transport = ", ranks sharing a GPU: gradients averaged through host memory";
+#else
+                transport = ", gradients averaged through host memory (built without NCCL)";
+#endif
             }
         }
-        trainer<Net, backend::cuda> t{*w, {.precision = a.precision == "fp32" ? cuda::precision::fp32 : cuda::precision::tf32,
+        trainer<Net, backend::cuda> t{*w, {.precision = a.precision == "fp32"   ? cuda::precision::fp32
+                                                        : a.precision == "bf16" ? cuda::precision::bf16
+                                                                                : cuda::precision::tf32,
                                            .seed = a.seed, .device = device, .comm = dc.get(), .sync_bn = a.sync_bn && dc}};
         if (lead)
-            std::fprintf(stderr, "ctnet train: on the GPU (%s convolutions%s)\n", a.precision.c_str(), transport);
+            std::fprintf(stderr, "ctnet train: on the GPU (%s convolutions by %s%s)\n", a.precision.c_str(),
+                         cuda::cudnn_available() ? "cuDNN" : "ctnet's kernels", transport);
         return run(t);
 #else
         throw error("ctnet train: --backend cuda: this ctnet was built without CUDA (nvcc was not found at configure time)");
@@ -580,8 +591,9 @@ std::function<int()> add_command(CLI::App& app, int argc, char** argv) {
                                                      "the GPU of its local rank, gradients averaged over NCCL)"),
            {"cpu", "cuda"});
     one_of(cmd->add_option("--precision", a->precision, "--backend cuda: fp32 (CUDA cores) or tf32 (tensor cores)\n"
-                                                         "convolutions"),
-           {"fp32", "tf32"});
+                                                         "convolutions, or bf16 mixed precision (cuDNN's convs on bf16\n"
+                                                         "inputs; weights, optimizer and batch norm in fp32)"),
+           {"fp32", "tf32", "bf16"});
     cmd->add_option("--limit", a->limit, "train on the first N images only (0: all)")->check(whole(0))->type_name("N");
     cmd->add_option("--test-limit", a->test_limit, "test on the first N images only (0: all)")->check(whole(0))->type_name("N");
     return [a, warmup, argc, argv]() -> int {

@@ -24,12 +24,14 @@
 #include "conv_nhwc.cuh"
 #include "nhwc_ops.cuh"
 
-#if defined(CTNET_HAVE_CUDNN)
-#include <cudnn.h>
-#include <dlfcn.h>
-#endif
+#include "dnn_api.cuh"
 
 namespace ctnet::cuda {
+
+#if defined(CTNET_HAVE_CUDNN)
+using dnn_api::dnn;
+using dnn_api::dnn_check;
+#endif
 
 namespace {
 
@@ -50,56 +52,6 @@ void over(void (*kernel)(Params...), const char* name, long long total, cudaStre
     kernel<<<blocks_for(total, 256), 256, 0, s>>>(std::forward<Args>(args)...);
     check_launch(name);
 }
-
-// ---- cuDNN, loaded at run time -----------------------------------------------------------------
-#if defined(CTNET_HAVE_CUDNN)
-#define CTNET_CUDNN_FUNCTIONS(X)                                                                                     \
-    X(cudnnCreate) X(cudnnDestroy) X(cudnnSetStream) X(cudnnGetErrorString) X(cudnnGetVersion)                     \
-    X(cudnnCreateTensorDescriptor) X(cudnnDestroyTensorDescriptor) X(cudnnSetTensor4dDescriptorEx)                 \
-    X(cudnnSetTensor4dDescriptor) X(cudnnCreateFilterDescriptor) X(cudnnDestroyFilterDescriptor)                   \
-    X(cudnnSetFilter4dDescriptor) X(cudnnCreateConvolutionDescriptor) X(cudnnDestroyConvolutionDescriptor)         \
-    X(cudnnSetConvolution2dDescriptor) X(cudnnSetConvolutionMathType) X(cudnnCreateActivationDescriptor)           \
-    X(cudnnDestroyActivationDescriptor) X(cudnnSetActivationDescriptor) X(cudnnFindConvolutionForwardAlgorithmEx)  \
-    X(cudnnGetConvolutionForwardAlgorithm_v7) X(cudnnGetConvolutionForwardWorkspaceSize)                          \
-    X(cudnnConvolutionBiasActivationForward) X(cudnnConvolutionForward)
-
-struct cudnn_api {
-#define CTNET_DECLARE(f) decltype(&::f) f = nullptr;
-    CTNET_CUDNN_FUNCTIONS(CTNET_DECLARE)
-#undef CTNET_DECLARE
-    std::string why;  // empty when loaded
-    void* lib = nullptr;
-    cudnn_api() {
-        for (const char* name : {"libcudnn.so.9", "libcudnn.so"}) {
-            lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
-            if (lib != nullptr) break;
-        }
-        if (lib == nullptr) {
-            const char* e = dlerror();
-            why = std::string{"cannot load libcudnn.so.9 ("} + (e != nullptr ? e : "?") + "); put cuDNN 9's lib folder on LD_LIBRARY_PATH";
-            return;
-        }
-#define CTNET_LOAD(f)                                                                    \
-    f = reinterpret_cast<decltype(&::f)>(dlsym(lib, #f));                                \
-    if (f == nullptr && why.empty()) why = std::string{"libcudnn lacks "} + #f;
-        CTNET_CUDNN_FUNCTIONS(CTNET_LOAD)
-#undef CTNET_LOAD
-        if (why.empty() && cudnnGetVersion() < 90000)
-            why = "libcudnn " + std::to_string(cudnnGetVersion()) + " is older than cuDNN 9";
-    }
-};
-
-const cudnn_api& dnn() {
-    static const cudnn_api api;
-    return api;
-}
-
-void dnn_check(cudnnStatus_t st, const char* call) {
-    if (st != CUDNN_STATUS_SUCCESS)
-        throw error(std::string{"ctnet: cudnn: "} + call + " failed: " + dnn().cudnnGetErrorString(st));
-}
-#define CTNET_DNN(f, ...) dnn_check(dnn().f(__VA_ARGS__), #f)
-#endif
 
 }  // namespace
 

@@ -10,9 +10,12 @@
 // sums every bucket with the host communicator (its non-blocking all-reduce, all in flight
 // together), copies them back on the caller's stream and scales them there by 1 / size (on the
 // device). sum_on_stream waits for the caller's stream, sums on the host and copies back.
-// Slower than NCCL by the two copies and the host reduction; what it computes is the same.
+// Slower than NCCL by the two copies and the host reduction; the sums are the same up to
+// rounding (NCCL's ncclAvg may scale before it sums).
 // Requires: the host communicator's ranks are this communicator's; the caller's device is
-// current on every call (the trainer's is). Links ctnet::cuda (the scaling kernel).
+// current on every call (the trainer's is); after an error between start_average and join the
+// communicator is not used again (its pending buckets point into the failed step's gradients).
+// Links ctnet::cuda (the scaling kernel).
 #pragma once
 
 #include <cstddef>

@@ -17,10 +17,14 @@
 // as the CPU trainer's, so a run moves between backends with --resume); the host weights<Net>
 // is stale in between.
 //
-// Kernels: ctnet's own (cuda/launch.hpp): the conv GEMM engine for the forward pass, the input
-// gradient and the weight gradient (fp32 on CUDA cores, or tf32 tensor cores), and one kernel
-// per other op and for the optimizer. Every reduction has a fixed order, so a run repeats its
-// bits. Activations: every value its own buffer (exec::layout, unplanned), copies kept where an
+// Kernels: the convolutions by cuDNN where it loads (cuda/dnn_conv.hpp: forward, backward data,
+// backward filter, deterministic algorithms; options::cudnn), else by ctnet's conv GEMM engine
+// (cuda/launch.hpp; fp32 on CUDA cores, or tf32 tensor cores); ctnet's kernels for every other op
+// and for the optimizer. Every reduction has a fixed order, so a run repeats its bits.
+// Precision (options::precision): fp32, tf32, or bf16 mixed precision — each conv's inputs and
+// weights rounded to bf16 copies for cuDNN (float accumulation), its outputs and gradients back
+// in float; activations, master weights, optimizer state, batch-norm statistics and every
+// reduction stay float. Activations: every value its own buffer (exec::layout, unplanned), copies kept where an
 // in-place op would overwrite what a backward kernel needs (exec/keep.hpp), as on the CPU.
 // Data parallelism (options::comm, a cuda::device_communicator: NCCL or staged through MPI):
 // one trainer per rank on its shard, run by the same train_step. The gradient average is cut
@@ -31,7 +35,6 @@
 // statistics are the global batch's (cpu/sync_batch_norm.hpp's arithmetic), so 2 ranks on two
 // halves compute what 1 rank computes on the whole batch. Every rank must run forward / step
 // together (the batch norms' collectives are inside the passes).
-// Not yet: cuDNN's backward kernels, bf16 mixed precision (issue #22).
 // Requires: a CUDA device (construction throws ctnet::error otherwise); link ctnet::cuda.
 // Never run on a GPU yet (docs/cuda.md): the GPU tests in tests/test_cuda_trainer.cpp compare it
 // with the CPU trainer step by step when one is at hand.
@@ -43,6 +46,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <utility>
@@ -57,6 +61,7 @@
 #include "../graph/params.hpp"
 #include "../train/buckets.hpp"
 #include "collective.hpp"
+#include "dnn_conv.hpp"
 #include "launch.hpp"
 #include "runtime.hpp"
 
@@ -95,7 +100,13 @@ template <class Net>
 class trainer<Net, backend::cuda> {
 public:
     struct options {
-        cuda::precision precision = cuda::precision::tf32;  // fp32 (CUDA cores) or tf32 (tensor cores) convs
+        // The convolutions: fp32 (CUDA cores), tf32 (tensor cores), or bf16 mixed precision (cuDNN's
+        // convs on bf16 copies of their inputs and weights, float accumulation; everything else,
+        // the master weights, the optimizer and the batch-norm statistics in float).
+        cuda::precision precision = cuda::precision::tf32;
+        // cuDNN's convolutions (forward, backward data, backward filter) where libcudnn.so.9 loads
+        // (cudnn_available()); ctnet's GEMM kernels otherwise and for the convs cuDNN refuses.
+        bool cudnn = true;
         std::uint64_t seed = 0;    // dropout masks
         double bn_momentum = 0.1;  // running = (1 - m) * running + m * batch (torch's default)
         int device = 0;
@@ -117,12 +128,16 @@ public:
 
     explicit trainer(weights<Net>& w) : trainer(w, options{}) {}
     trainer(weights<Net>& w, options o) : opt_{o}, device_{(cuda::require_device(o.device), o.device)}, w_{&w}, rng_{o.seed} {
-        if (o.precision != cuda::precision::fp32 && o.precision != cuda::precision::tf32)
+        if (o.precision != cuda::precision::fp32 && o.precision != cuda::precision::tf32 && o.precision != cuda::precision::bf16)
             throw error(std::string{"ctnet: cuda trainer: precision::"} + cuda::to_string(o.precision) +
-                        " is not supported yet (fp32 or tf32)");
+                        " is not supported (fp32, tf32 or bf16)");
+        if (o.precision == cuda::precision::bf16 && !(o.cudnn && cuda::cudnn_available()))
+            throw error("ctnet: cuda trainer: bf16 mixed precision runs its convolutions on cuDNN, which " +
+                        (o.cudnn ? "cannot be used here (" + cuda::cudnn_unavailable_reason() + ")" : std::string{"options::cudnn turned off"}));
         if (o.sync_bn && o.comm == nullptr) throw error("ctnet: cuda trainer: sync_bn needs a communicator (options::comm)");
         const auto& p = program;
         if (o.comm != nullptr) plan_ = bucket_plan<Net>(std::max<std::size_t>(o.bucket_bytes / sizeof(float), 1));
+        if (o.cudnn && cuda::cudnn_available()) dnn_ = std::make_unique<cuda::dnn_convs>(s(), o.precision);
         const std::size_t storage = p.storage;
         params_ = cuda::device_buffer<float>{storage};
         grads_ = cuda::device_buffer<float>{storage};
@@ -162,7 +177,7 @@ public:
         partial_ = cuda::device_buffer<double>{cuda::sum_squares_blocks};
         norm_ = cuda::device_buffer<double>{1};
         runs_ = exec::trainable_runs<Net>();
-        stream_.synchronize();
+        sync();
     }
 
     // Training-mode forward pass over x.size() / input.size() samples (host memory).
@@ -171,8 +186,9 @@ public:
         const auto n = static_cast<int>(exec::batch_of(x, input, "cuda trainer"));
         backward_ready_ = false;
         use();
-        stream_.synchronize();  // the last pass's input copy has left in_host_
+        sync();  // the last pass's input copy has left in_host_
         if (n != n_) resize(n);
+        if (dnn_) dnn_->refresh_weights(params_.data(), program.storage);  // bf16: the weights' copy (else nothing)
         std::copy(x.begin(), x.end(), in_host_.data());
         CTNET_CUDA(cudaMemcpyAsync(in_dev_.data(), in_host_.data(), x.size_bytes(), cudaMemcpyHostToDevice, s()));
         for (int i = 0; i < p.n_ops; ++i) run_forward(i);
@@ -205,7 +221,7 @@ public:
             add_into(p.aux, daux);
         }
         for (int i = p.n_ops - 1; i >= 0; --i) run_backward(i);
-        stream_.synchronize();
+        sync();
     }
 
     // The gradients, copied to the host (one float per float of the weights).
@@ -232,6 +248,11 @@ public:
     }
     [[nodiscard]] rng& generator() { return rng_; }
     [[nodiscard]] cuda::precision precision() const { return opt_.precision; }
+    // Which kernels run the convolutions (after the first forward pass: cuDNN's choices are per batch).
+    [[nodiscard]] std::string conv_engine() const {
+        if (!dnn_) return opt_.cudnn ? "ctnet's kernels (cuDNN: " + cuda::cudnn_unavailable_reason() + ")" : "ctnet's kernels";
+        return n_ > 0 ? dnn_->summary() : "cuDNN (algorithms chosen at the first batch)";
+    }
 
     // ---- The device step (train/step.hpp's train_step calls it) ------------------------------
     // The optimizer state (momentum, mean square) and the average live on the device once set:
@@ -277,6 +298,8 @@ public:
     cuda::device_step_result step(std::span<const float> x, std::span<const int> labels, const cuda::device_step& st) {
         const auto& p = program;
         constexpr int classes = static_cast<int>(output_shape_v<Net>.size());
+        cuda::device_communicator* comm = opt_.comm;
+        if (comm != nullptr) check_shards(x, labels, classes);  // before any collective: an error here is every rank's
         forward(x);  // first, as on the host: the checks below then leave the same state behind
         const auto n = static_cast<std::size_t>(n_);
         if (labels.size() != n)
@@ -304,17 +327,17 @@ public:
                                             loss_dev_.data() + n_, correct_dev_.data() + n_, grad(p.aux), q);
             }
         }
-        cuda::device_communicator* comm = opt_.comm;
         bucket_cursor buckets{plan_};
         const auto start = [&](const grad_bucket& b) { comm->start_average({grads_.data() + b.begin, b.count}, q); };
         for (int i = p.n_ops - 1; i >= 0; --i) {
             run_backward(i);
             if (comm != nullptr) buckets.after(i, start);
         }
-        const auto blocked_from = std::chrono::steady_clock::now();
         if (comm != nullptr) {
+            CTNET_CUDA(cudaEventRecord(backward_done_.get(), q));
             buckets.rest(start);
             comm->join(q);  // the norm, the clipping and the update read the averaged gradients
+            CTNET_CUDA(cudaEventRecord(averaged_.get(), q));
         }
         cuda::sum_squares(grads_.data(), static_cast<long long>(grads_.size()), partial_.data(), norm_.data(), q);
         // The scalars: per-sample losses and hits of both heads, the squared norm.
@@ -323,7 +346,7 @@ public:
         CTNET_CUDA(cudaMemcpyAsync(correct_host_.data(), correct_dev_.data(), n * sizeof(int), cudaMemcpyDeviceToHost, q));
         CTNET_CUDA(cudaMemcpyAsync(norm_host_.data(), norm_.data(), sizeof(double), cudaMemcpyDeviceToHost, q));
         if (comm != nullptr) comm->wait();  // a failed peer throws here rather than stalling the stream
-        stream_.synchronize();
+        sync();
         cuda::device_step_result r;
         for (std::size_t h = 0; h < heads; ++h) {
             double sum = 0.0;
@@ -336,19 +359,19 @@ public:
         }
         for (std::size_t i = 0; i < n; ++i) r.correct += correct_host_.data()[i];
         if (comm != nullptr) {  // the means over the ranks, as data_parallel_step (train/distributed.hpp)
-            // One collective for the shard check and the statistics: equal shards iff p * sum(n^2) == sum(n)^2.
-            const auto nd = static_cast<double>(n);
-            std::array<double, 6> v{nd, nd * nd, r.main_loss, r.aux_loss, static_cast<double>(r.correct), r.bad_sample >= 0 ? 1.0 : 0.0};
+            // comm_seconds: on the device, from the end of backward until the averages were in
+            // (the buckets still in flight, a slower rank), plus the statistics' collective.
+            float gap_ms = 0.0F;
+            CTNET_CUDA(cudaEventElapsedTime(&gap_ms, backward_done_.get(), averaged_.get()));
+            const auto from = std::chrono::steady_clock::now();
+            std::array<double, 4> v{r.main_loss, r.aux_loss, static_cast<double>(r.correct), r.bad_sample >= 0 ? 1.0 : 0.0};
             comm->sum_host(v);
-            r.comm_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - blocked_from).count();
+            r.comm_seconds = 1e-3 * gap_ms + std::chrono::duration<double>(std::chrono::steady_clock::now() - from).count();
             const auto ranks = static_cast<double>(comm->size());
-            if (ranks * v[1] != v[0] * v[0])
-                throw error("ctnet: cuda trainer: the ranks' batches differ in size (" + std::to_string(v[0]) + " samples over " +
-                            std::to_string(comm->size()) + " ranks); every rank needs an equal shard");
-            r.main_loss = v[2] / ranks;
-            r.aux_loss = v[3] / ranks;
-            r.correct = static_cast<int>(v[4]);
-            r.bad_elsewhere = r.bad_sample < 0 && v[5] > 0.0;
+            r.main_loss = v[0] / ranks;
+            r.aux_loss = v[1] / ranks;
+            r.correct = static_cast<int>(v[2]);
+            r.bad_elsewhere = r.bad_sample < 0 && v[3] > 0.0;
             if (r.bad_elsewhere) return r;
         }
         r.grad_norm = std::sqrt(norm_host_.data()[0]);
@@ -367,7 +390,7 @@ public:
                           static_cast<long long>(count), st.lr, st.decay, st.momentum, st.eps, st.weight_decay, q);
         cuda::sum_squares(params_.data(), static_cast<long long>(p.storage), partial_.data(), norm_.data(), q);
         CTNET_CUDA(cudaMemcpyAsync(norm_host_.data(), norm_.data(), sizeof(double), cudaMemcpyDeviceToHost, q));
-        stream_.synchronize();
+        sync();
         // As the host's optimizer: only the updated (trainable) values count; a running
         // statistic that is not finite is left to the next forward pass, as on the CPU.
         r.params_finite = std::isfinite(norm_host_.data()[0]);
@@ -385,7 +408,7 @@ public:
         } else {
             cuda::moving_average(shadow_.data(), params_.data(), static_cast<long long>(p.storage), st.average_decay, q);
         }
-        stream_.synchronize();
+        sync();
         return r;
     }
 
@@ -393,6 +416,57 @@ private:
     using keep = exec::keep;
 
     [[nodiscard]] cudaStream_t s() const { return stream_.get(); }
+    // ctnet's conv kernels have fp32 and tf32: bf16's convs that cuDNN refuses run in tf32.
+    [[nodiscard]] cuda::precision gemm_precision() const {
+        return opt_.precision == cuda::precision::bf16 ? cuda::precision::tf32 : opt_.precision;
+    }
+    // Waits for the stream. With a communicator its collectives are polled first: a failed NCCL
+    // peer then throws here instead of leaving the stream (waiting on them) blocked for ever.
+    void sync() {
+        if (opt_.comm != nullptr) opt_.comm->wait();
+        stream_.synchronize();
+    }
+    // Data parallel: one collective of every rank's batch size and whether its batch and labels
+    // are valid, so that a bad batch (or unequal shards: p * sum(n^2) != sum(n)^2) throws on
+    // every rank before the first collective of the pass rather than on one rank inside it.
+    void check_shards(std::span<const float> x, std::span<const int> labels, int classes) {
+        const std::size_t per = input.size(), n = x.size() / per;
+        bool bad = x.size() % per != 0 || n == 0 || labels.size() != n;
+        for (const int l : labels) bad = bad || l < 0 || l >= classes;
+        const auto nd = static_cast<double>(n);
+        std::array<double, 3> v{nd, nd * nd, bad ? 1.0 : 0.0};
+        opt_.comm->sum_host(v);
+        if (v[2] > 0.0) {
+            if (bad) {  // this rank's own error, as the one-process checks word it
+                exec::batch_of(x, input, "cuda trainer");
+                if (labels.size() != n)
+                    throw error("ctnet: train_step: " + std::to_string(labels.size()) + " labels for a batch of " + std::to_string(n));
+                for (std::size_t i = 0; i < labels.size(); ++i)
+                    if (labels[i] < 0 || labels[i] >= classes)
+                        throw error("ctnet: softmax_cross_entropy: sample " + std::to_string(i) + " has label " +
+                                    std::to_string(labels[i]) + ", expected 0.." + std::to_string(classes - 1));
+            }
+            throw error("ctnet: train_step: another rank's batch or labels are not valid; nothing was run");
+        }
+        const auto ranks = static_cast<double>(opt_.comm->size());
+        if (ranks * v[1] != v[0] * v[0])
+            throw error("ctnet: cuda trainer: the ranks' batches differ in size (" + std::to_string(v[0]) + " samples over " +
+                        std::to_string(opt_.comm->size()) + " ranks); every rank needs an equal shard");
+    }
+
+    // A CUDA event with timing (the step's comm_seconds).
+    class timing_event {
+    public:
+        timing_event() { CTNET_CUDA(cudaEventCreate(&e_)); }
+        timing_event(const timing_event&) = delete;
+        timing_event& operator=(const timing_event&) = delete;
+        ~timing_event() { static_cast<void>(cudaEventDestroy(e_)); }
+        [[nodiscard]] cudaEvent_t get() const { return e_; }
+
+    private:
+        cudaEvent_t e_ = nullptr;
+    };
+
     // Op i's (a batch norm's) all-reduced sums, count and squared deviations (options::sync_bn).
     [[nodiscard]] double* sync_of(int i) const { return sync_.data() + sync_at_[static_cast<std::size_t>(i)]; }
     // Every public entry point: the caller's thread may have made another device current.
@@ -400,12 +474,12 @@ private:
     void upload(float* to, const float* from, std::size_t count) {
         if (count == 0) return;
         CTNET_CUDA(cudaMemcpyAsync(to, from, count * sizeof(float), cudaMemcpyHostToDevice, s()));
-        stream_.synchronize();  // from is pageable host memory the caller may change next
+        sync();  // from is pageable host memory the caller may change next
     }
     void download(float* to, const float* from, std::size_t count) {
         if (count == 0) return;
         CTNET_CUDA(cudaMemcpyAsync(to, from, count * sizeof(float), cudaMemcpyDeviceToHost, s()));
-        stream_.synchronize();
+        sync();
     }
 
     void resize(int n) {
@@ -440,6 +514,17 @@ private:
         norm_host_ = cuda::pinned_buffer<double>{1};
         zeroed_.assign(static_cast<std::size_t>(p.n_bufs), 0);
         n_ = n;
+        if (dnn_) {  // cuDNN's descriptors and algorithms for this batch, on the buffers just laid out
+            dnn_->clear();
+            conv_at_.assign(static_cast<std::size_t>(p.n_ops), -1);
+            for (int i = 0; i < p.n_ops; ++i) {
+                const op& q = p.ops[i];
+                if (q.kind != op_kind::conv) continue;
+                const bool bias = weight_params<const float>::of(q, params_.data()).bias != nullptr;
+                conv_at_[static_cast<std::size_t>(i)] = dnn_->add(geometry_of(q.win), act(q.in), act(q.out), needed_in(i), bias);
+            }
+            dnn_->prepare(n);
+        }
     }
 
     static cuda::geometry geometry_of(const window& g) { return {g.kh, g.kw, g.sh, g.sw, g.pt, g.pb, g.pl, g.pr}; }
@@ -471,7 +556,7 @@ private:
         dst.resize(static_cast<std::size_t>(n_) * v.s.size());
         CTNET_CUDA(cudaMemcpy2DAsync(dst.data(), v.s.size() * sizeof(float), o.data, static_cast<std::size_t>(o.stride) * sizeof(float),
                                      v.s.size() * sizeof(float), static_cast<std::size_t>(n_), cudaMemcpyDeviceToHost, s()));
-        stream_.synchronize();
+        sync();
         return dst;
     }
     // A gradient buffer is cleared when the backward pass first reaches it, as on the CPU.
@@ -488,7 +573,7 @@ private:
         const cuda::view d = grad(v);
         CTNET_CUDA(cudaMemcpy2DAsync(d.data, static_cast<std::size_t>(d.stride) * sizeof(float), g.data(), v.s.size() * sizeof(float),
                                      v.s.size() * sizeof(float), static_cast<std::size_t>(n_), cudaMemcpyHostToDevice, s()));
-        stream_.synchronize();
+        sync();
     }
 
     void run_forward(int i) {
@@ -501,13 +586,17 @@ private:
         const auto wb = weight_params<const float>::of(o, params_.data());
         switch (o.kind) {
             case op_kind::conv:
-                cuda::conv2d(wb.w, wb.bias != nullptr ? wb.bias : zeros_.data(), false, geometry_of(o.win), x, y, n, opt_.precision, q);
+                if (dnn_ && dnn_->forward(conv_at_[static_cast<std::size_t>(i)], wb.w, wb.bias, x, y)) break;
+                cuda::conv2d(wb.w, wb.bias != nullptr ? wb.bias : zeros_.data(), false, geometry_of(o.win), x, y, n, gemm_precision(), q);
                 break;
             case op_kind::batch_norm: {
-                if (static_cast<long long>(n) * o.in.s.h * o.in.s.w < 2)
+                // With sync BN the count is every rank's (the shards are equal: step() checks that first).
+                const int ranks = opt_.sync_bn ? opt_.comm->size() : 1;
+                if (static_cast<long long>(n) * o.in.s.h * o.in.s.w * ranks < 2)
                     throw error("ctnet: cuda trainer: batch_norm '" + std::string{o.path.view()} +
                                 "' needs more than one value per channel (batch " + std::to_string(n) + ", input " +
-                                std::to_string(o.in.s.h) + "x" + std::to_string(o.in.s.w) + ")");
+                                std::to_string(o.in.s.h) + "x" + std::to_string(o.in.s.w) +
+                                (ranks > 1 ? ", " + std::to_string(ranks) + " ranks" : std::string{}) + ")");
                 const auto bn = bn_params<float>::of(o, params_.data());
                 float* mean = bn_stats_.data() + bn_at_[static_cast<std::size_t>(i)];
                 const auto momentum = static_cast<float>(opt_.bn_momentum);
@@ -551,10 +640,14 @@ private:
         const auto wb = weight_params<const float>::of(o, params_.data());
         const auto dwb = weight_params<float>::of(o, grads_.data());
         switch (o.kind) {
-            case op_kind::conv:
-                if (dx.data != nullptr) cuda::conv2d_input_grad(wb.w, geometry_of(o.win), dy, dx, n, opt_.precision, q);
-                cuda::conv2d_weight_grad(geometry_of(o.win), needed_in(i), dy, n, dwb.w, dwb.bias, ws_.data(), opt_.precision, q);
+            case op_kind::conv: {
+                const int k = dnn_ ? conv_at_[static_cast<std::size_t>(i)] : -1;
+                if (dx.data != nullptr && !(dnn_ && dnn_->backward_data(k, wb.w, dy, dx)))
+                    cuda::conv2d_input_grad(wb.w, geometry_of(o.win), dy, dx, n, gemm_precision(), q);
+                if (!(dnn_ && dnn_->backward_filter(k, needed_in(i), dy, dwb.w, dwb.bias)))
+                    cuda::conv2d_weight_grad(geometry_of(o.win), needed_in(i), dy, n, dwb.w, dwb.bias, ws_.data(), gemm_precision(), q);
                 break;
+            }
             case op_kind::batch_norm: {
                 const auto bn = bn_params<const float>::of(o, params_.data());
                 const float* mean = bn_stats_.data() + bn_at_[static_cast<std::size_t>(i)];
@@ -606,6 +699,7 @@ private:
     weights<Net>* w_;
     rng rng_;
     cuda::stream stream_;
+    timing_event backward_done_, averaged_;  // data parallel: around the wait for the averages
     exec::layout<Net> layout_{true};  // every activation its own buffer
     cuda::device_buffer<float> params_, grads_, mom_, ms_, shadow_;
     cuda::device_buffer<float> act_, dact_, in_dev_, bn_stats_, consts_, zeros_, ws_;
@@ -618,6 +712,8 @@ private:
     std::vector<keep> keep_;
     std::vector<std::size_t> bn_at_, affine_at_, sync_at_;
     std::vector<grad_bucket> plan_;  // options::comm: the gradient buckets in start order
+    std::unique_ptr<cuda::dnn_convs> dnn_;  // options::cudnn where cuDNN loads
+    std::vector<int> conv_at_;              // op -> its conv in dnn_ (-1: not a conv)
     std::vector<std::pair<std::size_t, std::size_t>> runs_;
     std::vector<char> zeroed_;
     std::vector<float> grads_host_, out_, aux_, mask_host_;
