@@ -103,8 +103,9 @@ note "torch rc=$rc in $(( $(date +%s) - t0 )) s: $(head -1 "$LOG_DIR/torch.txt")
 
 echo "== training: ctnet's step (gpu_train_bench) and PyTorch's (bench/gpu_torch_train.py), batch ${TRAIN_BATCHES:-32,128}"
 t0=$(date +%s)
+# cuDNN's convs in tf32 and bf16 (the targets' rows), then ctnet's own conv kernels in tf32.
 timeout -k 5 "$(budget "${TRAIN_BENCH_S:-90}")" "$B/gpu_train_bench" --batches "${TRAIN_BATCHES:-32,128}" --steps "${TRAIN_STEPS:-8}" \
-  > "$LOG_DIR/train_bench.txt" 2>&1
+  --precisions "${TRAIN_PRECISIONS:-tf32,bf16}" --convs "${TRAIN_CONVS:-cudnn,ctnet}" > "$LOG_DIR/train_bench.txt" 2>&1
 rc=$?; [ $rc = 0 ] || status=1
 note "gpu_train_bench rc=$rc in $(( $(date +%s) - t0 )) s"
 t0=$(date +%s)
@@ -113,8 +114,8 @@ TORCH_TRAIN_STEPS=${TRAIN_STEPS:-8} PYTHONUNBUFFERED=1 timeout -k 5 "$(budget "$
 note "torch training rc=$? in $(( $(date +%s) - t0 )) s"
 grep -hE '"images_per_s"|"error"' "$LOG_DIR/train_bench.txt" "$LOG_DIR/torch_train.txt" | tee -a "$LOG_DIR/summary.txt"
 
-echo "== ctnet bench --train --backend cuda (the CLI's timing of the same step, batch 32)"
-timeout -k 5 "$(budget 60)" "$B/ctnet" bench --train --backend cuda --precision tf32 --model inception_v3 --batch 32 --iters 5 \
+echo "== ctnet bench --train --backend cuda (the CLI's timing of the same step, batch 32, bf16)"
+timeout -k 5 "$(budget 60)" "$B/ctnet" bench --train --backend cuda --precision bf16 --model inception_v3 --batch 32 --iters 5 \
   > "$LOG_DIR/bench_train_cli.txt" 2>&1
 rc=$?; [ $rc = 0 ] || status=1
 note "ctnet bench --train --backend cuda rc=$rc: $(tail -1 "$LOG_DIR/bench_train_cli.txt")"

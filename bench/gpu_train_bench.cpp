@@ -58,13 +58,16 @@ int main(int argc, char** argv) {
               continue;
           }
           for (const std::string& p : precisions) {
+            if (p == "bf16" && c != "cudnn") continue;  // bf16's convs run on cuDNN only
             for (const std::string& b : batches) {
                 const int n = std::atoi(b.c_str());
                 auto wt = std::make_unique<weights<net>>(*w);
                 optimizer opt = optimizer::rmsprop();
                 moving_average ema{0.9999};
                 ema.update(wt->data());
-                trainer<net, backend::cuda> t{*wt, {.precision = p == "fp32" ? cuda::precision::fp32 : cuda::precision::tf32,
+                trainer<net, backend::cuda> t{*wt, {.precision = p == "fp32"   ? cuda::precision::fp32
+                                                                  : p == "bf16" ? cuda::precision::bf16
+                                                                                : cuda::precision::tf32,
                                                     .cudnn = c == "cudnn", .seed = 2}};
                 rng g{3};
                 std::vector<float> x(static_cast<std::size_t>(n) * input_shape_v<net>.size());

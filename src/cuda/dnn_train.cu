@@ -78,13 +78,33 @@ void set_tensor(cudnnTensorDescriptor_t d, view v, int n) {
               static_cast<int>(t.strides[1]), static_cast<int>(t.strides[2]), static_cast<int>(t.strides[3]));
 }
 
+// FFT and Winograd convolutions round differently from a direct sum (FFT by far the most): fp32
+// keeps to the GEMM-like algorithms, so it stays within the CPU trainer's 1e-5 (which runs
+// without Winograd there too).
+bool transformed(cudnnConvolutionFwdAlgo_t a) {
+    return a == CUDNN_CONVOLUTION_FWD_ALGO_FFT || a == CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING ||
+           a == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD || a == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED;
+}
+bool transformed(cudnnConvolutionBwdDataAlgo_t a) {
+    return a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT || a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING ||
+           a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD || a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED;
+}
+bool transformed(cudnnConvolutionBwdFilterAlgo_t a) {
+    return a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT || a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING ||
+           a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED;
+}
+
+// cuDNN 9 refuses with CUDNN_STATUS_NOT_SUPPORTED or one of its sub-codes (3001...).
+bool refused(cudnnStatus_t st) { return CUDNN_STATUS_CATEGORY(st) == CUDNN_STATUS_NOT_SUPPORTED; }
+
 // The first of cuDNN's ranked candidates that ran (status), is deterministic, uses an allowed math
-// type and fits the workspace; nullptr if none.
+// type (and in fp32 an exact algorithm) and fits the workspace; nullptr if none.
 template <class Perf>
 const Perf* pick(const Perf* perf, int count, precision p, std::size_t limit) {
     for (int i = 0; i < count; ++i) {
         const Perf& c = perf[i];
         if (c.status != CUDNN_STATUS_SUCCESS || c.determinism != CUDNN_DETERMINISTIC || c.memory > limit) continue;
+        if (p == precision::fp32 && transformed(c.algo)) continue;
         if (p == precision::fp32 && c.mathType != CUDNN_FMA_MATH) continue;  // DEFAULT_MATH permits TF32 on sm_80+
         if (c.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;  // fp16 down-conversion: below tf32
         return &c;
@@ -177,21 +197,30 @@ struct dnn_convs::impl {
         int got = 0;
         {
             cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-            CTNET_DNN(cudnnGetConvolutionForwardAlgorithm_v7, handle, x, c.wd, c.cd, y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf);
-            if (const auto* b = pick(perf, got, prec, limit)) c.fwd = {true, static_cast<int>(b->algo), b->mathType, b->memory};
+            if (query(dnn().cudnnGetConvolutionForwardAlgorithm_v7(handle, x, c.wd, c.cd, y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf),
+                      "cudnnGetConvolutionForwardAlgorithm_v7"))
+                if (const auto* b = pick(perf, got, prec, limit)) c.fwd = {true, static_cast<int>(b->algo), b->mathType, b->memory};
         }
         {
             cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-            CTNET_DNN(cudnnGetConvolutionBackwardDataAlgorithm_v7, handle, c.wd, y, c.cd, x, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got,
-                      perf);
-            if (const auto* b = pick(perf, got, prec, limit)) c.data = {true, static_cast<int>(b->algo), b->mathType, b->memory};
+            if (query(dnn().cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, c.wd, y, c.cd, x, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf),
+                      "cudnnGetConvolutionBackwardDataAlgorithm_v7"))
+                if (const auto* b = pick(perf, got, prec, limit)) c.data = {true, static_cast<int>(b->algo), b->mathType, b->memory};
         }
         {
             cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-            CTNET_DNN(cudnnGetConvolutionBackwardFilterAlgorithm_v7, handle, xb, y, c.cd, c.wd, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
-                      &got, perf);
-            if (const auto* b = pick(perf, got, prec, limit)) c.filter = {true, static_cast<int>(b->algo), b->mathType, b->memory};
+            if (query(dnn().cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, xb, y, c.cd, c.wd, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
+                      &got, perf),
+                      "cudnnGetConvolutionBackwardFilterAlgorithm_v7"))
+                if (const auto* b = pick(perf, got, prec, limit)) c.filter = {true, static_cast<int>(b->algo), b->mathType, b->memory};
         }
+    }
+
+    // A query cuDNN refuses leaves the pass off (ctnet's kernels run it); other errors throw.
+    static bool query(cudnnStatus_t st, const char* call) {
+        if (refused(st)) return false;
+        dnn_api::dnn_check(st, call);
+        return true;
     }
 
     // bf16: the weights' copy of op weights w (a pointer into the float parameters).
@@ -199,7 +228,7 @@ struct dnn_convs::impl {
 
     // A refused first call turns the pass off (the caller falls back); other errors throw.
     static bool ran(cudnnStatus_t st, pass& p, const char* call) {
-        if (st == CUDNN_STATUS_NOT_SUPPORTED) {
+        if (refused(st)) {
             p.on = false;
             return false;
         }
@@ -231,7 +260,7 @@ int dnn_convs::add(geometry g, view x, view y, view xb, bool bias) {
 }
 
 void dnn_convs::refresh_weights(const float* params, std::size_t count) {
-    if (!p_->half) return;
+    if (!p_->half || count == 0) return;
     if (p_->w16.size() < count) p_->w16 = device_buffer<bf16>{count};
     p_->params = params;
     floats_to_bf16<<<grid_for(static_cast<long long>(count)), 256, 0, p_->stream>>>(params, p_->w16.data(),
@@ -244,7 +273,12 @@ void dnn_convs::prepare(int n) {
     std::size_t need = 0;
     long long a = 1, b = 1, f = 1;
     for (impl::conv& c : p_->convs) {
-        p_->prepare(c, n);
+        try {
+            p_->prepare(c, n);
+        } catch (...) {  // every pass off (ctnet's kernels), so no call runs with stale sizes; then report
+            for (impl::conv& d : p_->convs) d.fwd = d.data = d.filter = impl::pass{};
+            throw;
+        }
         need = std::max({need, c.fwd.workspace, c.data.workspace, c.filter.workspace});
         a = std::max(a, elements(c.x, n));
         b = std::max(b, elements(c.y, n));
@@ -261,9 +295,14 @@ void dnn_convs::prepare(int n) {
         grow(p_->b16, b);
         grow(p_->f16, f);
     }
-    if (need > p_->ws.size()) {
-        p_->ws = device_buffer<unsigned char>{};
-        p_->ws = device_buffer<unsigned char>{need};
+    try {
+        if (need > p_->ws.size()) {
+            p_->ws = device_buffer<unsigned char>{};
+            p_->ws = device_buffer<unsigned char>{need};
+        }
+    } catch (...) {
+        for (impl::conv& d : p_->convs) d.fwd = d.data = d.filter = impl::pass{};
+        throw;
     }
 }
 
@@ -341,6 +380,7 @@ bool dnn_convs::backward_filter(int k, view x, view dy, float* dw, float* db) {
                           c.filter, "cudnnConvolutionBackwardFilter")) {
         return false;
     }
+    // After dw: a refusal here cannot fall back (ctnet's kernel would add dw again), so it throws.
     if (db != nullptr) CTNET_DNN(cudnnConvolutionBackwardBias, p_->handle, &one, c.yd, dy.data, &one, c.bd, db);
     return true;
 }

@@ -137,7 +137,14 @@ public:
         if (o.sync_bn && o.comm == nullptr) throw error("ctnet: cuda trainer: sync_bn needs a communicator (options::comm)");
         const auto& p = program;
         if (o.comm != nullptr) plan_ = bucket_plan<Net>(std::max<std::size_t>(o.bucket_bytes / sizeof(float), 1));
-        if (o.cudnn && cuda::cudnn_available()) dnn_ = std::make_unique<cuda::dnn_convs>(s(), o.precision);
+        if (o.cudnn && cuda::cudnn_available()) {
+            try {
+                dnn_ = std::make_unique<cuda::dnn_convs>(s(), o.precision);
+            } catch (const error& e) {  // libcudnn loaded but cannot start: fp32 / tf32 go on with ctnet's kernels
+                if (o.precision == cuda::precision::bf16) throw;
+                dnn_why_ = e.what();
+            }
+        }
         const std::size_t storage = p.storage;
         params_ = cuda::device_buffer<float>{storage};
         grads_ = cuda::device_buffer<float>{storage};
@@ -245,12 +252,15 @@ public:
     void params_to_device() {
         use();
         upload(params_.data(), w_->data().data(), program.storage);
+        if (dnn_) dnn_->refresh_weights(params_.data(), program.storage);  // bf16's copy (a backward may follow)
     }
     [[nodiscard]] rng& generator() { return rng_; }
     [[nodiscard]] cuda::precision precision() const { return opt_.precision; }
     // Which kernels run the convolutions (after the first forward pass: cuDNN's choices are per batch).
     [[nodiscard]] std::string conv_engine() const {
-        if (!dnn_) return opt_.cudnn ? "ctnet's kernels (cuDNN: " + cuda::cudnn_unavailable_reason() + ")" : "ctnet's kernels";
+        if (!dnn_)
+            return opt_.cudnn ? "ctnet's kernels (cuDNN: " + (dnn_why_.empty() ? cuda::cudnn_unavailable_reason() : dnn_why_) + ")"
+                              : "ctnet's kernels";
         return n_ > 0 ? dnn_->summary() : "cuDNN (algorithms chosen at the first batch)";
     }
 
@@ -513,8 +523,7 @@ private:
         labels_host_ = cuda::pinned_buffer<int>{nn};
         norm_host_ = cuda::pinned_buffer<double>{1};
         zeroed_.assign(static_cast<std::size_t>(p.n_bufs), 0);
-        n_ = n;
-        if (dnn_) {  // cuDNN's descriptors and algorithms for this batch, on the buffers just laid out
+        if (dnn_) {  // cuDNN's descriptors and algorithms for this batch, from the layout's strides
             dnn_->clear();
             conv_at_.assign(static_cast<std::size_t>(p.n_ops), -1);
             for (int i = 0; i < p.n_ops; ++i) {
@@ -523,8 +532,9 @@ private:
                 const bool bias = weight_params<const float>::of(q, params_.data()).bias != nullptr;
                 conv_at_[static_cast<std::size_t>(i)] = dnn_->add(geometry_of(q.win), act(q.in), act(q.out), needed_in(i), bias);
             }
-            dnn_->prepare(n);
+            dnn_->prepare(n);  // if it throws, n_ stays 0: the next pass lays everything out again
         }
+        n_ = n;
     }
 
     static cuda::geometry geometry_of(const window& g) { return {g.kh, g.kw, g.sh, g.sw, g.pt, g.pb, g.pl, g.pr}; }
@@ -714,6 +724,7 @@ private:
     std::vector<grad_bucket> plan_;  // options::comm: the gradient buckets in start order
     std::unique_ptr<cuda::dnn_convs> dnn_;  // options::cudnn where cuDNN loads
     std::vector<int> conv_at_;              // op -> its conv in dnn_ (-1: not a conv)
+    std::string dnn_why_;                   // why dnn_ is null although cuDNN loads
     std::vector<std::pair<std::size_t, std::size_t>> runs_;
     std::vector<char> zeroed_;
     std::vector<float> grads_host_, out_, aux_, mask_host_;
