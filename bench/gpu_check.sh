@@ -65,7 +65,7 @@ rc=$?; [ $rc = 0 ] || status=1
 note "cuda tests rc=$rc in $(( $(date +%s) - t0 )) s"
 # The measured errors, without the engines' descriptions (in the log); failures in full.
 grep -E "MESSAGE|skipped|test cases|assertions|FAILED|ERROR" -A1 "$LOG_DIR/cuda_tests.log" | grep -vE "^--$|MESSAGE:?$" |
-  grep -E "bound|fp32 |skipped|test cases|assertions|FAILED|ERROR|engine" | sed -E 's/\); engine .*/)/; s/^.*MESSAGE: //' |
+  grep -E "bound|fp32 |skipped|test cases|assertions|FAILED|ERROR|engine|convolutions" | sed -E 's/\); engine .*/)/; s/^.*MESSAGE: //' |
   uniq -c | head -70 | tee -a "$LOG_DIR/summary.txt"
 
 echo "== compute-sanitizer memcheck (small networks, every engine and precision; training kernels)"
