@@ -289,7 +289,7 @@ TEST_CASE("cuda training: linear, softmax, scale and affine gradients") {
     CHECK(relative(fdx.m.download(), want_a) < 1e-6);
 }
 
-TEST_CASE("cuda training: smoothed cross-entropy, sum of squares and RMSProp") {
+TEST_CASE("cuda training: smoothed cross-entropy, sum of squares and every optimizer's update") {
     if (!gpu_present()) return;
     rng g{59};
     const int n = 6, k = 1000;
@@ -325,13 +325,27 @@ TEST_CASE("cuda training: smoothed cross-entropy, sum of squares and RMSProp") {
     const std::vector<param_range> all = {{0, grads.size()}};
     CHECK(std::sqrt(out.download()[0]) == doctest::Approx(global_norm(grads, all)).epsilon(1e-12));
 
-    std::vector<float> params = normal(grads.size(), g);
-    mirrored<float> p{params}, ms{std::vector<float>(grads.size(), 1.0F)}, mom{std::vector<float>(grads.size(), 0.0F)};
-    optimizer opt = optimizer::rmsprop({.decay = 0.9, .momentum = 0.9, .eps = 1.0});
-    for (int step = 0; step < 2; ++step) {
-        opt.step(params, grads, all, 0.045, 4e-5);
-        cuda::rmsprop(p.dev.data(), gd.dev.data(), ms.dev.data(), mom.dev.data(), static_cast<long long>(grads.size()), 0.045,
-                      0.9, 0.9, 1.0, 4e-5, nullptr);
+    // Every optimizer's update kernel against optimizer::step over two steps (the second with
+    // state: SGD's first-step rule, the mean squares, the momentum buffers).
+    const std::vector<float> start = normal(grads.size(), g);
+    const optimizer kinds[] = {optimizer::rmsprop({.decay = 0.9, .momentum = 0.9, .eps = 1.0}),
+                               optimizer::rmsprop({.decay = 0.9, .momentum = 0.9, .eps = 1e-3, .style = rmsprop_style::pytorch}),
+                               optimizer::rmsprop({.decay = 0.99, .momentum = 0.0, .eps = 1e-8, .style = rmsprop_style::pytorch}),
+                               optimizer::sgd({.momentum = 0.9}), optimizer::sgd({.momentum = 0.9, .nesterov = true}),
+                               optimizer::sgd({.momentum = 0.0})};
+    for (optimizer opt : kinds) {
+        std::vector<float> params = start;
+        const float ms0 = initial_mean_square(opt.update());
+        mirrored<float> p{params}, ms{std::vector<float>(grads.size(), ms0)}, mom{std::vector<float>(grads.size(), 0.0F)};
+        for (int step = 0; step < 2; ++step) {
+            const update_rule u = opt.rule(0.045, 4e-5);
+            opt.step(params, grads, all, 0.045, 4e-5);
+            cuda::optimizer_update(opt.update(), u, p.dev.data(), gd.dev.data(), ms.dev.data(), mom.dev.data(),
+                                   static_cast<long long>(grads.size()), nullptr);
+        }
+        INFO("update rule " << static_cast<int>(opt.update()));
+        CHECK(relative(p.download(), params) < 1e-6);
+        CHECK(relative(mom.download(), opt.momentum()) < 1e-6);
+        CHECK(relative(ms.download(), opt.mean_square()) < 1e-6);
     }
-    CHECK(relative(p.download(), params) < 1e-6);
 }

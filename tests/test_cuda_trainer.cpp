@@ -1,6 +1,6 @@
 // trainer<Net, backend::cuda> against the CPU trainers (tests/test_train.cpp checks those against
 // finite differences and torch autograd): gradients and running statistics of one training pass,
-// whole train_step runs (RMSProp, clipping, weight decay, the moving average) with the optimizer
+// whole train_step runs (every optimizer, clipping, weight decay, the moving average) with the optimizer
 // state on the device, checkpoints moving between backends, data parallelism (2 ranks on one GPU
 // against 1 rank on the whole batch), errors. Skips without a GPU.
 //
@@ -144,13 +144,14 @@ void check_pass(int batch, std::uint64_t seed, cuda::precision p, double bound, 
 // starts empty (its first update copies, on the device too); aux_weight 0 leaves the aux head's
 // loss out; vary_batch: batches of 4, 6, 4 (the device trainer reallocates).
 template <class Net>
-void check_steps(cuda::precision p, double bound, bool fresh_average, double aux_weight, bool vary_batch) {
+void check_steps(cuda::precision p, double bound, bool fresh_average, double aux_weight, bool vary_batch,
+                 const optimizer& opt = optimizer::rmsprop()) {
     constexpr shape in = input_shape_v<Net>;
     constexpr int classes = static_cast<int>(output_shape_v<Net>.size());
     weights<Net> w0;
     init_seeded(w0, 5, true);
     weights<Net> wc = w0, wg = w0;
-    optimizer oc = optimizer::rmsprop(), og = optimizer::rmsprop();
+    optimizer oc = opt, og = opt;
     moving_average ec{0.999}, eg{0.999};
     if (!fresh_average) {
         ec.update(wc.data());
@@ -248,6 +249,13 @@ TEST_CASE("cuda trainer: three train_steps on the device equal train_step on the
     if (!gpu_here()) return;
     check_steps<every_layer_logits>(cuda::precision::fp32, 1e-5, false, 0.4, false);
     check_steps<every_layer_logits>(cuda::precision::fp32, 1e-5, true, 0.0, true);  // the average's first update copies
+}
+
+TEST_CASE("cuda trainer: torch's RMSProp and SGD (Nesterov) on the device equal them on the CPU") {
+    if (!gpu_here()) return;
+    check_steps<every_layer_logits>(cuda::precision::fp32, 1e-5, false, 0.4, false,
+                                    optimizer::rmsprop({.decay = 0.9, .momentum = 0.9, .eps = 1e-3, .style = rmsprop_style::pytorch}));
+    check_steps<every_layer_logits>(cuda::precision::fp32, 1e-5, false, 0.4, false, optimizer::sgd({.momentum = 0.9, .nesterov = true}));
 }
 
 TEST_CASE("cuda trainer: a checkpoint written after GPU steps resumes on the CPU and back") {
@@ -479,9 +487,10 @@ TEST_CASE("cuda trainer: a non-finite input throws before anything is updated; u
     init_seeded(w0, 9, true);
     for (const tensor_info& ti : weights<Net>::tensors())
         if (ti.trainable) CHECK(w.data()[ti.offset] == w0.data()[ti.offset]);
-    optimizer sgd = optimizer::sgd();
     x[5] = 0.5F;
-    CHECK_THROWS_WITH_AS(train_step(t, sgd, ranges, x, labels, recipe{}, 0.01), doctest::Contains("RMSProp"), ctnet::error);
+    recipe by_value{};
+    by_value.clip_value = 1.0;
+    CHECK_THROWS_WITH_AS(train_step(t, o, ranges, x, labels, by_value, 0.01), doctest::Contains("clipping by value"), ctnet::error);
     CHECK_THROWS_WITH_AS((trainer<Net, backend::cuda>{w, {.precision = cuda::precision::fp16}}),
                          doctest::Contains("fp32, tf32 or bf16"), ctnet::error);
     CHECK_THROWS_WITH_AS((trainer<Net, backend::cuda>{w, {.precision = cuda::precision::bf16, .cudnn = false}}),

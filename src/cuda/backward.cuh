@@ -405,18 +405,10 @@ __global__ void scale(float* g, long long count, double factor) {
     for (long long e = first_index(); e < count; e += grid_step()) g[e] = static_cast<float>(g[e] * factor);
 }
 
-// tf.train.RMSPropOptimizer (train/optim.hpp, in double per element): g += wd * p;
-// ms = decay * ms + (1 - decay) * g^2; mom = momentum * mom + lr * g / sqrt(ms + eps); p -= mom.
-__global__ void rmsprop(float* p, const float* grad, float* ms, float* mom, long long count, double lr, double decay,
-                        double momentum, double eps, double weight_decay) {
-    for (long long e = first_index(); e < count; e += grid_step()) {
-        const double g = static_cast<double>(grad[e]) + weight_decay * p[e];
-        const double s = decay * ms[e] + (1.0 - decay) * g * g;
-        ms[e] = static_cast<float>(s);
-        const double m = momentum * mom[e] + lr * g / sqrt(s + eps);
-        mom[e] = static_cast<float>(m);
-        p[e] = static_cast<float>(p[e] - m);
-    }
+// One optimizer step over count parameters: train/update.hpp's rule K (optimizer::step's arithmetic).
+template <update_kind K>
+__global__ void update(float* p, const float* grad, float* ms, float* mom, long long count, update_rule u) {
+    for (long long e = first_index(); e < count; e += grid_step()) p[e] = update_one<K>(u, p[e], grad[e], ms[e], mom[e]);
 }
 
 // The moving average's update, in float as on the host: shadow = d * shadow + (1 - d) * p.

@@ -264,9 +264,17 @@ void scale(float* g, long long count, double factor, cudaStream_t s) {
     over(kernels::scale, "scale", count, 256, s, g, count, factor);
 }
 
-void rmsprop(float* p, const float* g, float* ms, float* mom, long long count, double lr, double decay, double momentum,
-             double eps, double weight_decay, cudaStream_t s) {
-    over(kernels::rmsprop, "rmsprop", count, 256, s, p, g, ms, mom, count, lr, decay, momentum, eps, weight_decay);
+void optimizer_update(update_kind k, const update_rule& u, float* p, const float* g, float* ms, float* mom, long long count,
+                      cudaStream_t s) {
+    switch (k) {
+        case update_kind::sgd: over(kernels::update<update_kind::sgd>, "update (sgd)", count, 256, s, p, g, ms, mom, count, u); break;
+        case update_kind::rmsprop_tf:
+            over(kernels::update<update_kind::rmsprop_tf>, "update (rmsprop)", count, 256, s, p, g, ms, mom, count, u);
+            break;
+        case update_kind::rmsprop_torch:
+            over(kernels::update<update_kind::rmsprop_torch>, "update (rmsprop-torch)", count, 256, s, p, g, ms, mom, count, u);
+            break;
+    }
 }
 
 void moving_average(float* shadow, const float* p, long long count, float d, cudaStream_t s) {

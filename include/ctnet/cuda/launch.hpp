@@ -16,6 +16,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "../train/update.hpp"
 #include "types.hpp"
 
 namespace ctnet::cuda {
@@ -109,11 +110,10 @@ inline constexpr int sum_squares_blocks = 256;
 // out[0] = sum of g[e]^2 over count floats, in double (partial: sum_squares_blocks doubles).
 void sum_squares(const float* g, long long count, double* partial, double* out, cudaStream_t s);
 void scale(float* g, long long count, double factor, cudaStream_t s);  // g *= factor (gradient clipping)
-// One step of tf.train.RMSPropOptimizer over count parameters (train/optim.hpp, the paper's
-// optimizer; ms starts at 1, mom at 0): g += weight_decay * p; ms = decay * ms + (1 - decay) g^2;
-// mom = momentum * mom + lr * g / sqrt(ms + eps); p -= mom.
-void rmsprop(float* p, const float* g, float* ms, float* mom, long long count, double lr, double decay, double momentum,
-             double eps, double weight_decay, cudaStream_t s);
+// One optimizer step over count parameters: train/update.hpp's rule k with u's settings (the
+// arithmetic of the CPU's optimizer::step; ms and mom start at initial_mean_square(k) and 0).
+void optimizer_update(update_kind k, const update_rule& u, float* p, const float* g, float* ms, float* mom, long long count,
+                      cudaStream_t s);
 // shadow = d * shadow + (1 - d) * p over count floats, in float (train/optim.hpp's moving_average).
 void moving_average(float* shadow, const float* p, long long count, float d, cudaStream_t s);
 

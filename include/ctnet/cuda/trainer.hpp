@@ -12,10 +12,10 @@
 // parameters, the gradients, the optimizer state and the moving average are device memory for
 // the trainer's lifetime, and train_step (train/step.hpp) runs the whole step there — the
 // smoothed cross-entropy and its gradient, backward, the global norm, clipping, weight decay,
-// tf.train.RMSPropOptimizer and the moving average (device_step below) — copying back only the
-// scalars of the progress line. to_host() copies the state back for a checkpoint (the same file
-// as the CPU trainer's, so a run moves between backends with --resume); the host weights<Net>
-// is stale in between.
+// the optimizer (any of the CPU's: train/update.hpp's arithmetic, in one kernel) and the moving
+// average (device_step below) — copying back only the scalars of the progress line. to_host()
+// copies the state back for a checkpoint (the same file as the CPU trainer's, so a run moves
+// between backends with --resume); the host weights<Net> is stale in between.
 //
 // Kernels: the convolutions by cuDNN where it loads (cuda/dnn_conv.hpp: forward, backward data,
 // backward filter, deterministic algorithms; options::cudnn), else by ctnet's conv GEMM engine
@@ -60,6 +60,7 @@
 #include "../graph/network.hpp"
 #include "../graph/params.hpp"
 #include "../train/buckets.hpp"
+#include "../train/update.hpp"
 #include "collective.hpp"
 #include "dnn_conv.hpp"
 #include "launch.hpp"
@@ -74,10 +75,9 @@ namespace cuda {
 struct device_step {
     double smoothing = 0.1;
     double aux_weight = 0.4;     // 0: the aux head's loss is left out
-    double weight_decay = 4e-5;
     double clip_norm = 2.0;      // 0: off
-    double lr = 0.045;
-    double decay = 0.9, momentum = 0.9, eps = 1.0;  // tf.train.RMSPropOptimizer
+    update_kind update = update_kind::rmsprop_tf;  // the optimizer (train/update.hpp)
+    update_rule rule{.lr = 0.045, .weight_decay = 4e-5};  // its settings for this step (optimizer::rule)
     bool average = false;        // update the moving average
     float average_decay = 0.0F;  // its decay for this update (ignored by the first, which copies)
 };
@@ -266,7 +266,7 @@ public:
 
     // ---- The device step (train/step.hpp's train_step calls it) ------------------------------
     // The optimizer state (momentum, mean square) and the average live on the device once set:
-    // from host copies (a resumed run) or initialised there (ms = 1, mom = 0, average = params).
+    // from host copies (a resumed run) or initialised there (as optimizer::step does; average = params).
     [[nodiscard]] bool has_optimizer_state() const { return mom_.size() > 0; }
     [[nodiscard]] bool has_average() const { return shadow_.size() > 0; }
     void set_optimizer_state(std::span<const float> momentum, std::span<const float> mean_square) {
@@ -302,8 +302,8 @@ public:
         }
     }
 
-    // One whole step on the device: forward, losses, backward, norm, clipping, weight decay,
-    // RMSProp (TF), moving average. labels: N ints in [0, classes) (checked here). The
+    // One whole step on the device: forward, losses, backward, norm, clipping, weight decay, the
+    // optimizer's update, moving average. labels: N ints in [0, classes) (checked here). The
     // parameters change only when the losses and the gradients are finite.
     cuda::device_step_result step(std::span<const float> x, std::span<const int> labels, const cuda::device_step& st) {
         const auto& p = program;
@@ -391,13 +391,13 @@ public:
             const double coef = st.clip_norm / (r.grad_norm + 1e-6);
             if (coef < 1.0) cuda::scale(grads_.data(), static_cast<long long>(grads_.size()), coef, q);
         }
-        if (!has_optimizer_state()) {  // tf.train.RMSPropOptimizer's initial state: ms = 1, mom = 0
-            const std::vector<float> ones(p.storage, 1.0F), none(p.storage, 0.0F);
-            set_optimizer_state(none, ones);
+        if (!has_optimizer_state()) {  // as optimizer::step: mom = 0, ms = 1 (TF's RMSProp) or 0
+            const std::vector<float> ms(p.storage, initial_mean_square(st.update)), none(p.storage, 0.0F);
+            set_optimizer_state(none, ms);
         }
         for (const auto& [offset, count] : runs_)
-            cuda::rmsprop(params_.data() + offset, grads_.data() + offset, ms_.data() + offset, mom_.data() + offset,
-                          static_cast<long long>(count), st.lr, st.decay, st.momentum, st.eps, st.weight_decay, q);
+            cuda::optimizer_update(st.update, st.rule, params_.data() + offset, grads_.data() + offset, ms_.data() + offset,
+                                   mom_.data() + offset, static_cast<long long>(count), q);
         cuda::sum_squares(params_.data(), static_cast<long long>(p.storage), partial_.data(), norm_.data(), q);
         CTNET_CUDA(cudaMemcpyAsync(norm_host_.data(), norm_.data(), sizeof(double), cudaMemcpyDeviceToHost, q));
         sync();

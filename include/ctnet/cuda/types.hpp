@@ -5,12 +5,7 @@
 // the kernels are built from can be tested on a machine without a GPU or a CUDA toolkit.
 #pragma once
 
-// A function for the host and the device: nvcc compiles it for both, a host compiler as inline.
-#if defined(__CUDACC__)
-#define CTNET_HD __host__ __device__ __forceinline__
-#else
-#define CTNET_HD inline
-#endif
+#include "../core/hd.hpp"  // CTNET_HD
 
 namespace ctnet::cuda {
 

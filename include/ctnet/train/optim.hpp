@@ -18,7 +18,8 @@
 //   moving_average   tf.train.ExponentialMovingAverage(decay, num_updates): shadow = d * shadow +
 //                    (1 - d) * p, d = min(decay, (1 + n) / (10 + n)), n = averaging updates before
 //                    this one; {.warmup = false}: d = decay (TF without num_updates)
-// Weight decay is added to the gradient inside step(), after clipping, as torch does.
+// Weight decay is added to the gradient inside step(), after clipping, as torch does. The
+// per-element arithmetic of the three rules is train/update.hpp's, which the GPU trainer runs too.
 // Requires: params / grads of one network's storage, ranges from trainable_ranges<Net>().
 // Guarantees: entries outside the ranges (running statistics) are never touched; state is plain
 // float vectors with names, so checkpoints save and restore it exactly.
@@ -36,6 +37,7 @@
 
 #include "../core/error.hpp"
 #include "../graph/params.hpp"
+#include "update.hpp"
 
 namespace ctnet {
 
@@ -151,64 +153,56 @@ public:
                         std::to_string(grads.size()) + " gradients");
         if (momentum_.empty()) {
             momentum_.assign(params.size(), 0.0F);
-            square_.assign(params.size(), kind_ == kind::rmsprop && rms_.style == rmsprop_style::tensorflow ? 1.0F : 0.0F);
+            square_.assign(params.size(), initial_mean_square(update()));
         } else if (momentum_.size() != params.size()) {
             throw error("ctnet: optimizer: state for " + std::to_string(momentum_.size()) + " parameters, given " +
                         std::to_string(params.size()));
         }
-        const bool first = steps_ == 0;
+        const update_rule u = rule(lr, weight_decay);
         unsigned bad = 0;  // an integer OR: a reduction the compiler may vectorise (a float sum it may not reorder)
-        const auto non_finite = [](float v) { return static_cast<unsigned>(!(std::fabs(v) <= std::numeric_limits<float>::max())); };
-        // One loop per kind, each branch-free per element so the compiler vectorises it (the
-        // project's programs build with -fno-math-errno, which lets sqrt vectorise); the same
-        // arithmetic in double as before, element by element.
-        for (const param_range& r : ranges) {
-            float* p = params.data() + r.offset;
-            const float* gr = grads.data() + r.offset;
-            float* mom = momentum_.data() + r.offset;
-            float* ms = square_.data() + r.offset;
-            const std::size_t n = r.count;
-            if (kind_ == kind::sgd) {
-                const double mu = sgd_.momentum;
-                const bool plain = mu == 0.0, nesterov = sgd_.nesterov;
-                for (std::size_t j = 0; j < n; ++j) {
-                    const double g = static_cast<double>(gr[j]) + weight_decay * p[j];
-                    const double buf = first ? g : mu * mom[j] + g;
-                    mom[j] = static_cast<float>(buf);
-                    const double d = plain ? g : nesterov ? g + mu * buf : buf;
-                    p[j] = static_cast<float>(p[j] - lr * d);
-                    bad |= non_finite(p[j]);
-                }
-            } else if (rms_.style == rmsprop_style::tensorflow) {
-                const double decay = rms_.decay, mu = rms_.momentum, eps = rms_.eps;
-                for (std::size_t j = 0; j < n; ++j) {
-                    const double g = static_cast<double>(gr[j]) + weight_decay * p[j];
-                    const double s = decay * ms[j] + (1.0 - decay) * g * g;
-                    ms[j] = static_cast<float>(s);
-                    const double m = mu * mom[j] + lr * g / std::sqrt(s + eps);
-                    mom[j] = static_cast<float>(m);
-                    p[j] = static_cast<float>(p[j] - m);
-                    bad |= non_finite(p[j]);
-                }
-            } else {
-                const double decay = rms_.decay, mu = rms_.momentum, eps = rms_.eps;
-                const bool with_momentum = mu > 0.0;
-                for (std::size_t j = 0; j < n; ++j) {
-                    const double g = static_cast<double>(gr[j]) + weight_decay * p[j];
-                    const double s = decay * ms[j] + (1.0 - decay) * g * g;
-                    ms[j] = static_cast<float>(s);
-                    const double q = g / (std::sqrt(s) + eps);
-                    const double buf = mu * mom[j] + q;
-                    mom[j] = static_cast<float>(buf);
-                    p[j] = static_cast<float>(p[j] - lr * (with_momentum ? buf : q));
-                    bad |= non_finite(p[j]);
+        // One loop per rule (train/update.hpp, which the GPU trainer's kernel runs too), each
+        // branch-free per element so the compiler vectorises it (the project's programs build
+        // with -fno-math-errno, which lets sqrt vectorise).
+        const auto over = [&]<update_kind K>() {
+            for (const param_range& r : ranges) {
+                float* p = params.data() + r.offset;
+                const float* g = grads.data() + r.offset;
+                float* mom = momentum_.data() + r.offset;
+                float* ms = square_.data() + r.offset;
+                for (std::size_t j = 0; j < r.count; ++j) {
+                    p[j] = update_one<K>(u, p[j], g[j], ms[j], mom[j]);
+                    bad |= static_cast<unsigned>(!(std::fabs(p[j]) <= std::numeric_limits<float>::max()));
                 }
             }
+        };
+        switch (update()) {
+            case update_kind::sgd: over.template operator()<update_kind::sgd>(); break;
+            case update_kind::rmsprop_tf: over.template operator()<update_kind::rmsprop_tf>(); break;
+            case update_kind::rmsprop_torch: over.template operator()<update_kind::rmsprop_torch>(); break;
         }
         ++steps_;
         return bad == 0;
     }
 
+    // The rule of train/update.hpp this optimizer runs, and its settings for one step (lr,
+    // weight decay); the GPU trainer's update kernel takes the same two.
+    [[nodiscard]] update_kind update() const {
+        if (kind_ == kind::sgd) return update_kind::sgd;
+        return rms_.style == rmsprop_style::tensorflow ? update_kind::rmsprop_tf : update_kind::rmsprop_torch;
+    }
+    [[nodiscard]] update_rule rule(double lr, double weight_decay) const {
+        update_rule u{.lr = lr, .weight_decay = weight_decay};
+        if (kind_ == kind::sgd) {
+            u.momentum = sgd_.momentum;
+            u.nesterov = sgd_.nesterov;
+            u.first = steps_ == 0;
+        } else {
+            u.momentum = rms_.momentum;
+            u.decay = rms_.decay;
+            u.eps = rms_.eps;
+        }
+        return u;
+    }
     [[nodiscard]] kind type() const { return kind_; }
     [[nodiscard]] rmsprop_options rmsprop_settings() const { return rms_; }
     [[nodiscard]] sgd_options sgd_settings() const { return sgd_; }

@@ -127,9 +127,10 @@ concept device_trainer = T::device_resident;
 
 // The same step on the device (with options::comm, data parallel: the gradients averaged over the
 // ranks and the losses and hits their means and sum, as data_parallel_step). The optimizer's and
-// the average's host vectors are the device state's shadows: set from them on the first step (a resumed run), stale until sync_host. Only
-// tf.train.RMSPropOptimizer and clipping by global norm run there so far, over every trainable
-// tensor (ranges must be trainable_ranges<Net>()).
+// the average's host vectors are the device state's shadows: set from them on the first step (a
+// resumed run), stale until sync_host. Every optimizer runs there (train/update.hpp's arithmetic);
+// clipping by global norm, not by value; over every trainable tensor (ranges must be
+// trainable_ranges<Net>()).
 template <class Net, class B>
     requires device_trainer<trainer<Net, B>>
 step_result train_step(trainer<Net, B>& t, optimizer& opt, std::span<const param_range> ranges, std::span<const float> x,
@@ -139,17 +140,13 @@ step_result train_step(trainer<Net, B>& t, optimizer& opt, std::span<const param
                     [](const param_range& a, const param_range& b) { return a.offset == b.offset && a.count == b.count; }))
         throw error("ctnet: train_step: on the GPU every trainable tensor is updated (trainable_ranges<Net>()); "
                     "other ranges (frozen layers) are not supported there yet");
-    const rmsprop_options o = opt.rmsprop_settings();
-    if (opt.type() != optimizer::kind::rmsprop || o.style != rmsprop_style::tensorflow)
-        throw error("ctnet: train_step: on the GPU only RMSProp with TensorFlow's semantics runs so far (--optim rmsprop)");
     if (r.clip_value > 0.0) throw error("ctnet: train_step: clipping by value does not run on the GPU yet");
     if (!t.has_optimizer_state() && !opt.momentum().empty()) t.set_optimizer_state(opt.momentum(), opt.mean_square());
     if (ema != nullptr && !t.has_average() && !ema->shadow().empty()) t.set_average(ema->shadow());
     const bool counted = ema != nullptr && !ema->shadow().empty();  // the first update copies and is not counted
     const typename trainer<Net, B>::step_settings st{
         .smoothing = r.label_smoothing, .aux_weight = Net::program.has_aux ? r.aux_weight : 0.0,
-        .weight_decay = r.weight_decay, .clip_norm = r.clip_norm, .lr = lr, .decay = o.decay, .momentum = o.momentum,
-        .eps = o.eps, .average = ema != nullptr,
+        .clip_norm = r.clip_norm, .update = opt.update(), .rule = opt.rule(lr, r.weight_decay), .average = ema != nullptr,
         .average_decay = counted ? static_cast<float>(ema->decay_at(ema->updates())) : 0.0F};
     const auto d = t.step(x, labels, st);
     if (d.bad_sample >= 0)
@@ -165,7 +162,7 @@ step_result train_step(trainer<Net, B>& t, optimizer& opt, std::span<const param
     }
     if (opt.momentum().empty()) {  // the host shadows now exist; to_host fills them
         opt.momentum().assign(Net::program.storage, 0.0F);
-        opt.mean_square().assign(Net::program.storage, 1.0F);
+        opt.mean_square().assign(Net::program.storage, initial_mean_square(opt.update()));
     }
     opt.set_steps(opt.steps() + 1);
     if (!d.params_finite) {
