@@ -10,10 +10,12 @@
 # under compute-sanitizer memcheck, the NCCL one-rank test, gpu_bench (ctnet's engines x
 # precisions, with and without host copies, batch 1/32/128/256), PyTorch on the same GPU (python3
 # with torch), the training step (gpu_train_bench against bench/gpu_torch_train.py, batch 32 and
-# 128), the CLI's `ctnet bench --train --backend cuda` (batch 32) and a short Fashion-MNIST run
-# of `ctnet train --backend cuda` (data copied into gpu-bin/
-# by the build), then the tables. Logs in LOG_DIR (default /tmp/gpu-logs). Exit status 1 when a
-# test, memcheck, the benchmark's agreement check or the training run failed.
+# 128), the CLI's `ctnet bench --train --backend cuda` (batch 32), a short Fashion-MNIST run of
+# `ctnet train --backend cuda` (data copied into gpu-bin/ by the build), last the GPU trainer
+# against torch autograd (two Inception v3 steps; the references made there by
+# tools/train_reference.py on the CPU cores), then the tables. Logs in LOG_DIR (default
+# /tmp/gpu-logs). Exit status 1 when a test, memcheck, the benchmark's agreement check or the
+# training run failed.
 set -u
 cd "$(dirname "$0")/.."
 B=${BIN:-gpu-bin}
@@ -23,10 +25,10 @@ if [ "${1:-run}" = build ]; then
   cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCTNET_CUDA=ON -DCTNET_NATIVE=OFF \
         -DCMAKE_CXX_FLAGS=-march=x86-64-v3 -DCMAKE_CUDA_ARCHITECTURES=90 -DCTNET_BUILD_EXAMPLES=OFF > build-gpu/configure.log
   grep -E "cuDNN engine" build-gpu/configure.log || true
-  cmake --build build-gpu -j "${JOBS:-2}" --target ctnet_cuda_tests gpu_bench gpu_train_bench ctnet_tool
+  cmake --build build-gpu -j "${JOBS:-2}" --target ctnet_cuda_tests ctnet_cuda_parity_tests gpu_bench gpu_train_bench ctnet_tool
   cmake --build build-gpu -j "${JOBS:-2}" --target ctnet_nccl_tests || echo "(no NCCL: ctnet_nccl_tests not built)"
   mkdir -p "$B/lib"
-  cp build-gpu/tests/ctnet_cuda_tests build-gpu/bench/gpu_bench build-gpu/bench/gpu_train_bench build-gpu/apps/ctnet/ctnet "$B/"
+  cp build-gpu/tests/ctnet_cuda_tests build-gpu/tests/ctnet_cuda_parity_tests build-gpu/bench/gpu_bench build-gpu/bench/gpu_train_bench build-gpu/apps/ctnet/ctnet "$B/"
   mkdir -p "$B/fashion" && cp /usr/share/datasets/fashion-mnist/*.gz "$B/fashion/"  # 30 MB: the GPU machine has no Debian packages
   [ -x build-gpu/tests/ctnet_nccl_tests ] && cp build-gpu/tests/ctnet_nccl_tests "$B/"
   cp -L /usr/local/cuda/lib64/libcudart.so.13 "$B/lib/"
@@ -54,7 +56,7 @@ done
 export LD_LIBRARY_PATH="${libs#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export PATH="$PATH:/usr/local/cuda/bin"  # compute-sanitizer
 chmod +x "$B"/* 2> /dev/null
-for x in ctnet_cuda_tests gpu_bench gpu_train_bench ctnet; do
+for x in ctnet_cuda_tests ctnet_cuda_parity_tests gpu_bench gpu_train_bench ctnet; do
   if ldd "$B/$x" | grep -q "not found"; then note "$x: missing libraries:"; ldd "$B/$x" | grep "not found" | tee -a "$LOG_DIR/summary.txt"; fi
 done
 
@@ -126,6 +128,23 @@ timeout -k 5 "$(budget "${FASHION_S:-120}")" "$B/ctnet" train --backend cuda --d
   --epochs "${FASHION_EPOCHS:-2}" --batch 64 --threads 8 > "$LOG_DIR/fashion.txt" 2>&1
 rc=$?; [ $rc = 0 ] || status=1
 note "ctnet train --backend cuda rc=$rc in $(( $(date +%s) - t0 )) s: $(grep -E '^epoch|^final' "$LOG_DIR/fashion.txt" | tr '\n' ' ')"
+
+echo "== the GPU trainer against torch autograd (tools/train_reference.py's two Inception v3 steps, fp32)"
+t0=$(date +%s)
+# The references (about 800 MB) are made here by this machine's torch on its CPU cores.
+PYTHONUNBUFFERED=1 timeout -k 5 "$(budget "${TRAIN_REF_S:-100}")" "$PY" tools/train_reference.py "$LOG_DIR/train_ref" \
+  --threads "$(nproc)" > "$LOG_DIR/train_reference.log" 2>&1
+rc=$?
+if [ $rc = 0 ]; then
+  CTNET_TRAIN_PARITY_DIR="$LOG_DIR/train_ref" timeout -k 5 "$(budget "${PARITY_S:-60}")" "$B/ctnet_cuda_parity_tests" -s \
+    > "$LOG_DIR/cuda_train_parity.log" 2>&1
+  rc=$?
+fi
+[ $rc = 0 ] || status=1
+note "cuda train parity rc=$rc in $(( $(date +%s) - t0 )) s"
+grep -hE "^train parity|^train reference|convolutions:|test cases|FAILED|ERROR" "$LOG_DIR/train_reference.log" "$LOG_DIR/cuda_train_parity.log" 2> /dev/null |
+  sed -E 's/^.*MESSAGE: //' | head -30 | tee -a "$LOG_DIR/summary.txt"
+rm -rf "$LOG_DIR/train_ref"  # too large to bring back
 
 echo "== summary"
 cat "$LOG_DIR/summary.txt"

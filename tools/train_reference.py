@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Two training steps of torchvision's Inception v3 under torch autograd, for ctnet's step parity.
 
-    /usr/bin/python3 tools/train_reference.py OUT_DIR [--batch 2] [--seed S]
+    /usr/bin/python3 tools/train_reference.py OUT_DIR [--batch 2] [--seed S] [--threads 2]
 
 Each step is the paper's recipe: training mode with the auxiliary head, label smoothing 0.1 on
 both heads, total loss = main + 0.4 * aux, gradients clipped to a global norm of 2.0, then
@@ -113,8 +113,9 @@ def main():
     ap.add_argument("out_dir")
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1512)
+    ap.add_argument("--threads", type=int, default=2, help="torch's CPU threads (the GPU check uses its machine's)")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     os.makedirs(args.out_dir, exist_ok=True)
     classes = 1000
     model = random_model(args.seed, classes)
