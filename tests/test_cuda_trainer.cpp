@@ -34,6 +34,7 @@
 #include <ctnet/train/step.hpp>
 
 #include "check.hpp"
+#include "cuda_one_rank.hpp"
 #include "train_nets.hpp"
 
 using namespace ctnet;
@@ -331,58 +332,21 @@ private:
     int r_;
 };
 
-// every_layer_logits without its dropout: each rank draws its own masks, so a run with dropout
-// differs from one rank's (train/distributed.hpp says so).
-using no_dropout = network<shape{3, 9, 8},
-    seq<transform_input,
-        node<"stem", seq<node<"conv", conv<5, k<3>, stride<2>, pad<1>, bias<true>>>, node<"bn", batch_norm<>>, relu>>,
-        node<"mix", concat<node<"a", conv<4, k<1>>>,
-                           seq<node<"b1", cbr<3, k<1, 3>, pad<0, 1>>>, node<"b2", cbr<4, k<3, 1>, pad<1, 0>>>>,
-                           max_pool<k<3>, stride<1>, pad<1>>,
-                           seq<avg_pool<k<3>, stride<1>, pad<1>, count_pad<false>>, node<"p", conv<2, k<1>>>>>>,
-        aux<"aux", seq<avg_pool<k<2>, stride<2>>, node<"c", cbr<3, k<1>>>, global_avg_pool, flatten,
-                       node<"fc", linear<3, 4>>>>,
-        avg_pool<k<2>, stride<1>>, node<"down", cbr<6, k<2>, stride<2>>>, global_avg_pool, flatten,
-        node<"fc1", linear<6, 7>>, node<"bnf", batch_norm<>>, relu, node<"fc2", linear<7, 4, bias<false>>>>>;
-
 }  // namespace
 
 TEST_CASE("cuda trainer: one rank through a communicator (staged, sync BN, small buckets) repeats the plain trainer's bits") {
-    // On one rank the sync-BN kernels do the local kernels' arithmetic (the same operations in
-    // the same order) and the average divides by 1, so the bits must match: this holds the
-    // sync-BN kernels and the staged copies (a bucket read back before its copy to the host
-    // finished) to the plain path. A bucket left out or started twice changes nothing on one
-    // rank; the 2-rank case below catches those.
     if (!gpu_here()) return;
-    using Net = no_dropout;
-    constexpr shape in = input_shape_v<Net>;
-    weights<Net> w0;
-    init_seeded(w0, 12, true);
-    weights<Net> wa = w0, wb = w0;
-    optimizer oa = optimizer::rmsprop(), ob = optimizer::rmsprop();
-    const auto ranges = trainable_ranges<Net>();
     single_process host;
     cuda::staged_communicator comm{host};
-    trainer<Net, backend::cuda> ta{wa, {.precision = cuda::precision::fp32}};
-    trainer<Net, backend::cuda> tb{wb, {.precision = cuda::precision::fp32, .comm = &comm, .sync_bn = true, .bucket_bytes = 64}};
-    const std::vector<int> labels{0, 1, 2, 3, 1};
-    for (int s = 0; s < 2; ++s) {
-        const auto x = random_vector(5 * in.size(), 90 + static_cast<std::uint64_t>(s));
-        const step_result a = train_step(ta, oa, ranges, x, labels, recipe{}, 0.01);
-        const step_result b = train_step(tb, ob, ranges, x, labels, recipe{}, 0.01);
-        CHECK(a.loss == b.loss);
-        CHECK(a.grad_norm == b.grad_norm);
-    }
-    sync_host(ta, oa, nullptr);
-    sync_host(tb, ob, nullptr);
-    CHECK(std::equal(wa.data().begin(), wa.data().end(), wb.data().begin()));
-    CHECK(oa.mean_square() == ob.mean_square());
+    test::check_one_rank_bits(comm, 12);  // the staged copies: a bucket read back before its copy to the host finished
+    using Net = every_layer_no_dropout;
+    weights<Net> wa;
     CHECK_THROWS_WITH_AS((trainer<Net, backend::cuda>{wa, {.sync_bn = true}}), doctest::Contains("sync_bn needs a communicator"), error);
 }
 
 TEST_CASE("cuda trainer: 2 ranks on one GPU (sync BN, staged transport) compute what 1 rank computes on the whole batch") {
     if (!gpu_here()) return;
-    using Net = no_dropout;
+    using Net = every_layer_no_dropout;
     constexpr shape in = input_shape_v<Net>;
     constexpr int batch = 8, half = batch / 2, steps = 3;
     weights<Net> w0;

@@ -14,10 +14,8 @@
 
 #include <ctnet/cuda/runtime.hpp>
 #include <ctnet/cuda/nccl.hpp>
-#include <ctnet/cuda/trainer.hpp>
-#include <ctnet/train/step.hpp>
 
-#include "train_nets.hpp"
+#include "cuda_one_rank.hpp"
 
 using namespace ctnet;
 
@@ -62,38 +60,15 @@ TEST_CASE("nccl_communicator: one rank keeps device data through every collectiv
 }
 
 TEST_CASE("nccl_communicator: one rank as a trainer's device communicator repeats the plain trainer's bits") {
-    // Averages over one rank (ncclAvg) and sync BN's sums leave everything as it is, so the bits
-    // must match: this holds the stream ordering (the update reading a bucket before NCCL's
-    // stream finished it) and the sync-BN kernels to the plain path. A bucket left out or
-    // started twice changes nothing on one rank; that needs two GPUs.
+    // ncclAvg over one rank leaves everything as it is (tests/cuda_one_rank.hpp); a bucket left
+    // out or started twice needs two GPUs to show.
     if (cuda::device_count() == 0) {
         MESSAGE("skipped: no CUDA device on this machine");
         return;
     }
-    using Net = test_nets::every_layer_logits;
-    constexpr shape in = input_shape_v<Net>;
     single_process host;
     nccl_communicator comm{host, 0};
-    weights<Net> w0;
-    init_seeded(w0, 13, true);
-    weights<Net> wa = w0, wb = w0;
-    optimizer oa = optimizer::rmsprop(), ob = optimizer::rmsprop();
-    const auto ranges = trainable_ranges<Net>();
-    trainer<Net, backend::cuda> ta{wa, {.precision = cuda::precision::fp32, .seed = 2}};
-    trainer<Net, backend::cuda> tb{wb, {.precision = cuda::precision::fp32, .seed = 2, .comm = &comm, .sync_bn = true, .bucket_bytes = 64}};
-    const std::vector<int> labels{0, 1, 2, 3};
-    rng g{14};
-    for (int s = 0; s < 2; ++s) {
-        std::vector<float> x(4 * in.size());
-        for (float& v : x) v = static_cast<float>(g.normal());
-        const step_result a = train_step(ta, oa, ranges, x, labels, recipe{}, 0.01);
-        const step_result b = train_step(tb, ob, ranges, x, labels, recipe{}, 0.01);
-        CHECK(a.loss == b.loss);
-        CHECK(a.grad_norm == b.grad_norm);
-    }
-    sync_host(ta, oa, nullptr);
-    sync_host(tb, ob, nullptr);
-    CHECK(std::equal(wa.data().begin(), wa.data().end(), wb.data().begin()));
+    test::check_one_rank_bits(comm, 13);
     // The scalar sum over host memory, on one rank: unchanged.
     std::vector<double> v{1.5, -2.0, 3.25};
     comm.sum_host(v);

@@ -11,8 +11,10 @@ struct cbr : seq<node<"conv", conv<Out, Opts...>>, node<"bn", batch_norm<>>, rel
 // Every op kind: transform_input (channel affine), strided / padded / factorized convs with and
 // without bias, batch norm (2-D and 1-D), relu, max and avg pools (with and without padded
 // zeros counted), a concat whose input feeds four branches, an aux head, dropout, linear, and
-// (every_layer) a softmax; every_layer_logits ends at the logits, as train_step wants.
-template <class... Tail>
+// (every_layer) a softmax; every_layer_logits ends at the logits, as train_step wants;
+// every_layer_no_dropout is every_layer_logits without its dropout (data-parallel ranks each draw
+// their own masks, so a run with dropout differs from one rank's: train/distributed.hpp).
+template <class Drop, class... Tail>
 using every_layer_t = network<shape{3, 9, 8},
     seq<transform_input,
         node<"stem", seq<node<"conv", conv<5, k<3>, stride<2>, pad<1>, bias<true>>>, node<"bn", batch_norm<>>, relu>>,
@@ -23,9 +25,10 @@ using every_layer_t = network<shape{3, 9, 8},
         aux<"aux", seq<avg_pool<k<2>, stride<2>>, node<"c", cbr<3, k<1>>>, global_avg_pool, flatten,
                        node<"fc", linear<3, 4>>>>,
         avg_pool<k<2>, stride<1>>, node<"down", cbr<6, k<2>, stride<2>>>, global_avg_pool, flatten,
-        node<"drop", dropout<>>, node<"fc1", linear<6, 7>>, node<"bnf", batch_norm<>>, relu,
+        Drop, node<"fc1", linear<6, 7>>, node<"bnf", batch_norm<>>, relu,
         node<"fc2", linear<7, 4, bias<false>>>, Tail...>>;
-using every_layer = every_layer_t<softmax>;
-using every_layer_logits = every_layer_t<>;
+using every_layer = every_layer_t<node<"drop", dropout<>>, softmax>;
+using every_layer_logits = every_layer_t<node<"drop", dropout<>>>;
+using every_layer_no_dropout = every_layer_t<identity>;
 
 }  // namespace ctnet::test_nets
