@@ -255,6 +255,48 @@ TEST_CASE("cuda operands: max pool gradient gathers on ceil_mode windows equal t
 }
 
 // ---- The GPU trainer's cuDNN descriptors (cuda/dnn_plan.hpp) -----------------------------------
+TEST_CASE("cuda operands: batch norm's slices tile each channel and the walk finds every value's offset") {
+    // What each block of the batch-norm passes (src/cuda/backward.cuh) reads: the slices of
+    // bn_slice_of cover the channel's n * h * w values once, in order; a thread's walk (start
+    // begin + t, step bn_threads) visits the offsets e / plane * stride + c * plane + e % plane.
+    namespace op = cuda::operands;
+    CHECK(op::bn_blocks(1) == 1);
+    CHECK(op::bn_blocks(4096) == 1);
+    CHECK(op::bn_blocks(4097) == 2);
+    CHECK(op::bn_blocks(128LL * 147 * 147) == op::bn_max_blocks);  // Inception v3's stem at batch 128
+    struct walk_case {
+        int n, c, h, w;
+        long long extra;  // the sample stride's slack (a concat slice)
+    };
+    for (const walk_case k : {walk_case{3, 5, 7, 9, 0}, walk_case{400, 3, 5, 3, 11}, walk_case{5, 2, 64, 67, 4},
+                              walk_case{2, 4, 150, 149, 0}, walk_case{1, 1, 1, 2, 0}, walk_case{128, 2, 8, 8, 64}}) {
+        const int plane = k.h * k.w;
+        const long long count = static_cast<long long>(k.n) * plane;
+        const cuda::view v{nullptr, static_cast<long long>(k.c) * plane + k.extra, k.c, k.h, k.w};
+        const int blocks = op::bn_blocks(count);
+        INFO(k.n << " x " << k.c << "x" << k.h << "x" << k.w << ": " << blocks << " blocks");
+        long long next = 0, visited = 0;
+        bool offsets_right = true;
+        for (int b = 0; b < blocks; ++b) {
+            const op::bn_slice sl = op::bn_slice_of(count, blocks, b);
+            CHECK(sl.begin == next);
+            CHECK(sl.end >= sl.begin);
+            next = sl.end;
+            for (int t = 0; t < op::bn_threads; ++t) {
+                const int c = (b + t) % k.c;
+                op::channel_walk w{sl.begin + t, plane};
+                for (long long e = sl.begin + t; e < sl.end; e += op::bn_threads, w.advance(op::bn_threads)) {
+                    offsets_right = offsets_right && w.offset(v, c) == e / plane * v.stride + static_cast<long long>(c) * plane + e % plane;
+                    ++visited;
+                }
+            }
+        }
+        CHECK(next == count);
+        CHECK(visited == count);
+        CHECK(offsets_right);
+    }
+}
+
 TEST_CASE("cuDNN descriptors: Inception v3's 94 convs in the trainer's layout against torchvision's conv table") {
     // tests/reference/inception_v3_convs.txt (from torchvision's model): name Cin H W Cout KH KW SH SW PH PW.
     using v3 = models::inception_v3<>;

@@ -13,12 +13,14 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ctnet/core/random.hpp>
 #include <ctnet/cpu/backward.hpp>
 #include <ctnet/cpu/reference.hpp>
 #include <ctnet/cuda/launch.hpp>
+#include <ctnet/cuda/operands.hpp>
 #include <ctnet/cuda/runtime.hpp>
 #include <ctnet/train/loss.hpp>
 #include <ctnet/train/optim.hpp>
@@ -144,9 +146,15 @@ TEST_CASE("cuda training: conv input and weight gradients equal the reference's"
 TEST_CASE("cuda training: batch norm with batch statistics, running statistics and its gradient") {
     if (!gpu_present()) return;
     rng g{43};
-    for (const shape s : {shape{5, 7, 9}, shape{300, 2, 2}, shape{3, 35, 35}}) {
-        const int n = 3;
+    // One block per channel (the first three), then several (operands::bn_blocks): slices that
+    // end inside a sample's plane, and planes smaller than a block's stride (a step wraps samples).
+    const std::pair<shape, int> cases[] = {{shape{5, 7, 9}, 3}, {shape{300, 2, 2}, 3}, {shape{3, 35, 35}, 3},
+                                           {shape{2, 64, 67}, 5}, {shape{3, 5, 3}, 400}, {shape{2, 150, 149}, 2}};
+    for (const auto& [s, n] : cases) {
+        INFO("shape " << s.c << "x" << s.h << "x" << s.w << ", batch " << n << ", "
+                      << cuda::operands::bn_blocks(static_cast<long long>(n) * s.h * s.w) << " blocks per channel");
         tensor x{s, n, 4, g}, dy{s, n, 0, g};
+        mirrored<double> scratch{std::vector<double>(cuda::bn_scratch_doubles(s.c, static_cast<long long>(n) * s.h * s.w))};
         const auto c = static_cast<std::size_t>(s.c);
         mirrored<float> params{normal(4 * c, g)};
         for (std::size_t k = 3 * c; k < 4 * c; ++k) params.host[k] = std::fabs(params.host[k]) + 0.5F;  // a variance
@@ -165,7 +173,7 @@ TEST_CASE("cuda training: batch norm with batch statistics, running statistics a
         mirrored<float> y{std::vector<float>(x.m.host.size(), 0.0F)}, mean{std::vector<float>(c)}, invstd{std::vector<float>(c)};
         const cuda::view yv{y.dev.data(), static_cast<long long>(x.stride), s.c, s.h, s.w};
         cuda::batch_norm_train(params.dev.data(), params.dev.data() + c, 1e-3, mom, x.dev(), yv, n, mean.dev.data(),
-                               invstd.dev.data(), params.dev.data() + 2 * c, params.dev.data() + 3 * c, nullptr);
+                               invstd.dev.data(), params.dev.data() + 2 * c, params.dev.data() + 3 * c, scratch.dev.data(), nullptr);
         const std::vector<float> got_y = y.download();
         CHECK(relative(got_y, want_y) < 1e-5);
         CHECK(relative(mean.download(), want_mean) < 1e-5);
@@ -187,7 +195,7 @@ TEST_CASE("cuda training: batch norm with batch statistics, running statistics a
         mirrored<float> dw{std::vector<float>(c, 0.5F)}, db{std::vector<float>(c, -0.5F)};
         mirrored<float> mean_ref{want_mean}, invstd_ref{want_invstd};
         cuda::batch_norm_train_backward(params.dev.data(), mean_ref.dev.data(), invstd_ref.dev.data(), x.dev(), dy.dev(),
-                                        dx.dev(), n, dw.dev.data(), db.dev.data(), nullptr);
+                                        dx.dev(), n, dw.dev.data(), db.dev.data(), scratch.dev.data(), nullptr);
         CHECK(relative(dx.m.download(), want_dx) < 1e-5);
         CHECK(relative(dw.download(), want_dw) < 1e-5);
         CHECK(relative(db.download(), want_db) < 1e-5);
@@ -198,7 +206,7 @@ TEST_CASE("cuda training: batch norm with batch statistics, running statistics a
                                             {want_in_place.data(), dy.stride, s}, n, weight, want_invstd.data(),
                                             unused_w.data(), unused_b.data());
         cuda::batch_norm_train_backward(params.dev.data(), mean_ref.dev.data(), invstd_ref.dev.data(), x.dev(), dy.dev(),
-                                        dy.dev(), n, dw.dev.data(), db.dev.data(), nullptr);
+                                        dy.dev(), n, dw.dev.data(), db.dev.data(), scratch.dev.data(), nullptr);
         CHECK(relative(dy.m.download(), want_in_place) < 1e-5);
     }
 }

@@ -40,115 +40,69 @@ __device__ __forceinline__ long long channel_at(const view& v, int c, long long 
     return e / plane * v.stride + c * plane + e % plane;
 }
 
-// One block per channel: the batch mean and (biased) variance in double, then torch's affine
-// y = x * a + b with a = invstd * weight, b = bias - mean * a (cpu::ref::batch_norm_train);
-// writes mean and invstd = 1 / sqrt(var + eps), and when running_mean / running_var are given
-// updates them as the CPU trainer does (unbiased variance).
-__global__ void batch_norm_train(const float* weight, const float* bias, double eps, float momentum, view x, view y,
-                                 int n, float* mean_out, float* invstd_out, float* running_mean, float* running_var) {
-    __shared__ double red[reduce_threads];
-    const int c = static_cast<int>(blockIdx.x), t = static_cast<int>(threadIdx.x);
-    const long long count = static_cast<long long>(n) * x.h * x.w;
+// Training-mode batch norm in passes over a grid of (blocks, channels), blocks =
+// operands::bn_blocks(n * h * w): each block reduces its slice of its channel (bn_slice_of) to
+// partial sums in double, written to part[c * blocks + b]; the next pass adds a channel's
+// partials in block order. A sync BN all-reduces the partials between the passes (the sums of
+// every rank's blocks b, then over b: the same order on every rank, and on one rank exactly the
+// local arithmetic). `ranks` multiplies the local count (equal shards). cpu/sync_batch_norm.hpp's
+// arithmetic: the mean, then the squared deviations from it, then y = x * a + b with
+// a = invstd * weight, b = bias - mean * a (cpu::ref::batch_norm_train).
+__device__ __forceinline__ double channel_total(const double* part, int blocks, int c) {
     double s = 0.0;
-    for (long long e = t; e < count; e += reduce_threads) s += x.data[channel_at(x, c, e)];
-    const double mean = block_sum(s, red) / static_cast<double>(count);
-    double q = 0.0;
-    for (long long e = t; e < count; e += reduce_threads) {
-        const double d = x.data[channel_at(x, c, e)] - mean;
-        q += d * d;
-    }
-    const auto var = static_cast<float>(block_sum(q, red) / static_cast<double>(count));
-    const auto invstd = static_cast<float>(1.0 / sqrt(static_cast<double>(var) + eps));
-    const float a = invstd * weight[c];
-    const float b = bias[c] - static_cast<float>(mean) * a;
-    for (long long e = t; e < count; e += reduce_threads) y.data[channel_at(y, c, e)] = x.data[channel_at(x, c, e)] * a + b;
-    if (t == 0) {
-        mean_out[c] = static_cast<float>(mean);
-        invstd_out[c] = invstd;
-        if (running_mean != nullptr) {
-            const float unbias = static_cast<float>(count) / static_cast<float>(count - 1);
-            running_mean[c] = (1.0F - momentum) * running_mean[c] + momentum * static_cast<float>(mean);
-            running_var[c] = (1.0F - momentum) * running_var[c] + momentum * var * unbias;
-        }
-    }
+    for (int b = 0; b < blocks; ++b) s += part[c * blocks + b];
+    return s;
 }
 
-// One block per channel: sum(dy) and sum(dy * xhat) in double with xhat = (x - mean) * invstd,
-// then dx (+)= weight * invstd / m * (m * dy - sum - xhat * dot); dweight += dot, dbias += sum.
-// In place (dx == dy) allowed; dx.data may be null.
-__global__ void batch_norm_train_backward(const float* weight, const float* mean, const float* invstd, view x, view dy,
-                                          view dx, int n, float* dweight, float* dbias) {
-    __shared__ double red[reduce_threads];
-    const int c = static_cast<int>(blockIdx.x), t = static_cast<int>(threadIdx.x);
-    const long long count = static_cast<long long>(n) * x.h * x.w;
-    double s = 0.0, d = 0.0;
-    for (long long e = t; e < count; e += reduce_threads) {
-        const double g = dy.data[channel_at(dy, c, e)];
-        const float xhat = (x.data[channel_at(x, c, e)] - mean[c]) * invstd[c];
-        s += g;
-        d += g * xhat;
-    }
-    const double sum = block_sum(s, red), dot = block_sum(d, red);
-    if (t == 0) {
-        dweight[c] += static_cast<float>(dot);
-        dbias[c] += static_cast<float>(sum);
-    }
-    if (dx.data == nullptr) return;
-    const bool in_place = dx.data == dy.data;
-    const double m = static_cast<double>(count), k = static_cast<double>(weight[c]) * invstd[c] / m;
-    for (long long e = t; e < count; e += reduce_threads) {
-        const float xhat = (x.data[channel_at(x, c, e)] - mean[c]) * invstd[c];
-        float* out = dx.data + channel_at(dx, c, e);
-        const auto v = static_cast<float>(k * (m * dy.data[channel_at(dy, c, e)] - sum - xhat * dot));
-        *out = in_place ? v : *out + v;
-    }
+static_assert(operands::bn_threads == reduce_threads, "batch norm's blocks reduce with block_sum");
+
+// f(w) for each value w of this block's slice of its channel (blockIdx.y), walked with a stride
+// of the block's threads (the order every run keeps).
+template <class F>
+__device__ __forceinline__ void over_slice(int n, int plane, F f) {
+    const operands::bn_slice sl =
+        operands::bn_slice_of(static_cast<long long>(n) * plane, static_cast<int>(gridDim.x), static_cast<int>(blockIdx.x));
+    operands::channel_walk w{sl.begin + threadIdx.x, plane};
+    for (long long e = sl.begin + threadIdx.x; e < sl.end; e += reduce_threads, w.advance(reduce_threads)) f(w);
 }
 
-// Batch norm over several ranks (the trainer's sync_bn): the passes of batch_norm_train and
-// its gradient cut where the per-channel sums are all-reduced, with the arithmetic of
-// cpu/sync_batch_norm.hpp. One block per channel. sums: C sums of x, then the count of values
-// per channel (block 0 writes it); sq: C sums of squared deviations from the (global) mean.
-__global__ void bn_channel_sums(view x, int n, double* sums) {
+__global__ void bn_sums(view x, int n, double* part) {
     __shared__ double red[reduce_threads];
-    const int c = static_cast<int>(blockIdx.x), t = static_cast<int>(threadIdx.x);
-    const long long count = static_cast<long long>(n) * x.h * x.w;
+    const int blocks = static_cast<int>(gridDim.x), c = static_cast<int>(blockIdx.y);
     double s = 0.0;
-    for (long long e = t; e < count; e += reduce_threads) s += x.data[channel_at(x, c, e)];
+    over_slice(n, x.h * x.w, [&](const operands::channel_walk& w) { s += x.data[w.offset(x, c)]; });
     const double total = block_sum(s, red);
-    if (t == 0) {
-        sums[c] = total;
-        if (c == 0) sums[x.c] = static_cast<double>(count);
-    }
+    if (threadIdx.x == 0) part[c * blocks + static_cast<int>(blockIdx.x)] = total;
 }
 
-__global__ void bn_squared_deviations(view x, int n, const double* sums, double* sq) {
+__global__ void bn_squared_deviations(view x, int n, int ranks, const double* part, double* sq) {
     __shared__ double red[reduce_threads];
-    const int c = static_cast<int>(blockIdx.x), t = static_cast<int>(threadIdx.x);
-    const long long count = static_cast<long long>(n) * x.h * x.w;
-    const double mean = sums[c] / sums[x.c];
+    const int blocks = static_cast<int>(gridDim.x), c = static_cast<int>(blockIdx.y);
+    const double m = static_cast<double>(n) * x.h * x.w * ranks;
+    const double mean = channel_total(part, blocks, c) / m;
     double q = 0.0;
-    for (long long e = t; e < count; e += reduce_threads) {
-        const double d = x.data[channel_at(x, c, e)] - mean;
+    over_slice(n, x.h * x.w, [&](const operands::channel_walk& w) {
+        const double d = x.data[w.offset(x, c)] - mean;
         q += d * d;
-    }
+    });
     const double total = block_sum(q, red);
-    if (t == 0) sq[c] = total;
+    if (threadIdx.x == 0) sq[c * blocks + static_cast<int>(blockIdx.x)] = total;
 }
 
-// y = x * a + b from the global statistics (the count: sums[C]); the running statistics with
-// the global count, as batch_norm_train does with its own.
-__global__ void bn_apply(const float* weight, const float* bias, double eps, float momentum, const double* sums,
+// y = x * a + b over this block's slice; block 0 of each channel writes mean and invstd and
+// updates the running statistics (unbiased variance, the global count) as the CPU trainer.
+__global__ void bn_apply(const float* weight, const float* bias, double eps, float momentum, int ranks, const double* part,
                          const double* sq, view x, view y, int n, float* mean_out, float* invstd_out, float* running_mean,
                          float* running_var) {
-    const int c = static_cast<int>(blockIdx.x), t = static_cast<int>(threadIdx.x);
-    const long long count = static_cast<long long>(n) * x.h * x.w;
-    const double m = sums[x.c], mean = sums[c] / m;
-    const auto var = static_cast<float>(sq[c] / m);
+    const int blocks = static_cast<int>(gridDim.x), b = static_cast<int>(blockIdx.x), c = static_cast<int>(blockIdx.y);
+    const int plane = x.h * x.w;
+    const double m = static_cast<double>(n) * plane * ranks, mean = channel_total(part, blocks, c) / m;
+    const auto var = static_cast<float>(channel_total(sq, blocks, c) / m);
     const auto invstd = static_cast<float>(1.0 / sqrt(static_cast<double>(var) + eps));
     const float a = invstd * weight[c];
-    const float b = bias[c] - static_cast<float>(mean) * a;
-    for (long long e = t; e < count; e += reduce_threads) y.data[channel_at(y, c, e)] = x.data[channel_at(x, c, e)] * a + b;
-    if (t == 0) {
+    const float shift = bias[c] - static_cast<float>(mean) * a;
+    over_slice(n, plane, [&](const operands::channel_walk& w) { y.data[w.offset(y, c)] = x.data[w.offset(x, c)] * a + shift; });
+    if (b == 0 && threadIdx.x == 0) {
         mean_out[c] = static_cast<float>(mean);
         invstd_out[c] = invstd;
         if (running_mean != nullptr) {
@@ -159,44 +113,50 @@ __global__ void bn_apply(const float* weight, const float* bias, double eps, flo
     }
 }
 
-// This rank's sum(dy) and sum(dy * xhat) into sums[c] and sums[C + c]; dweight += dot and
-// dbias += sum (this rank's: the gradient all-reduce averages them).
-__global__ void bn_grad_sums(const float* mean, const float* invstd, view x, view dy, int n, double* sums, float* dweight,
-                             float* dbias) {
+// The gradient's partial sums: sum(dy) into part[c * blocks + b], sum(dy * xhat) into
+// part[(C + c) * blocks + b], xhat = (x - mean) * invstd in float.
+__global__ void bn_grad_sums(const float* mean, const float* invstd, view x, view dy, int n, double* part) {
     __shared__ double red[reduce_threads];
-    const int c = static_cast<int>(blockIdx.x), t = static_cast<int>(threadIdx.x);
-    const long long count = static_cast<long long>(n) * x.h * x.w;
+    const int blocks = static_cast<int>(gridDim.x), b = static_cast<int>(blockIdx.x), c = static_cast<int>(blockIdx.y);
+    const float mc = mean[c], ic = invstd[c];
     double s = 0.0, d = 0.0;
-    for (long long e = t; e < count; e += reduce_threads) {
-        const double g = dy.data[channel_at(dy, c, e)];
-        const float xhat = (x.data[channel_at(x, c, e)] - mean[c]) * invstd[c];
+    over_slice(n, x.h * x.w, [&](const operands::channel_walk& w) {
+        const double g = dy.data[w.offset(dy, c)];
+        const float xhat = (x.data[w.offset(x, c)] - mc) * ic;
         s += g;
         d += g * xhat;
-    }
+    });
     const double sum = block_sum(s, red), dot = block_sum(d, red);
-    if (t == 0) {
-        dweight[c] += static_cast<float>(dot);
-        dbias[c] += static_cast<float>(sum);
-        sums[c] = sum;
-        sums[x.c + c] = dot;
+    if (threadIdx.x == 0) {
+        part[c * blocks + b] = sum;
+        part[(x.c + c) * blocks + b] = dot;
     }
 }
 
-// dx (+)= weight * invstd / m * (m * dy - sum - xhat * dot) with the global sums and count
-// (*count). In place allowed.
-__global__ void bn_input_grad(const float* weight, const float* mean, const float* invstd, const double* sums,
-                              const double* count_at, view x, view dy, view dx, int n) {
-    const int c = static_cast<int>(blockIdx.x), t = static_cast<int>(threadIdx.x);
-    const long long count = static_cast<long long>(n) * x.h * x.w;
-    const double m = *count_at, sum = sums[c], dot = sums[x.c + c];
-    const bool in_place = dx.data == dy.data;
-    const double k = static_cast<double>(weight[c]) * invstd[c] / m;
-    for (long long e = t; e < count; e += reduce_threads) {
-        const float xhat = (x.data[channel_at(x, c, e)] - mean[c]) * invstd[c];
-        float* out = dx.data + channel_at(dx, c, e);
-        const auto v = static_cast<float>(k * (m * dy.data[channel_at(dy, c, e)] - sum - xhat * dot));
-        *out = in_place ? v : *out + v;
+// dweight += dot and dbias += sum from this rank's partials (`local`: the gradient all-reduce
+// averages them), by block 0 of each channel; then over the block's slice dx (+)= weight *
+// invstd / m * (m * dy - sum - xhat * dot) with every rank's sums (`global`; the same memory
+// without sync BN) and the global count. In place allowed; dx.data may be null.
+__global__ void bn_input_grad(const float* weight, const float* mean, const float* invstd, int ranks, const double* local,
+                              const double* global, view x, view dy, view dx, int n, float* dweight, float* dbias) {
+    const int blocks = static_cast<int>(gridDim.x), b = static_cast<int>(blockIdx.x), c = static_cast<int>(blockIdx.y);
+    if (b == 0 && threadIdx.x == 0) {
+        dweight[c] += static_cast<float>(channel_total(local, blocks, x.c + c));
+        dbias[c] += static_cast<float>(channel_total(local, blocks, c));
     }
+    if (dx.data == nullptr) return;
+    const int plane = x.h * x.w;
+    const double m = static_cast<double>(n) * plane * ranks;
+    const double sum = channel_total(global, blocks, c), dot = channel_total(global, blocks, x.c + c);
+    const float mc = mean[c], ic = invstd[c];
+    const double k = static_cast<double>(weight[c]) * ic / m;
+    const bool in_place = dx.data == dy.data;
+    over_slice(n, plane, [&](const operands::channel_walk& w) {
+        const float xhat = (x.data[w.offset(x, c)] - mc) * ic;
+        float* out = dx.data + w.offset(dx, c);
+        const auto v = static_cast<float>(k * (m * dy.data[w.offset(dy, c)] - sum - xhat * dot));
+        *out = in_place ? v : *out + v;
+    });
 }
 
 // dx (+)= dy where y > 0. In place allowed.

@@ -142,61 +142,65 @@ void copy(view x, view y, int n, cudaStream_t s) {
     over(kernels::copy, "copy", total, 256, s, x, y, total);
 }
 
-void batch_norm_train(const float* weight, const float* bias, double eps, float momentum, view x, view y, int n,
-                      float* mean, float* invstd, float* running_mean, float* running_var, cudaStream_t s) {
-    if (static_cast<long long>(n) * x.h * x.w < 2)  // the variance of one value (and its unbiased form) is undefined
-        throw error("ctnet: cuda: batch_norm_train needs more than one value per channel (batch " + std::to_string(n) +
-                    ", input " + std::to_string(x.h) + "x" + std::to_string(x.w) + ")");
-    if (x.c == 0) return;
-    kernels::batch_norm_train<<<static_cast<unsigned>(x.c), kernels::reduce_threads, 0, s>>>(weight, bias, eps, momentum, x,
-                                                                                              y, n, mean, invstd, running_mean,
-                                                                                              running_var);
-    check_launch("batch_norm_train");
+namespace {
+dim3 bn_grid(view x, int n) {
+    return {static_cast<unsigned>(operands::bn_blocks(static_cast<long long>(n) * x.h * x.w)), static_cast<unsigned>(x.c)};
+}
+}  // namespace
+
+std::size_t bn_scratch_doubles(int c, long long count) {
+    return 4 * static_cast<std::size_t>(c) * static_cast<std::size_t>(operands::bn_blocks(count));
 }
 
-void batch_norm_train_backward(const float* weight, const float* mean, const float* invstd, view x, view dy, view dx,
-                               int n, float* dweight, float* dbias, cudaStream_t s) {
+void bn_sums(view x, int n, double* part, cudaStream_t s) {
     if (n <= 0 || x.c == 0) return;
-    kernels::batch_norm_train_backward<<<static_cast<unsigned>(x.c), kernels::reduce_threads, 0, s>>>(
-        weight, mean, invstd, x, dy, dx, n, dweight, dbias);
-    check_launch("batch_norm_train_backward");
+    kernels::bn_sums<<<bn_grid(x, n), kernels::reduce_threads, 0, s>>>(x, n, part);
+    check_launch("bn_sums");
 }
 
-void batch_norm_channel_sums(view x, int n, double* sums, cudaStream_t s) {
+void bn_squared_deviations(view x, int n, int ranks, const double* part, double* sq, cudaStream_t s) {
     if (n <= 0 || x.c == 0) return;
-    kernels::bn_channel_sums<<<static_cast<unsigned>(x.c), kernels::reduce_threads, 0, s>>>(x, n, sums);
-    check_launch("bn_channel_sums");
-}
-
-void batch_norm_squared_deviations(view x, int n, const double* sums, double* sq, cudaStream_t s) {
-    if (n <= 0 || x.c == 0) return;
-    kernels::bn_squared_deviations<<<static_cast<unsigned>(x.c), kernels::reduce_threads, 0, s>>>(x, n, sums, sq);
+    kernels::bn_squared_deviations<<<bn_grid(x, n), kernels::reduce_threads, 0, s>>>(x, n, ranks, part, sq);
     check_launch("bn_squared_deviations");
 }
 
-void batch_norm_apply(const float* weight, const float* bias, double eps, float momentum, const double* sums,
-                      const double* sq, view x, view y, int n, float* mean, float* invstd, float* running_mean,
-                      float* running_var, cudaStream_t s) {
-    if (n <= 0 || x.c == 0) return;
-    kernels::bn_apply<<<static_cast<unsigned>(x.c), kernels::reduce_threads, 0, s>>>(weight, bias, eps, momentum, sums, sq, x, y,
-                                                                                     n, mean, invstd, running_mean, running_var);
+void bn_apply(const float* weight, const float* bias, double eps, float momentum, int ranks, const double* part, const double* sq,
+              view x, view y, int n, float* mean, float* invstd, float* running_mean, float* running_var, cudaStream_t s) {
+    if (static_cast<long long>(n) * x.h * x.w * ranks < 2)  // the variance of one value (and its unbiased form) is undefined
+        throw error("ctnet: cuda: batch norm in training mode needs more than one value per channel (batch " +
+                    std::to_string(n) + ", input " + std::to_string(x.h) + "x" + std::to_string(x.w) + ")");
+    if (x.c == 0) return;
+    kernels::bn_apply<<<bn_grid(x, n), kernels::reduce_threads, 0, s>>>(weight, bias, eps, momentum, ranks, part, sq, x, y, n,
+                                                                        mean, invstd, running_mean, running_var);
     check_launch("bn_apply");
 }
 
-void batch_norm_grad_sums(const float* mean, const float* invstd, view x, view dy, int n, double* sums, float* dweight,
-                          float* dbias, cudaStream_t s) {
+void bn_grad_sums(const float* mean, const float* invstd, view x, view dy, int n, double* part, cudaStream_t s) {
     if (n <= 0 || x.c == 0) return;
-    kernels::bn_grad_sums<<<static_cast<unsigned>(x.c), kernels::reduce_threads, 0, s>>>(mean, invstd, x, dy, n, sums, dweight,
-                                                                                         dbias);
+    kernels::bn_grad_sums<<<bn_grid(x, n), kernels::reduce_threads, 0, s>>>(mean, invstd, x, dy, n, part);
     check_launch("bn_grad_sums");
 }
 
-void batch_norm_input_grad(const float* weight, const float* mean, const float* invstd, const double* sums,
-                           const double* count, view x, view dy, view dx, int n, cudaStream_t s) {
-    if (n <= 0 || x.c == 0 || dx.data == nullptr) return;
-    kernels::bn_input_grad<<<static_cast<unsigned>(x.c), kernels::reduce_threads, 0, s>>>(weight, mean, invstd, sums, count, x,
-                                                                                          dy, dx, n);
+void bn_input_grad(const float* weight, const float* mean, const float* invstd, int ranks, const double* local,
+                   const double* global, view x, view dy, view dx, int n, float* dweight, float* dbias, cudaStream_t s) {
+    if (n <= 0 || x.c == 0) return;
+    kernels::bn_input_grad<<<bn_grid(x, n), kernels::reduce_threads, 0, s>>>(weight, mean, invstd, ranks, local, global, x, dy,
+                                                                             dx, n, dweight, dbias);
     check_launch("bn_input_grad");
+}
+
+void batch_norm_train(const float* weight, const float* bias, double eps, float momentum, view x, view y, int n,
+                      float* mean, float* invstd, float* running_mean, float* running_var, double* scratch, cudaStream_t s) {
+    const std::size_t part = bn_scratch_doubles(x.c, static_cast<long long>(n) * x.h * x.w) / 4;
+    bn_sums(x, n, scratch, s);
+    bn_squared_deviations(x, n, 1, scratch, scratch + part, s);
+    bn_apply(weight, bias, eps, momentum, 1, scratch, scratch + part, x, y, n, mean, invstd, running_mean, running_var, s);
+}
+
+void batch_norm_train_backward(const float* weight, const float* mean, const float* invstd, view x, view dy, view dx,
+                               int n, float* dweight, float* dbias, double* scratch, cudaStream_t s) {
+    bn_grad_sums(mean, invstd, x, dy, n, scratch, s);
+    bn_input_grad(weight, mean, invstd, 1, scratch, scratch, x, dy, dx, n, dweight, dbias, s);
 }
 
 void relu_backward(view y, view dy, view dx, int n, cudaStream_t s) {

@@ -14,6 +14,8 @@
 // checked synchronisation (cuda/runtime.hpp).
 #pragma once
 
+#include <cstddef>
+
 #include <cuda_runtime_api.h>
 
 #include "../train/update.hpp"
@@ -64,31 +66,35 @@ long long conv2d_weight_grad_workspace(geometry g, view x, view dy, int n);
 // and the chunks are added in order.
 void conv2d_weight_grad(geometry g, view x, view dy, int n, float* dw, float* db, float* workspace, precision p,
                         cudaStream_t s);
-// Training-mode batch norm: y = x * a + b from this batch's statistics (cpu::ref::batch_norm_train);
-// writes the batch mean and invstd = 1 / sqrt(var + eps) (c floats each); with running_mean and
-// running_var given (the layer's running statistics) updates them with `momentum` (unbiased
-// variance), as the CPU trainer does.
+// Training-mode batch norm in passes over a grid of operands::bn_blocks(n * h * w) blocks per
+// channel, each pass leaving per-block partial sums in double (C x blocks of them, channel-major)
+// that the next pass adds in block order. A sync BN (trainer options::comm with sync_bn)
+// all-reduces the partials between passes — every rank's block b summed, then over b: the same
+// order on every rank, and on one rank the local arithmetic bit for bit; `ranks` multiplies the
+// local count (the shards are equal). cpu/sync_batch_norm.hpp's arithmetic:
+//   forward   bn_sums (part: C x blocks) -> bn_squared_deviations from the mean (sq: C x blocks)
+//             -> bn_apply: y = x * a + b (cpu::ref::batch_norm_train), the batch mean and invstd =
+//             1 / sqrt(var + eps) (C floats each), and with running_mean / running_var given the
+//             running statistics updated with `momentum` (unbiased variance, the global count).
+//   backward  bn_grad_sums (part: sums of dy, then of dy * xhat: 2C x blocks) -> bn_input_grad:
+//             dweight / dbias += this rank's (`local`; the gradient average combines them), dx
+//             (+)= from every rank's (`global`: the same memory without sync BN); in place; dx.data
+//             may be null.
+// Scratch for one layer: bn_scratch_doubles(c, n * h * w) (part, sq, and the backward's local
+// and global copies).
+std::size_t bn_scratch_doubles(int c, long long count);
+void bn_sums(view x, int n, double* part, cudaStream_t s);
+void bn_squared_deviations(view x, int n, int ranks, const double* part, double* sq, cudaStream_t s);
+void bn_apply(const float* weight, const float* bias, double eps, float momentum, int ranks, const double* part, const double* sq,
+              view x, view y, int n, float* mean, float* invstd, float* running_mean, float* running_var, cudaStream_t s);
+void bn_grad_sums(const float* mean, const float* invstd, view x, view dy, int n, double* part, cudaStream_t s);
+void bn_input_grad(const float* weight, const float* mean, const float* invstd, int ranks, const double* local,
+                   const double* global, view x, view dy, view dx, int n, float* dweight, float* dbias, cudaStream_t s);
+// One process's passes in a row (scratch: bn_scratch_doubles).
 void batch_norm_train(const float* weight, const float* bias, double eps, float momentum, view x, view y, int n,
-                      float* mean, float* invstd, float* running_mean, float* running_var, cudaStream_t s);
-// Its gradient from the forward pass's x, mean and invstd; dweight / dbias += (c floats each). In place.
+                      float* mean, float* invstd, float* running_mean, float* running_var, double* scratch, cudaStream_t s);
 void batch_norm_train_backward(const float* weight, const float* mean, const float* invstd, view x, view dy, view dx,
-                               int n, float* dweight, float* dbias, cudaStream_t s);
-// Batch norm over several ranks (trainer options::comm with sync_bn): batch_norm_train and its
-// gradient cut where per-channel sums are all-reduced (cpu/sync_batch_norm.hpp's arithmetic).
-// Forward: channel_sums (sums: c sums of x, then the count of values per channel) -> all-reduce
-// c + 1 -> squared_deviations from the global mean (sq: c) -> all-reduce c -> apply (y, mean,
-// invstd, running statistics with the global count). Backward: grad_sums (sums: c sums of dy,
-// then c of dy * xhat; dweight / dbias += this rank's) -> all-reduce 2c -> input_grad with the
-// global count *count (device) — in place.
-void batch_norm_channel_sums(view x, int n, double* sums, cudaStream_t s);
-void batch_norm_squared_deviations(view x, int n, const double* sums, double* sq, cudaStream_t s);
-void batch_norm_apply(const float* weight, const float* bias, double eps, float momentum, const double* sums,
-                      const double* sq, view x, view y, int n, float* mean, float* invstd, float* running_mean,
-                      float* running_var, cudaStream_t s);
-void batch_norm_grad_sums(const float* mean, const float* invstd, view x, view dy, int n, double* sums, float* dweight,
-                          float* dbias, cudaStream_t s);
-void batch_norm_input_grad(const float* weight, const float* mean, const float* invstd, const double* sums,
-                           const double* count, view x, view dy, view dx, int n, cudaStream_t s);
+                               int n, float* dweight, float* dbias, double* scratch, cudaStream_t s);
 void relu_backward(view y, view dy, view dx, int n, cudaStream_t s);  // in place
 // The whole gradient of a window goes to its first maximum (NaN wins), as the reference.
 void max_pool_backward(geometry g, view x, view dy, view dx, int n, cudaStream_t s);

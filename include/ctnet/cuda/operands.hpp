@@ -173,4 +173,43 @@ CTNET_HD float avg_pool_grad(const geometry& g, bool count_pad, int in_h, int in
     return acc;
 }
 
+// Training-mode batch norm reduces each channel's count = n * h * w values over bn_blocks(count)
+// blocks (a grid of blocks x channels), so a large early layer (Inception v3 at batch 128: 64
+// channels of 2.8 M values) fills the GPU instead of 64 of its SMs. Block b takes the slice
+// [begin, end) of the channel's values in (sample, pixel) order; the blocks' partial sums are
+// then added in block order, so every run gives the same bits.
+inline constexpr int bn_threads = 256;
+inline constexpr int bn_max_blocks = 32;
+CTNET_HD int bn_blocks(long long count) {
+    const long long per = static_cast<long long>(bn_threads) * 16;  // at least 16 values per thread
+    const long long b = (count + per - 1) / per;
+    return b < 1 ? 1 : b > bn_max_blocks ? bn_max_blocks : static_cast<int>(b);
+}
+struct bn_slice {
+    long long begin = 0, end = 0;
+};
+CTNET_HD bn_slice bn_slice_of(long long count, int blocks, int b) {
+    const long long per = (count + blocks - 1) / blocks;
+    const long long begin = per * b < count ? per * b : count;
+    return {begin, begin + per < count ? begin + per : count};
+}
+
+// Walks channel c's values e, e + step, ... of a view: value e is pixel e % plane of sample
+// e / plane, found with one division at the start and none per step.
+struct channel_walk {
+    long long sample;
+    int pixel, plane;
+    CTNET_HD channel_walk(long long e, int plane_) : sample{e / plane_}, pixel{static_cast<int>(e % plane_)}, plane{plane_} {}
+    CTNET_HD long long offset(const view& v, int c) const {
+        return sample * v.stride + static_cast<long long>(c) * plane + pixel;
+    }
+    CTNET_HD void advance(int step) {
+        pixel += step;
+        while (pixel >= plane) {
+            pixel -= plane;
+            ++sample;
+        }
+    }
+};
+
 }  // namespace ctnet::cuda::operands

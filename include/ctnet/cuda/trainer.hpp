@@ -152,10 +152,9 @@ public:
         CTNET_CUDA(cudaMemsetAsync(grads_.data(), 0, storage * sizeof(float), s()));  // backward adds into them
         keep_.resize(static_cast<std::size_t>(p.n_ops));
         bn_at_.assign(static_cast<std::size_t>(p.n_ops), 0);
-        sync_at_.assign(static_cast<std::size_t>(p.n_ops), 0);
         std::vector<float> consts;  // channel_affine scales and shifts
         affine_at_.assign(static_cast<std::size_t>(p.n_ops), 0);
-        std::size_t bn_floats = 0, sync_doubles = 0;
+        std::size_t bn_floats = 0;
         int widest = 1;
         for (int i = 0; i < p.n_ops; ++i) {
             const op& q = p.ops[i];
@@ -164,8 +163,6 @@ public:
             if (q.kind == op_kind::batch_norm) {
                 bn_at_[static_cast<std::size_t>(i)] = bn_floats;
                 bn_floats += 2 * static_cast<std::size_t>(q.out.s.c);  // mean, invstd
-                sync_at_[static_cast<std::size_t>(i)] = sync_doubles;
-                sync_doubles += 2 * static_cast<std::size_t>(q.out.s.c) + 1;  // sums, count, squared deviations
             } else if (q.kind == op_kind::channel_affine) {
                 affine_at_[static_cast<std::size_t>(i)] = consts.size();
                 consts.insert(consts.end(), q.scale, q.scale + q.in.s.c);
@@ -173,10 +170,6 @@ public:
             }
         }
         bn_stats_ = cuda::device_buffer<float>{std::max<std::size_t>(bn_floats, 1)};
-        if (o.sync_bn) {
-            sync_ = cuda::device_buffer<double>{std::max<std::size_t>(sync_doubles, 1)};
-            sync_scratch_ = cuda::device_buffer<double>{2 * static_cast<std::size_t>(widest)};
-        }
         consts_ = cuda::device_buffer<float>{std::max<std::size_t>(consts.size(), 1)};
         upload(consts_.data(), consts.data(), consts.size());
         zeros_ = cuda::device_buffer<float>{static_cast<std::size_t>(widest)};
@@ -478,7 +471,6 @@ private:
     };
 
     // Op i's (a batch norm's) all-reduced sums, count and squared deviations (options::sync_bn).
-    [[nodiscard]] double* sync_of(int i) const { return sync_.data() + sync_at_[static_cast<std::size_t>(i)]; }
     // Every public entry point: the caller's thread may have made another device current.
     void use() const { CTNET_CUDA(cudaSetDevice(device_)); }
     void upload(float* to, const float* from, std::size_t count) {
@@ -515,6 +507,11 @@ private:
                 ws = std::max(ws, cuda::conv2d_weight_grad_workspace(geometry_of(q.win), packed(q.in.s), packed(q.out.s), n));
         }
         ws_ = cuda::device_buffer<float>{static_cast<std::size_t>(std::max<long long>(ws, 1))};
+        std::size_t bn_scratch = 1;  // the batch norms' partial sums (cuda/launch.hpp), one layer at a time
+        for (int i = 0; i < p.n_ops; ++i)
+            if (p.ops[i].kind == op_kind::batch_norm)
+                bn_scratch = std::max(bn_scratch, cuda::bn_scratch_doubles(p.ops[i].out.s.c, static_cast<long long>(n) * p.ops[i].in.s.h * p.ops[i].in.s.w));
+        bn_scratch_ = cuda::device_buffer<double>{bn_scratch};
         loss_dev_ = cuda::device_buffer<double>{2 * nn};
         loss_host_ = cuda::pinned_buffer<double>{2 * nn};
         correct_dev_ = cuda::device_buffer<int>{2 * nn};
@@ -610,18 +607,16 @@ private:
                 const auto bn = bn_params<float>::of(o, params_.data());
                 float* mean = bn_stats_.data() + bn_at_[static_cast<std::size_t>(i)];
                 const auto momentum = static_cast<float>(opt_.bn_momentum);
-                if (!opt_.sync_bn) {
-                    cuda::batch_norm_train(bn.gamma, bn.beta, o.eps, momentum, x, y, n, mean, mean + o.out.s.c, bn.mean, bn.var, q);
-                    break;
-                }
-                const auto c = static_cast<std::size_t>(o.out.s.c);
-                double* sums = sync_of(i);
-                double* sq = sums + c + 1;
-                cuda::batch_norm_channel_sums(x, n, sums, q);
-                opt_.comm->sum_on_stream({sums, c + 1}, q);
-                cuda::batch_norm_squared_deviations(x, n, sums, sq, q);
-                opt_.comm->sum_on_stream({sq, c}, q);
-                cuda::batch_norm_apply(bn.gamma, bn.beta, o.eps, momentum, sums, sq, x, y, n, mean, mean + c, bn.mean, bn.var, q);
+                // The passes of cuda/launch.hpp; with sync BN the partial sums are all-reduced
+                // between them (on one rank: the local arithmetic, bit for bit).
+                const std::size_t part = cuda::bn_scratch_doubles(o.out.s.c, static_cast<long long>(n) * o.in.s.h * o.in.s.w) / 4;
+                double* sums = bn_scratch_.data();
+                double* sq = sums + part;
+                cuda::bn_sums(x, n, sums, q);
+                if (opt_.sync_bn) opt_.comm->sum_on_stream({sums, part}, q);
+                cuda::bn_squared_deviations(x, n, ranks, sums, sq, q);
+                if (opt_.sync_bn) opt_.comm->sum_on_stream({sq, part}, q);
+                cuda::bn_apply(bn.gamma, bn.beta, o.eps, momentum, ranks, sums, sq, x, y, n, mean, mean + o.out.s.c, bn.mean, bn.var, q);
                 break;
             }
             case op_kind::relu: cuda::relu(x, y, n, q); break;
@@ -663,18 +658,20 @@ private:
                 const float* mean = bn_stats_.data() + bn_at_[static_cast<std::size_t>(i)];
                 float* dgamma = grads_.data() + o.param_offset;  // then dbeta: the layout of bn_params
                 const auto c = static_cast<std::size_t>(o.out.s.c);
-                if (!opt_.sync_bn) {
-                    cuda::batch_norm_train_backward(bn.gamma, mean, mean + c, needed_in(i), dy, dx, n, dgamma, dgamma + c, q);
-                    break;
-                }
                 // dgamma, dbeta: this rank's sums (the gradient average combines them); dx: every
-                // rank's sums and the global count (kept by the forward pass). Where dx is null
-                // every rank skips the collective alike.
-                double* sums = sync_scratch_.data();
-                cuda::batch_norm_grad_sums(mean, mean + c, needed_in(i), dy, n, sums, dgamma, dgamma + c, q);
-                if (dx.data == nullptr) break;
-                opt_.comm->sum_on_stream({sums, 2 * c}, q);
-                cuda::batch_norm_input_grad(bn.gamma, mean, mean + c, sums, sync_of(i) + c, needed_in(i), dy, dx, n, q);
+                // rank's, a copy of the partials all-reduced. Where dx is null every rank skips
+                // the collective alike.
+                const std::size_t part = cuda::bn_scratch_doubles(o.out.s.c, static_cast<long long>(n) * o.in.s.h * o.in.s.w) / 2;
+                double* local = bn_scratch_.data();
+                double* global = local;
+                cuda::bn_grad_sums(mean, mean + c, needed_in(i), dy, n, local, q);
+                const int ranks = opt_.sync_bn ? opt_.comm->size() : 1;
+                if (opt_.sync_bn && dx.data != nullptr) {
+                    global = local + part;
+                    CTNET_CUDA(cudaMemcpyAsync(global, local, part * sizeof(double), cudaMemcpyDeviceToDevice, q));
+                    opt_.comm->sum_on_stream({global, part}, q);
+                }
+                cuda::bn_input_grad(bn.gamma, mean, mean + c, ranks, local, global, needed_in(i), dy, dx, n, dgamma, dgamma + c, q);
                 break;
             }
             case op_kind::relu: cuda::relu_backward(needed_out(i), dy, dx, n, q); break;
@@ -713,14 +710,14 @@ private:
     exec::layout<Net> layout_{true};  // every activation its own buffer
     cuda::device_buffer<float> params_, grads_, mom_, ms_, shadow_;
     cuda::device_buffer<float> act_, dact_, in_dev_, bn_stats_, consts_, zeros_, ws_;
-    cuda::device_buffer<double> partial_, norm_, loss_dev_, sync_, sync_scratch_;
+    cuda::device_buffer<double> partial_, norm_, loss_dev_, bn_scratch_;
     cuda::device_buffer<int> correct_dev_, labels_dev_;
     cuda::pinned_buffer<float> in_host_;
     cuda::pinned_buffer<double> loss_host_, norm_host_;
     cuda::pinned_buffer<int> correct_host_, labels_host_;
     std::vector<cuda::device_buffer<float>> saved_;
     std::vector<keep> keep_;
-    std::vector<std::size_t> bn_at_, affine_at_, sync_at_;
+    std::vector<std::size_t> bn_at_, affine_at_;
     std::vector<grad_bucket> plan_;  // options::comm: the gradient buckets in start order
     std::unique_ptr<cuda::dnn_convs> dnn_;  // options::cudnn where cuDNN loads
     std::vector<int> conv_at_;              // op -> its conv in dnn_ (-1: not a conv)
