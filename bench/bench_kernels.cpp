@@ -1,11 +1,12 @@
 // Google Benchmark: every distinct conv shape of Inception v3 on the GEMM kernel
 // (backend::cpu), its 3x3 stride-1 shapes as Winograd, and on the reference kernel, every distinct block (Mixed_5b ... Mixed_7c) on
-// backend::cpu, and the whole network on both backends. GFLOP/s counts 2 x MACs.
+// backend::cpu, the whole network on both backends, and the optimizer's step. GFLOP/s counts 2 x MACs.
 //
 //   ./build/bench/ctnet_bench --benchmark_filter='gemm/'        # the conv shapes, SIMD kernel
 //   ./build/bench/ctnet_bench --benchmark_filter='winograd'     # the shapes Winograd can run (3x3, 5x5, 1x7, 7x1 stride 1)
 //   ./build/bench/ctnet_bench --benchmark_filter='block/'       # the blocks, batch 1, 1 and 2 threads
 //   ./build/bench/ctnet_bench --benchmark_filter='network/cpu'  # Inception v3, batch 1 and 8
+//   ./build/bench/ctnet_bench --benchmark_filter='optimizer/'   # one optimizer step over its 27 M parameters
 #include <benchmark/benchmark.h>
 
 #include <map>
@@ -15,6 +16,7 @@
 
 #include <ctnet/cpu/fast_runner.hpp>
 #include <ctnet/ctnet.hpp>
+#include <ctnet/train/optim.hpp>
 
 using namespace ctnet;
 using v3 = models::inception_v3<>;
@@ -174,6 +176,20 @@ int register_conv_shapes() {
     return static_cast<int>(seen.size());
 }
 const int distinct_conv_shapes = register_conv_shapes();
+
+// One optimizer step over Inception v3's trainable parameters (27 M floats, one thread):
+// train/update.hpp's rule in optimizer::step's loops. Arg: 0 SGD, 1 RMSProp (TF), 2 RMSProp (torch).
+void optimizer_step(benchmark::State& state) {
+    const std::vector<param_range> ranges = trainable_ranges<v3>();
+    std::vector<float> params = random_vector(v3::program.storage, 1), grads = random_vector(v3::program.storage, 2);
+    for (float& g : grads) g *= 1e-3F;
+    optimizer opt = state.range(0) == 0   ? optimizer::sgd()
+                    : state.range(0) == 1 ? optimizer::rmsprop()
+                                          : optimizer::rmsprop({.eps = 1e-3, .style = rmsprop_style::pytorch});
+    for (auto _ : state) benchmark::DoNotOptimize(opt.step(params, grads, ranges, 1e-6, 4e-5));
+    state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(v3::program.storage * 5 * sizeof(float)));
+}
+BENCHMARK(optimizer_step)->Name("optimizer/step")->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 
