@@ -21,9 +21,11 @@
 
 namespace ctnet::test {
 
-// Two train_steps (batch 5, dropout, sync BN, 64-byte buckets: one per few tensors) on both.
-inline void check_one_rank_bits(cuda::device_communicator& comm, std::uint64_t seed) {
-    using Net = test_nets::every_layer_logits;  // one rank draws the plain trainer's masks
+// Two train_steps (batch 5, sync BN, 64-byte buckets: one per few tensors) on both; every
+// layer kind (dropout too: one rank draws the plain trainer's masks), then batch norms that
+// span several blocks per channel on the GPU.
+template <class Net = test_nets::every_layer_logits>
+void check_one_rank_bits(cuda::device_communicator& comm, std::uint64_t seed) {
     constexpr shape in = input_shape_v<Net>;
     weights<Net> w0;
     init_seeded(w0, seed, true);

@@ -269,7 +269,8 @@ TEST_CASE("cuda operands: batch norm's slices tile each channel and the walk fin
         long long extra;  // the sample stride's slack (a concat slice)
     };
     for (const walk_case k : {walk_case{3, 5, 7, 9, 0}, walk_case{400, 3, 5, 3, 11}, walk_case{5, 2, 64, 67, 4},
-                              walk_case{2, 4, 150, 149, 0}, walk_case{1, 1, 1, 2, 0}, walk_case{128, 2, 8, 8, 64}}) {
+                              walk_case{2, 4, 150, 149, 0}, walk_case{1, 1, 1, 2, 0}, walk_case{128, 2, 8, 8, 64},
+                              walk_case{9000, 3, 1, 1, 2}, walk_case{300, 2, 16, 16, 0}}) {
         const int plane = k.h * k.w;
         const long long count = static_cast<long long>(k.n) * plane;
         const cuda::view v{nullptr, static_cast<long long>(k.c) * plane + k.extra, k.c, k.h, k.w};
@@ -284,8 +285,8 @@ TEST_CASE("cuda operands: batch norm's slices tile each channel and the walk fin
             next = sl.end;
             for (int t = 0; t < op::bn_threads; ++t) {
                 const int c = (b + t) % k.c;
-                op::channel_walk w{sl.begin + t, plane};
-                for (long long e = sl.begin + t; e < sl.end; e += op::bn_threads, w.advance(op::bn_threads)) {
+                op::channel_walk w{sl.begin + t, plane, op::bn_threads};
+                for (long long e = sl.begin + t; e < sl.end; e += op::bn_threads, w.advance()) {
                     offsets_right = offsets_right && w.offset(v, c) == e / plane * v.stride + static_cast<long long>(c) * plane + e % plane;
                     ++visited;
                 }

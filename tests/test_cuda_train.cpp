@@ -2,7 +2,7 @@
 // (cpu/backward.hpp, cpu/reference.hpp, train/loss.hpp, train/optim.hpp) on random shapes: conv
 // input and weight gradients (FP32 within 1e-5 relative, TF32 within 1e-2), batch norm with batch
 // statistics and its gradient, the pooling, ReLU, linear, softmax, scale and affine gradients,
-// the smoothed cross-entropy, the sum of squares and RMSProp. Every gradient is added to a
+// the smoothed cross-entropy, the sum of squares and every optimizer's update. Every gradient is added to a
 // buffer that already holds values (the kernels add, as the reference does), the in-place
 // forms are checked against the reference run in place, and the conv gradients run twice to
 // show they repeat their bits. Skips with a message when no GPU is present.
@@ -341,10 +341,15 @@ TEST_CASE("cuda training: smoothed cross-entropy, sum of squares and every optim
                                optimizer::rmsprop({.decay = 0.99, .momentum = 0.0, .eps = 1e-8, .style = rmsprop_style::pytorch}),
                                optimizer::sgd({.momentum = 0.9}), optimizer::sgd({.momentum = 0.9, .nesterov = true}),
                                optimizer::sgd({.momentum = 0.0})};
+    // The state starts from values, not from zeros, so SGD's first step (buf = g, whatever the
+    // buffer holds) differs from its later ones (buf = momentum * buf + g).
+    std::vector<float> mom0 = normal(grads.size(), g), ms0 = normal(grads.size(), g);
+    for (float& v : ms0) v = std::fabs(v);
     for (optimizer opt : kinds) {
         std::vector<float> params = start;
-        const float ms0 = initial_mean_square(opt.update());
-        mirrored<float> p{params}, ms{std::vector<float>(grads.size(), ms0)}, mom{std::vector<float>(grads.size(), 0.0F)};
+        opt.momentum() = mom0;
+        opt.mean_square() = ms0;
+        mirrored<float> p{params}, ms{ms0}, mom{mom0};
         for (int step = 0; step < 2; ++step) {
             const update_rule u = opt.rule(0.045, 4e-5);
             opt.step(params, grads, all, 0.045, 4e-5);

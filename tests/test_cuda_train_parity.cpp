@@ -36,12 +36,12 @@ std::string reference_dir() {
 
 void check_on_gpu(bool cudnn) {
     const auto make = [&](weights<net>& w, std::uint64_t seed) {
-        auto t = std::make_unique<trainer<net, backend::cuda>>(
+        return std::make_unique<trainer<net, backend::cuda>>(
             w, trainer<net, backend::cuda>::options{.precision = cuda::precision::fp32, .cudnn = cudnn, .seed = seed});
-        MESSAGE("convolutions: " << t->conv_engine());
-        return t;
     };
-    test::check_train_parity(reference_dir(), make, {.who = cudnn ? "cuda, fp32, cuDNN convs" : "cuda, fp32, ctnet's convs"});
+    const auto [w, t] =
+        test::check_train_parity(reference_dir(), make, {.who = cudnn ? "cuda, fp32, cuDNN convs" : "cuda, fp32, ctnet's convs"});
+    MESSAGE("convolutions: " << t->conv_engine());  // after a batch: cuDNN's algorithms are chosen then
 }
 
 }  // namespace

@@ -339,14 +339,18 @@ TEST_CASE("cuda trainer: one rank through a communicator (staged, sync BN, small
     single_process host;
     cuda::staged_communicator comm{host};
     test::check_one_rank_bits(comm, 12);  // the staged copies: a bucket read back before its copy to the host finished
+    test::check_one_rank_bits<wide_bn>(comm, 14);
     using Net = every_layer_no_dropout;
     weights<Net> wa;
     CHECK_THROWS_WITH_AS((trainer<Net, backend::cuda>{wa, {.sync_bn = true}}), doctest::Contains("sync_bn needs a communicator"), error);
 }
 
-TEST_CASE("cuda trainer: 2 ranks on one GPU (sync BN, staged transport) compute what 1 rank computes on the whole batch") {
-    if (!gpu_here()) return;
-    using Net = every_layer_no_dropout;
+namespace {
+
+// 2 ranks (threads, staged transport, sync BN), a half of each batch each, against 1 rank on
+// the whole batch: three train_steps.
+template <class Net>
+void check_two_ranks() {
     constexpr shape in = input_shape_v<Net>;
     constexpr int batch = 8, half = batch / 2, steps = 3;
     weights<Net> w0;
@@ -428,6 +432,14 @@ TEST_CASE("cuda trainer: 2 ranks on one GPU (sync BN, staged transport) compute 
     same(o2[0].momentum(), o1.momentum(), "momentum");
     same(o2[0].mean_square(), o1.mean_square(), "mean square");
     same(e2[0].shadow(), e1.shadow(), "moving average");
+}
+
+}  // namespace
+
+TEST_CASE("cuda trainer: 2 ranks on one GPU (sync BN, staged transport) compute what 1 rank computes on the whole batch") {
+    if (!gpu_here()) return;
+    check_two_ranks<every_layer_no_dropout>();
+    check_two_ranks<wide_bn>();  // batch norms over several blocks per channel
 }
 
 TEST_CASE("cuda trainer: a non-finite input throws before anything is updated; unsupported settings say so") {

@@ -69,6 +69,7 @@ TEST_CASE("nccl_communicator: one rank as a trainer's device communicator repeat
     single_process host;
     nccl_communicator comm{host, 0};
     test::check_one_rank_bits(comm, 13);
+    test::check_one_rank_bits<test_nets::wide_bn>(comm, 15);
     // The scalar sum over host memory, on one rank: unchanged.
     std::vector<double> v{1.5, -2.0, 3.25};
     comm.sum_host(v);

@@ -587,6 +587,17 @@ TEST_CASE("checkpoints: saved before the first step, after steps, and hostile co
     }
     const auto b = edited("\"dropout_rng\":\"123\"", "\"dropout_rng\":\"18446744073709551615\"");
     CHECK(load_checkpoint(io::safetensors_file{"max", b}, w4, o3, &e3).dropout_rng == ~std::uint64_t{0});
+    // Half an optimizer state (a momentum without its mean square) is refused, and what was
+    // loaded before stays; the optimizer refuses it too when handed one directly.
+    optimizer half = optimizer::rmsprop();
+    half.momentum().assign(w.data().size(), 0.5F);
+    const auto half_bytes = checkpoint_bytes(w, half, &ema, s);
+    const std::vector<float> kept = o3.momentum();
+    CHECK_THROWS_WITH_AS(load_checkpoint(io::safetensors_file{"half", half_bytes}, w4, o3, &e3),
+                         doctest::Contains("'ctnet_state.mean_square' is empty; both or neither"), error);
+    CHECK(o3.momentum() == kept);
+    std::vector<float> p(w.data().begin(), w.data().end()), g(p.size(), 0.0F);
+    CHECK_THROWS_WITH_AS(half.step(p, g, ranges, 0.01), doctest::Contains("(mean square 0)"), error);
 }
 
 // The training GEMM on random shapes and every operand layout: against a double-precision

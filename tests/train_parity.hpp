@@ -89,15 +89,14 @@ struct parity_bounds {
     double change_floor = 2e-2;      // the floor of each tensor's change
 };
 
-// make(weights&, seed) -> a unique_ptr to a trainer of models::inception_v3<> on w, its dropout
-// generator seeded with seed.
-template <class Make>
-void check_train_parity(const std::string& dir, Make make, const parity_bounds& b) {
+namespace detail {
+
+template <class Make, class W, class T>
+void run_train_parity(const std::string& dir, Make make, const parity_bounds& b, W& w, T& t) {
     using net = models::inception_v3<>;
     std::ifstream meta_file{dir + "/loss.json"};
     REQUIRE_MESSAGE(meta_file, "no " << dir << "/loss.json: run tools/train_reference.py " << dir << " first");
     const nlohmann::json meta = nlohmann::json::parse(meta_file);
-    auto w = std::make_unique<weights<net>>();
     io::load_safetensors(dir + "/weights.safetensors", *w);
     const std::vector<float> before(w->data().begin(), w->data().end());
     const nlohmann::json& o = meta["optimizer"];
@@ -117,7 +116,7 @@ void check_train_parity(const std::string& dir, Make make, const parity_bounds& 
 
     // One trainer and one generator for both steps: the second forward pass draws the next
     // batch * 2048 dropout values, as the script's second mask.
-    auto t = make(*w, meta["seed"].get<std::uint64_t>());
+    t = make(*w, meta["seed"].get<std::uint64_t>());
     optimizer opt = optimizer::rmsprop({.decay = o["alpha"].get<double>(),
                                         .momentum = o["momentum"].get<double>(),
                                         .eps = o["eps"].get<double>(),
@@ -189,6 +188,20 @@ void check_train_parity(const std::string& dir, Make make, const parity_bounds& 
     params.report();
     stats.report();
     CHECK(params.whole.norm_relative() <= b.whole * params.whole32.norm_relative());
+}
+
+}  // namespace detail
+
+// make(weights&, seed) -> a unique_ptr to a trainer of models::inception_v3<> on w, its dropout
+// generator seeded with seed. Returns the weights and that trainer after the steps (the trainer
+// refers to the weights).
+template <class Make>
+auto check_train_parity(const std::string& dir, Make make, const parity_bounds& b) {
+    using net = models::inception_v3<>;
+    std::unique_ptr<weights<net>> w = std::make_unique<weights<net>>();
+    decltype(make(*w, std::uint64_t{})) t;
+    detail::run_train_parity(dir, make, b, w, t);
+    return std::pair{std::move(w), std::move(t)};
 }
 
 }  // namespace ctnet::test

@@ -1,7 +1,7 @@
 // src/cuda/backward.cuh — the training kernels besides the conv GEMMs (nvcc only; see
 // cuda/launch.hpp): batch norm with batch statistics and its gradient, the gradients of ReLU,
 // pooling, linear, softmax, dropout's scale and the input affine, the smoothed cross-entropy,
-// the weight-gradient chunk sum, and the optimizer's pieces (sum of squares, scale, RMSProp).
+// the weight-gradient chunk sum, and the optimizer's pieces (sum of squares, scale, every optimizer's update).
 //
 // Each gradient kernel ADDS into dx (and into the parameter gradients) as cpu/backward.hpp does;
 // those marked "in place" also take dx == dy. Reductions run in a fixed tree order (no atomics),
@@ -40,7 +40,7 @@ __device__ __forceinline__ long long channel_at(const view& v, int c, long long 
     return e / plane * v.stride + c * plane + e % plane;
 }
 
-// Training-mode batch norm in passes over a grid of (blocks, channels), blocks =
+// Training-mode batch norm in passes over a grid of (channels, blocks), blocks =
 // operands::bn_blocks(n * h * w): each block reduces its slice of its channel (bn_slice_of) to
 // partial sums in double, written to part[c * blocks + b]; the next pass adds a channel's
 // partials in block order. A sync BN all-reduces the partials between the passes (the sums of
@@ -48,36 +48,36 @@ __device__ __forceinline__ long long channel_at(const view& v, int c, long long 
 // local arithmetic). `ranks` multiplies the local count (equal shards). cpu/sync_batch_norm.hpp's
 // arithmetic: the mean, then the squared deviations from it, then y = x * a + b with
 // a = invstd * weight, b = bias - mean * a (cpu::ref::batch_norm_train).
-__device__ __forceinline__ double channel_total(const double* part, int blocks, int c) {
+__device__ __forceinline__ double channel_total(const double* part, int blocks, long long row) {
     double s = 0.0;
-    for (int b = 0; b < blocks; ++b) s += part[c * blocks + b];
+    for (int b = 0; b < blocks; ++b) s += part[row * blocks + b];
     return s;
 }
 
 static_assert(operands::bn_threads == reduce_threads, "batch norm's blocks reduce with block_sum");
 
-// f(w) for each value w of this block's slice of its channel (blockIdx.y), walked with a stride
+// f(w) for each value w of this block's slice (blockIdx.y) of its channel (blockIdx.x), walked with a stride
 // of the block's threads (the order every run keeps).
 template <class F>
 __device__ __forceinline__ void over_slice(int n, int plane, F f) {
     const operands::bn_slice sl =
-        operands::bn_slice_of(static_cast<long long>(n) * plane, static_cast<int>(gridDim.x), static_cast<int>(blockIdx.x));
-    operands::channel_walk w{sl.begin + threadIdx.x, plane};
-    for (long long e = sl.begin + threadIdx.x; e < sl.end; e += reduce_threads, w.advance(reduce_threads)) f(w);
+        operands::bn_slice_of(static_cast<long long>(n) * plane, static_cast<int>(gridDim.y), static_cast<int>(blockIdx.y));
+    operands::channel_walk w{sl.begin + threadIdx.x, plane, reduce_threads};
+    for (long long e = sl.begin + threadIdx.x; e < sl.end; e += reduce_threads, w.advance()) f(w);
 }
 
 __global__ void bn_sums(view x, int n, double* part) {
     __shared__ double red[reduce_threads];
-    const int blocks = static_cast<int>(gridDim.x), c = static_cast<int>(blockIdx.y);
+    const int blocks = static_cast<int>(gridDim.y), c = static_cast<int>(blockIdx.x);
     double s = 0.0;
     over_slice(n, x.h * x.w, [&](const operands::channel_walk& w) { s += x.data[w.offset(x, c)]; });
     const double total = block_sum(s, red);
-    if (threadIdx.x == 0) part[c * blocks + static_cast<int>(blockIdx.x)] = total;
+    if (threadIdx.x == 0) part[static_cast<long long>(c) * blocks + blockIdx.y] = total;
 }
 
 __global__ void bn_squared_deviations(view x, int n, int ranks, const double* part, double* sq) {
     __shared__ double red[reduce_threads];
-    const int blocks = static_cast<int>(gridDim.x), c = static_cast<int>(blockIdx.y);
+    const int blocks = static_cast<int>(gridDim.y), c = static_cast<int>(blockIdx.x);
     const double m = static_cast<double>(n) * x.h * x.w * ranks;
     const double mean = channel_total(part, blocks, c) / m;
     double q = 0.0;
@@ -86,7 +86,7 @@ __global__ void bn_squared_deviations(view x, int n, int ranks, const double* pa
         q += d * d;
     });
     const double total = block_sum(q, red);
-    if (threadIdx.x == 0) sq[c * blocks + static_cast<int>(blockIdx.x)] = total;
+    if (threadIdx.x == 0) sq[static_cast<long long>(c) * blocks + blockIdx.y] = total;
 }
 
 // y = x * a + b over this block's slice; block 0 of each channel writes mean and invstd and
@@ -94,7 +94,7 @@ __global__ void bn_squared_deviations(view x, int n, int ranks, const double* pa
 __global__ void bn_apply(const float* weight, const float* bias, double eps, float momentum, int ranks, const double* part,
                          const double* sq, view x, view y, int n, float* mean_out, float* invstd_out, float* running_mean,
                          float* running_var) {
-    const int blocks = static_cast<int>(gridDim.x), b = static_cast<int>(blockIdx.x), c = static_cast<int>(blockIdx.y);
+    const int blocks = static_cast<int>(gridDim.y), b = static_cast<int>(blockIdx.y), c = static_cast<int>(blockIdx.x);
     const int plane = x.h * x.w;
     const double m = static_cast<double>(n) * plane * ranks, mean = channel_total(part, blocks, c) / m;
     const auto var = static_cast<float>(channel_total(sq, blocks, c) / m);
@@ -117,7 +117,7 @@ __global__ void bn_apply(const float* weight, const float* bias, double eps, flo
 // part[(C + c) * blocks + b], xhat = (x - mean) * invstd in float.
 __global__ void bn_grad_sums(const float* mean, const float* invstd, view x, view dy, int n, double* part) {
     __shared__ double red[reduce_threads];
-    const int blocks = static_cast<int>(gridDim.x), b = static_cast<int>(blockIdx.x), c = static_cast<int>(blockIdx.y);
+    const int blocks = static_cast<int>(gridDim.y), b = static_cast<int>(blockIdx.y), c = static_cast<int>(blockIdx.x);
     const float mc = mean[c], ic = invstd[c];
     double s = 0.0, d = 0.0;
     over_slice(n, x.h * x.w, [&](const operands::channel_walk& w) {
@@ -128,8 +128,8 @@ __global__ void bn_grad_sums(const float* mean, const float* invstd, view x, vie
     });
     const double sum = block_sum(s, red), dot = block_sum(d, red);
     if (threadIdx.x == 0) {
-        part[c * blocks + b] = sum;
-        part[(x.c + c) * blocks + b] = dot;
+        part[static_cast<long long>(c) * blocks + b] = sum;
+        part[(static_cast<long long>(x.c) + c) * blocks + b] = dot;
     }
 }
 
@@ -139,15 +139,15 @@ __global__ void bn_grad_sums(const float* mean, const float* invstd, view x, vie
 // without sync BN) and the global count. In place allowed; dx.data may be null.
 __global__ void bn_input_grad(const float* weight, const float* mean, const float* invstd, int ranks, const double* local,
                               const double* global, view x, view dy, view dx, int n, float* dweight, float* dbias) {
-    const int blocks = static_cast<int>(gridDim.x), b = static_cast<int>(blockIdx.x), c = static_cast<int>(blockIdx.y);
+    const int blocks = static_cast<int>(gridDim.y), b = static_cast<int>(blockIdx.y), c = static_cast<int>(blockIdx.x);
     if (b == 0 && threadIdx.x == 0) {
-        dweight[c] += static_cast<float>(channel_total(local, blocks, x.c + c));
+        dweight[c] += static_cast<float>(channel_total(local, blocks, static_cast<long long>(x.c) + c));
         dbias[c] += static_cast<float>(channel_total(local, blocks, c));
     }
     if (dx.data == nullptr) return;
     const int plane = x.h * x.w;
     const double m = static_cast<double>(n) * plane * ranks;
-    const double sum = channel_total(global, blocks, c), dot = channel_total(global, blocks, x.c + c);
+    const double sum = channel_total(global, blocks, c), dot = channel_total(global, blocks, static_cast<long long>(x.c) + c);
     const float mc = mean[c], ic = invstd[c];
     const double k = static_cast<double>(weight[c]) * ic / m;
     const bool in_place = dx.data == dy.data;

@@ -144,7 +144,8 @@ void copy(view x, view y, int n, cudaStream_t s) {
 
 namespace {
 dim3 bn_grid(view x, int n) {
-    return {static_cast<unsigned>(operands::bn_blocks(static_cast<long long>(n) * x.h * x.w)), static_cast<unsigned>(x.c)};
+    // Channels on x (up to 2^31 - 1: a 1-D batch norm may have many), blocks on y (at most 32).
+    return {static_cast<unsigned>(x.c), static_cast<unsigned>(operands::bn_blocks(static_cast<long long>(n) * x.h * x.w))};
 }
 }  // namespace
 

@@ -195,17 +195,20 @@ CTNET_HD bn_slice bn_slice_of(long long count, int blocks, int b) {
 }
 
 // Walks channel c's values e, e + step, ... of a view: value e is pixel e % plane of sample
-// e / plane, found with one division at the start and none per step.
+// e / plane, found with divisions at the start and none per step.
 struct channel_walk {
     long long sample;
-    int pixel, plane;
-    CTNET_HD channel_walk(long long e, int plane_) : sample{e / plane_}, pixel{static_cast<int>(e % plane_)}, plane{plane_} {}
+    int pixel, plane, step_samples, step_pixels;
+    CTNET_HD channel_walk(long long e, int plane_, int step)
+        : sample{e / plane_}, pixel{static_cast<int>(e % plane_)}, plane{plane_}, step_samples{step / plane_},
+          step_pixels{step % plane_} {}
     CTNET_HD long long offset(const view& v, int c) const {
         return sample * v.stride + static_cast<long long>(c) * plane + pixel;
     }
-    CTNET_HD void advance(int step) {
-        pixel += step;
-        while (pixel >= plane) {
+    CTNET_HD void advance() {
+        sample += step_samples;
+        pixel += step_pixels;
+        if (pixel >= plane) {
             pixel -= plane;
             ++sample;
         }

@@ -180,19 +180,11 @@ public:
         sync();
     }
 
-    // Training-mode forward pass over x.size() / input.size() samples (host memory).
+    // Training-mode forward pass over x.size() / input.size() samples (host memory). With sync
+    // BN every rank must call it together, on an equal shard (checked first, by a collective).
     void forward(std::span<const float> x) {
-        const auto& p = program;
-        const auto n = static_cast<int>(exec::batch_of(x, input, "cuda trainer"));
-        backward_ready_ = false;
-        use();
-        sync();  // the last pass's input copy has left in_host_
-        if (n != n_) resize(n);
-        if (dnn_) dnn_->refresh_weights(params_.data(), program.storage);  // bf16: the weights' copy (else nothing)
-        std::copy(x.begin(), x.end(), in_host_.data());
-        CTNET_CUDA(cudaMemcpyAsync(in_dev_.data(), in_host_.data(), x.size_bytes(), cudaMemcpyHostToDevice, s()));
-        for (int i = 0; i < p.n_ops; ++i) run_forward(i);
-        backward_ready_ = true;
+        if (opt_.comm != nullptr && opt_.sync_bn) check_shards(x, {}, 0, false);
+        forward_pass(x);
     }
 
     [[nodiscard]] int batch() const { return n_; }
@@ -302,8 +294,8 @@ public:
         const auto& p = program;
         constexpr int classes = static_cast<int>(output_shape_v<Net>.size());
         cuda::device_communicator* comm = opt_.comm;
-        if (comm != nullptr) check_shards(x, labels, classes);  // before any collective: an error here is every rank's
-        forward(x);  // first, as on the host: the checks below then leave the same state behind
+        if (comm != nullptr) check_shards(x, labels, classes, true);  // before any collective: an error here is every rank's
+        forward_pass(x);  // first, as on the host: the checks below then leave the same state behind
         const auto n = static_cast<std::size_t>(n_);
         if (labels.size() != n)
             throw error("ctnet: train_step: " + std::to_string(labels.size()) + " labels for a batch of " + std::to_string(n));
@@ -418,6 +410,21 @@ public:
 private:
     using keep = exec::keep;
 
+    // The forward pass itself (step() has checked the shards already).
+    void forward_pass(std::span<const float> x) {
+        const auto& p = program;
+        const auto n = static_cast<int>(exec::batch_of(x, input, "cuda trainer"));
+        backward_ready_ = false;
+        use();
+        sync();  // the last pass's input copy has left in_host_
+        if (n != n_) resize(n);
+        if (dnn_) dnn_->refresh_weights(params_.data(), program.storage);  // bf16: the weights' copy (else nothing)
+        std::copy(x.begin(), x.end(), in_host_.data());
+        CTNET_CUDA(cudaMemcpyAsync(in_dev_.data(), in_host_.data(), x.size_bytes(), cudaMemcpyHostToDevice, s()));
+        for (int i = 0; i < p.n_ops; ++i) run_forward(i);
+        backward_ready_ = true;
+    }
+
     [[nodiscard]] cudaStream_t s() const { return stream_.get(); }
     // ctnet's conv kernels have fp32 and tf32: bf16's convs that cuDNN refuses run in tf32.
     [[nodiscard]] cuda::precision gemm_precision() const {
@@ -432,9 +439,11 @@ private:
     // Data parallel: one collective of every rank's batch size and whether its batch and labels
     // are valid, so that a bad batch (or unequal shards: p * sum(n^2) != sum(n)^2) throws on
     // every rank before the first collective of the pass rather than on one rank inside it.
-    void check_shards(std::span<const float> x, std::span<const int> labels, int classes) {
+    // Every rank's batch the same size and (labelled) its labels valid, by one host collective,
+    // so that a bad batch throws on every rank before the pass's first collective.
+    void check_shards(std::span<const float> x, std::span<const int> labels, int classes, bool labelled) {
         const std::size_t per = input.size(), n = x.size() / per;
-        bool bad = x.size() % per != 0 || n == 0 || labels.size() != n;
+        bool bad = x.size() % per != 0 || n == 0 || (labelled && labels.size() != n);
         for (const int l : labels) bad = bad || l < 0 || l >= classes;
         const auto nd = static_cast<double>(n);
         std::array<double, 3> v{nd, nd * nd, bad ? 1.0 : 0.0};
@@ -442,7 +451,7 @@ private:
         if (v[2] > 0.0) {
             if (bad) {  // this rank's own error, as the one-process checks word it
                 exec::batch_of(x, input, "cuda trainer");
-                if (labels.size() != n)
+                if (labelled && labels.size() != n)
                     throw error("ctnet: train_step: " + std::to_string(labels.size()) + " labels for a batch of " + std::to_string(n));
                 for (std::size_t i = 0; i < labels.size(); ++i)
                     if (labels[i] < 0 || labels[i] >= classes)
@@ -470,7 +479,6 @@ private:
         cudaEvent_t e_ = nullptr;
     };
 
-    // Op i's (a batch norm's) all-reduced sums, count and squared deviations (options::sync_bn).
     // Every public entry point: the caller's thread may have made another device current.
     void use() const { CTNET_CUDA(cudaSetDevice(device_)); }
     void upload(float* to, const float* from, std::size_t count) {
@@ -597,7 +605,7 @@ private:
                 cuda::conv2d(wb.w, wb.bias != nullptr ? wb.bias : zeros_.data(), false, geometry_of(o.win), x, y, n, gemm_precision(), q);
                 break;
             case op_kind::batch_norm: {
-                // With sync BN the count is every rank's (the shards are equal: step() checks that first).
+                // With sync BN the count is every rank's (the shards are equal: step() or forward() checked that).
                 const int ranks = opt_.sync_bn ? opt_.comm->size() : 1;
                 if (static_cast<long long>(n) * o.in.s.h * o.in.s.w * ranks < 2)
                     throw error("ctnet: cuda trainer: batch_norm '" + std::string{o.path.view()} +

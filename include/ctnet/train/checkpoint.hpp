@@ -133,6 +133,10 @@ train_state load_checkpoint(const io::safetensors_file& f, weights<Net>& w, opti
     std::vector<float> momentum, square, shadow;
     detail::ck_tensor(f, "ctnet_state.momentum", momentum, storage);
     detail::ck_tensor(f, "ctnet_state.mean_square", square, storage);
+    if (momentum.empty() != square.empty())  // the optimizer creates both at its first step
+        detail::ck_fail(f.path(), "tensor 'ctnet_state." + std::string{momentum.empty() ? "mean_square" : "momentum"} +
+                                      "' holds the optimizer state but 'ctnet_state." +
+                                      (momentum.empty() ? "momentum" : "mean_square") + "' is empty; both or neither");
     if (ema) detail::ck_tensor(f, "ctnet_state.ema", shadow, storage);
     std::int64_t ema_updates = 0;
     if (ema && format_1) {

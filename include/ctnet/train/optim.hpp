@@ -154,9 +154,9 @@ public:
         if (momentum_.empty()) {
             momentum_.assign(params.size(), 0.0F);
             square_.assign(params.size(), initial_mean_square(update()));
-        } else if (momentum_.size() != params.size()) {
-            throw error("ctnet: optimizer: state for " + std::to_string(momentum_.size()) + " parameters, given " +
-                        std::to_string(params.size()));
+        } else if (momentum_.size() != params.size() || square_.size() != params.size()) {
+            throw error("ctnet: optimizer: state for " + std::to_string(momentum_.size()) + " parameters (mean square " +
+                        std::to_string(square_.size()) + "), given " + std::to_string(params.size()));
         }
         const update_rule u = rule(lr, weight_decay);
         unsigned bad = 0;  // an integer OR: a reduction the compiler may vectorise (a float sum it may not reorder)
