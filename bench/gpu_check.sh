@@ -7,15 +7,15 @@
 #                                     # every stage has a timeout, all of them cut to TOTAL_S=540 s)
 # The run: the CUDA tests (NCHW and NHWC engines, every precision, against the reference runner;
 # training kernels; the GPU trainer against the CPU trainer), the same tests' small-network cases
-# under compute-sanitizer memcheck, the NCCL one-rank test, gpu_bench (ctnet's engines x
-# precisions, with and without host copies, batch 1/32/128/256), PyTorch on the same GPU (python3
-# with torch), the training step (gpu_train_bench against bench/gpu_torch_train.py, batch 32 and
-# 128), the CLI's `ctnet bench --train --backend cuda` (batch 32), a short Fashion-MNIST run of
-# `ctnet train --backend cuda` (data copied into gpu-bin/ by the build), last the GPU trainer
-# against torch autograd (two Inception v3 steps; the references made there by
-# tools/train_reference.py on the CPU cores), then the tables. Logs in LOG_DIR (default
+# under compute-sanitizer memcheck, the NCCL one-rank test, the GPU trainer against torch
+# autograd (two Inception v3 steps; the references made there by tools/train_reference.py on
+# the CPU cores), gpu_bench (ctnet's engines x precisions, with and without host copies, batch
+# 1/32/128/256), PyTorch on the same GPU (python3 with torch), the training step (gpu_train_bench
+# against bench/gpu_torch_train.py, batch 32 and 128), the CLI's `ctnet bench --train --backend
+# cuda` (batch 32), a short Fashion-MNIST run of `ctnet train --backend cuda` (data copied into
+# gpu-bin/ by the build), then the tables. Logs in LOG_DIR (default
 # /tmp/gpu-logs). Exit status 1 when a test, memcheck, the benchmark's agreement check, the
-# training run or the torch comparison failed (not when the time ran out before the last).
+# training run or the torch comparison failed (not when too little time was left to start it).
 set -u
 cd "$(dirname "$0")/.."
 B=${BIN:-gpu-bin}
@@ -87,6 +87,31 @@ if [ -x "$B/ctnet_nccl_tests" ]; then
   note "nccl tests: $(grep -E "test cases" "$LOG_DIR/nccl_tests.log")"
 fi
 
+echo "== the GPU trainer against torch autograd (tools/train_reference.py's two Inception v3 steps, fp32)"
+t0=$(date +%s)
+left=$(( deadline - t0 ))
+need=$(( ${TRAIN_REF_S:-100} + ${PARITY_S:-60} ))
+if [ "$left" -lt "$need" ]; then  # out of time is not a failure: say so
+  note "cuda train parity: not run, ${left} s left of TOTAL_S (it may take ${need})"
+else
+  # The references (about 800 MB, outside LOG_DIR: they do not come back) are made here by this
+  # machine's torch on its CPU cores.
+  ref="${TMPDIR:-/tmp}/ctnet_train_ref"
+  PYTHONUNBUFFERED=1 timeout -k 5 "$(budget "${TRAIN_REF_S:-100}")" "$PY" tools/train_reference.py "$ref" \
+    --threads "$(nproc)" > "$LOG_DIR/train_reference.log" 2>&1
+  rc=$?
+  if [ $rc = 0 ]; then
+    CTNET_TRAIN_PARITY_DIR="$ref" timeout -k 5 "$(budget "${PARITY_S:-60}")" "$B/ctnet_cuda_parity_tests" -s \
+      > "$LOG_DIR/cuda_train_parity.log" 2>&1
+    rc=$?
+  fi
+  [ $rc = 0 ] || status=1
+  note "cuda train parity rc=$rc in $(( $(date +%s) - t0 )) s"
+  grep -hE "^train parity|^train reference|convolutions:|test cases|FAILED|ERROR" "$LOG_DIR/train_reference.log" \
+    "$LOG_DIR/cuda_train_parity.log" 2> /dev/null | sed -E 's/^.*MESSAGE: //' | head -30 | tee -a "$LOG_DIR/summary.txt"
+  rm -rf "$ref"
+fi
+
 echo "== gpu_bench (ctnet: cuDNN / own NHWC kernels x bf16 fp16 tf32 fp32, NCHW tf32; batch ${BATCHES:-1,32,128,256})"
 t0=$(date +%s)
 timeout -k 5 "$(budget "${BENCH_S:-200}")" "$B/gpu_bench" --batches "${BATCHES:-1,32,128,256}" --iters "${ITERS:-30}" --seconds "${ROW_S:-0.5}" \
@@ -128,28 +153,6 @@ timeout -k 5 "$(budget "${FASHION_S:-120}")" "$B/ctnet" train --backend cuda --d
   --epochs "${FASHION_EPOCHS:-2}" --batch 64 --threads 8 > "$LOG_DIR/fashion.txt" 2>&1
 rc=$?; [ $rc = 0 ] || status=1
 note "ctnet train --backend cuda rc=$rc in $(( $(date +%s) - t0 )) s: $(grep -E '^epoch|^final' "$LOG_DIR/fashion.txt" | tr '\n' ' ')"
-
-echo "== the GPU trainer against torch autograd (tools/train_reference.py's two Inception v3 steps, fp32)"
-t0=$(date +%s)
-left=$(( deadline - t0 ))
-if [ "$left" -lt "${PARITY_MIN_S:-90}" ]; then  # out of time is not a failure: say so
-  note "cuda train parity: not run, ${left} s left of TOTAL_S (it needs about ${PARITY_MIN_S:-90})"
-else
-  # The references (about 800 MB) are made here by this machine's torch on its CPU cores.
-  PYTHONUNBUFFERED=1 timeout -k 5 "$(budget "${TRAIN_REF_S:-100}")" "$PY" tools/train_reference.py "$LOG_DIR/train_ref" \
-    --threads "$(nproc)" > "$LOG_DIR/train_reference.log" 2>&1
-  rc=$?
-  if [ $rc = 0 ]; then
-    CTNET_TRAIN_PARITY_DIR="$LOG_DIR/train_ref" timeout -k 5 "$(budget "${PARITY_S:-60}")" "$B/ctnet_cuda_parity_tests" -s \
-      > "$LOG_DIR/cuda_train_parity.log" 2>&1
-    rc=$?
-  fi
-  [ $rc = 0 ] || status=1
-  note "cuda train parity rc=$rc in $(( $(date +%s) - t0 )) s"
-  grep -hE "^train parity|^train reference|convolutions:|test cases|FAILED|ERROR" "$LOG_DIR/train_reference.log" \
-    "$LOG_DIR/cuda_train_parity.log" 2> /dev/null | sed -E 's/^.*MESSAGE: //' | head -30 | tee -a "$LOG_DIR/summary.txt"
-  rm -rf "$LOG_DIR/train_ref"  # too large to bring back
-fi
 
 echo "== summary"
 cat "$LOG_DIR/summary.txt"

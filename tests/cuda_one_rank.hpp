@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include <ctnet/cuda/collective.hpp>
@@ -47,6 +48,26 @@ void check_one_rank_bits(cuda::device_communicator& comm, std::uint64_t seed) {
         CHECK(a.grad_norm == b.grad_norm);
         CHECK(a.correct == b.correct);
     }
+    // The public pass too: forward() (with sync BN it checks the shards by a collective first)
+    // and backward() with a given output gradient.
+    std::vector<float> x(labels.size() * in.size());
+    for (float& v : x) v = static_cast<float>(g.normal());
+    ta.forward(x);
+    tb.forward(x);
+    const std::span<const float> la = ta.logits();
+    const std::vector<float> logits(la.begin(), la.end());
+    const std::span<const float> lb = tb.logits();
+    CHECK(std::equal(logits.begin(), logits.end(), lb.begin(), lb.end()));
+    std::vector<float> dl(logits.size());
+    for (float& v : dl) v = static_cast<float>(g.normal());
+    ta.zero_grads();
+    tb.zero_grads();
+    ta.backward(dl);
+    tb.backward(dl);
+    const std::span<const float> ga = ta.grads();
+    const std::vector<float> grads(ga.begin(), ga.end());
+    const std::span<const float> gb = tb.grads();
+    CHECK(std::equal(grads.begin(), grads.end(), gb.begin(), gb.end()));
     sync_host(ta, oa, nullptr);
     sync_host(tb, ob, nullptr);
     CHECK(std::equal(wa.data().begin(), wa.data().end(), wb.data().begin()));

@@ -382,6 +382,7 @@ void check_two_ranks() {
     moving_average e2[2] = {moving_average{0.99}, moving_average{0.99}};
     std::vector<step_result> got[2];
     std::exception_ptr failed[2];
+    bool uneven_refused[2] = {false, false};
     const auto rank = [&](int k) {
         try {
             thread_rank host{pair, k};
@@ -395,6 +396,14 @@ void check_two_ranks() {
                 got[k].push_back(train_step(t, o2[k], ranges, x, l, r, 0.01, &e2[k]));
             }
             sync_host(t, o2[k], &e2[k]);
+            // forward() with sync BN refuses unequal shards on every rank, before any collective
+            // of the pass (whose sizes depend on the batch).
+            const std::span<const float> uneven{xs[0].data(), static_cast<std::size_t>(k == 0 ? 2 : 3) * in.size()};
+            try {
+                t.forward(uneven);
+            } catch (const error& e) {
+                uneven_refused[k] = std::string{e.what()}.find("differ in size") != std::string::npos;
+            }
         } catch (...) {
             failed[k] = std::current_exception();
             pair.meet.arrive_and_drop();  // the other rank's collectives go on alone (and fail their checks), not hang
@@ -405,6 +414,8 @@ void check_two_ranks() {
     other.join();
     for (const std::exception_ptr& f : failed)
         if (f) std::rethrow_exception(f);
+    CHECK(uneven_refused[0]);
+    CHECK(uneven_refused[1]);
     constexpr double bound = 1e-5;
     for (int s = 0; s < steps; ++s) {
         INFO("step " << s);

@@ -592,12 +592,21 @@ TEST_CASE("checkpoints: saved before the first step, after steps, and hostile co
     optimizer half = optimizer::rmsprop();
     half.momentum().assign(w.data().size(), 0.5F);
     const auto half_bytes = checkpoint_bytes(w, half, &ema, s);
-    const std::vector<float> kept = o3.momentum();
+    const std::vector<float> kept_w(w4.data().begin(), w4.data().end()), kept_mom = o3.momentum(),
+                             kept_ms = o3.mean_square(), kept_shadow = e3.shadow();
+    const std::int64_t kept_steps = o3.steps();
     CHECK_THROWS_WITH_AS(load_checkpoint(io::safetensors_file{"half", half_bytes}, w4, o3, &e3),
                          doctest::Contains("'ctnet_state.mean_square' is empty; both or neither"), error);
-    CHECK(o3.momentum() == kept);
+    CHECK(std::equal(kept_w.begin(), kept_w.end(), w4.data().begin()));
+    CHECK(o3.momentum() == kept_mom);
+    CHECK(o3.mean_square() == kept_ms);
+    CHECK(o3.steps() == kept_steps);
+    CHECK(e3.shadow() == kept_shadow);
     std::vector<float> p(w.data().begin(), w.data().end()), g(p.size(), 0.0F);
     CHECK_THROWS_WITH_AS(half.step(p, g, ranges, 0.01), doctest::Contains("(mean square 0)"), error);
+    optimizer other_half = optimizer::rmsprop();  // the mean square without the momentum
+    other_half.mean_square().assign(p.size(), 1.0F);
+    CHECK_THROWS_WITH_AS(other_half.step(p, g, ranges, 0.01), doctest::Contains("state for 0 parameters"), error);
 }
 
 // The training GEMM on random shapes and every operand layout: against a double-precision

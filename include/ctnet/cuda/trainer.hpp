@@ -436,11 +436,10 @@ private:
         if (opt_.comm != nullptr) opt_.comm->wait();
         stream_.synchronize();
     }
-    // Data parallel: one collective of every rank's batch size and whether its batch and labels
-    // are valid, so that a bad batch (or unequal shards: p * sum(n^2) != sum(n)^2) throws on
-    // every rank before the first collective of the pass rather than on one rank inside it.
-    // Every rank's batch the same size and (labelled) its labels valid, by one host collective,
-    // so that a bad batch throws on every rank before the pass's first collective.
+    // Data parallel: one collective of every rank's batch size and whether its batch and (when
+    // labelled: step()) labels are valid, so that a bad batch (or unequal shards: p * sum(n^2) !=
+    // sum(n)^2) throws on every rank before the first collective of the pass rather than on one
+    // rank inside it.
     void check_shards(std::span<const float> x, std::span<const int> labels, int classes, bool labelled) {
         const std::size_t per = input.size(), n = x.size() / per;
         bool bad = x.size() % per != 0 || n == 0 || (labelled && labels.size() != n);
@@ -458,7 +457,8 @@ private:
                         throw error("ctnet: softmax_cross_entropy: sample " + std::to_string(i) + " has label " +
                                     std::to_string(labels[i]) + ", expected 0.." + std::to_string(classes - 1));
             }
-            throw error("ctnet: train_step: another rank's batch or labels are not valid; nothing was run");
+            throw error(labelled ? "ctnet: train_step: another rank's batch or labels are not valid; nothing was run"
+                                 : "ctnet: cuda trainer: forward: another rank's batch is not valid; nothing was run");
         }
         const auto ranks = static_cast<double>(opt_.comm->size());
         if (ranks * v[1] != v[0] * v[0])

@@ -151,7 +151,7 @@ public:
         if (params.size() != grads.size())
             throw error("ctnet: optimizer: " + std::to_string(params.size()) + " parameters but " +
                         std::to_string(grads.size()) + " gradients");
-        if (momentum_.empty()) {
+        if (momentum_.empty() && square_.empty()) {
             momentum_.assign(params.size(), 0.0F);
             square_.assign(params.size(), initial_mean_square(update()));
         } else if (momentum_.size() != params.size() || square_.size() != params.size()) {
