@@ -154,7 +154,7 @@ TEST_CASE("cuda training: batch norm with batch statistics, running statistics a
         INFO("shape " << s.c << "x" << s.h << "x" << s.w << ", batch " << n << ", "
                       << cuda::operands::bn_blocks(static_cast<long long>(n) * s.h * s.w) << " blocks per channel");
         tensor x{s, n, 4, g}, dy{s, n, 0, g};
-        mirrored<double> scratch{std::vector<double>(cuda::bn_scratch_doubles(s.c, static_cast<long long>(n) * s.h * s.w))};
+        mirrored<double> scratch{std::vector<double>(4 * cuda::bn_partials(s.c, static_cast<long long>(n) * s.h * s.w))};
         const auto c = static_cast<std::size_t>(s.c);
         mirrored<float> params{normal(4 * c, g)};
         for (std::size_t k = 3 * c; k < 4 * c; ++k) params.host[k] = std::fabs(params.host[k]) + 0.5F;  // a variance

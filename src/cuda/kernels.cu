@@ -149,8 +149,8 @@ dim3 bn_grid(view x, int n) {
 }
 }  // namespace
 
-std::size_t bn_scratch_doubles(int c, long long count) {
-    return 4 * static_cast<std::size_t>(c) * static_cast<std::size_t>(operands::bn_blocks(count));
+std::size_t bn_partials(int c, long long count) {
+    return static_cast<std::size_t>(c) * static_cast<std::size_t>(operands::bn_blocks(count));
 }
 
 void bn_sums(view x, int n, double* part, cudaStream_t s) {
@@ -192,7 +192,7 @@ void bn_input_grad(const float* weight, const float* mean, const float* invstd, 
 
 void batch_norm_train(const float* weight, const float* bias, double eps, float momentum, view x, view y, int n,
                       float* mean, float* invstd, float* running_mean, float* running_var, double* scratch, cudaStream_t s) {
-    const std::size_t part = bn_scratch_doubles(x.c, static_cast<long long>(n) * x.h * x.w) / 4;
+    const std::size_t part = bn_partials(x.c, static_cast<long long>(n) * x.h * x.w);
     bn_sums(x, n, scratch, s);
     bn_squared_deviations(x, n, 1, scratch, scratch + part, s);
     bn_apply(weight, bias, eps, momentum, 1, scratch, scratch + part, x, y, n, mean, invstd, running_mean, running_var, s);

@@ -80,9 +80,9 @@ void conv2d_weight_grad(geometry g, view x, view dy, int n, float* dw, float* db
 //             dweight / dbias += this rank's (`local`; the gradient average combines them), dx
 //             (+)= from every rank's (`global`: the same memory without sync BN); in place; dx.data
 //             may be null.
-// Scratch for one layer: bn_scratch_doubles(c, n * h * w) (part, sq, and the backward's local
-// and global copies).
-std::size_t bn_scratch_doubles(int c, long long count);
+// bn_partials(c, n * h * w): the partials of one sum, C x blocks; a layer's scratch is 4 x that
+// (part, sq; the backward's local and global copies of its two sums).
+std::size_t bn_partials(int c, long long count);
 void bn_sums(view x, int n, double* part, cudaStream_t s);
 void bn_squared_deviations(view x, int n, int ranks, const double* part, double* sq, cudaStream_t s);
 void bn_apply(const float* weight, const float* bias, double eps, float momentum, int ranks, const double* part, const double* sq,
@@ -90,7 +90,7 @@ void bn_apply(const float* weight, const float* bias, double eps, float momentum
 void bn_grad_sums(const float* mean, const float* invstd, view x, view dy, int n, double* part, cudaStream_t s);
 void bn_input_grad(const float* weight, const float* mean, const float* invstd, int ranks, const double* local,
                    const double* global, view x, view dy, view dx, int n, float* dweight, float* dbias, cudaStream_t s);
-// One process's passes in a row (scratch: bn_scratch_doubles).
+// One process's passes in a row (scratch: 4 x bn_partials).
 void batch_norm_train(const float* weight, const float* bias, double eps, float momentum, view x, view y, int n,
                       float* mean, float* invstd, float* running_mean, float* running_var, double* scratch, cudaStream_t s);
 void batch_norm_train_backward(const float* weight, const float* mean, const float* invstd, view x, view dy, view dx,

@@ -518,7 +518,7 @@ private:
         std::size_t bn_scratch = 1;  // the batch norms' partial sums (cuda/launch.hpp), one layer at a time
         for (int i = 0; i < p.n_ops; ++i)
             if (p.ops[i].kind == op_kind::batch_norm)
-                bn_scratch = std::max(bn_scratch, cuda::bn_scratch_doubles(p.ops[i].out.s.c, static_cast<long long>(n) * p.ops[i].in.s.h * p.ops[i].in.s.w));
+                bn_scratch = std::max(bn_scratch, 4 * cuda::bn_partials(p.ops[i].out.s.c, static_cast<long long>(n) * p.ops[i].in.s.h * p.ops[i].in.s.w));
         bn_scratch_ = cuda::device_buffer<double>{bn_scratch};
         loss_dev_ = cuda::device_buffer<double>{2 * nn};
         loss_host_ = cuda::pinned_buffer<double>{2 * nn};
@@ -617,7 +617,7 @@ private:
                 const auto momentum = static_cast<float>(opt_.bn_momentum);
                 // The passes of cuda/launch.hpp; with sync BN the partial sums are all-reduced
                 // between them (on one rank: the local arithmetic, bit for bit).
-                const std::size_t part = cuda::bn_scratch_doubles(o.out.s.c, static_cast<long long>(n) * o.in.s.h * o.in.s.w) / 4;
+                const std::size_t part = cuda::bn_partials(o.out.s.c, static_cast<long long>(n) * o.in.s.h * o.in.s.w);
                 double* sums = bn_scratch_.data();
                 double* sq = sums + part;
                 cuda::bn_sums(x, n, sums, q);
@@ -669,7 +669,7 @@ private:
                 // dgamma, dbeta: this rank's sums (the gradient average combines them); dx: every
                 // rank's, a copy of the partials all-reduced. Where dx is null every rank skips
                 // the collective alike.
-                const std::size_t part = cuda::bn_scratch_doubles(o.out.s.c, static_cast<long long>(n) * o.in.s.h * o.in.s.w) / 2;
+                const std::size_t part = 2 * cuda::bn_partials(o.out.s.c, static_cast<long long>(n) * o.in.s.h * o.in.s.w);
                 double* local = bn_scratch_.data();
                 double* global = local;
                 cuda::bn_grad_sums(mean, mean + c, needed_in(i), dy, n, local, q);
